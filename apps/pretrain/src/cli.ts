@@ -1,0 +1,46 @@
+import { parseArgs } from 'node:util';
+import { BACKEND_NAMES, BackendUnavailableError, setupBackend } from '@sparkmim/runtime';
+import { UsageError } from './errors';
+
+const HELP = `sparkmim: SparK masked image modelling for TensorFlow.js
+
+usage: sparkmim <command> [options]
+
+commands:
+  backend [--backend NAME]   set a backend up and report what it got (adapter vendor, architecture)
+  help                       this text
+
+backends: ${BACKEND_NAMES.join(', ')}
+`;
+
+async function backendCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { backend: { type: 'string', default: 'cpu' } }, strict: true });
+  const info = await setupBackend(values.backend!);
+  process.stdout.write(JSON.stringify(info) + '\n');
+  return 0;
+}
+
+/** Runs the CLI; returns the exit code (0 ok, 2 a usage or setup error the user can fix). */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(HELP);
+        return 0;
+      case 'backend':
+        return await backendCommand(rest);
+      default:
+        throw new UsageError(`unknown command '${command}': run 'sparkmim --help' for the list`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof BackendUnavailableError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`sparkmim: ${(error as Error).message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,2 @@
+// Public API of @sparkmim/backbones: see README.md.
+export {};

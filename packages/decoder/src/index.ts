@@ -1,0 +1,2 @@
+// Public API of @sparkmim/decoder: see README.md.
+export {};

@@ -1,0 +1,2 @@
+// Public API of @sparkmim/losses: see README.md.
+export {};

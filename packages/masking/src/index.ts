@@ -1,0 +1,2 @@
+// Public API of @sparkmim/masking: see README.md.
+export {};

@@ -1,0 +1,176 @@
+import * as tf from '@tensorflow/tfjs-core';
+import './registrations';
+
+/** Backends sparkmim knows how to set up. */
+export const BACKEND_NAMES = ['cpu', 'wasm', 'webgpu', 'tensorflow', 'tensorflow-gpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** What {@link setupBackend} got. */
+export interface BackendInfo {
+  /** The sparkmim name asked for. */
+  name: BackendName;
+  /** The tfjs backend name now active (`tensorflow` for both tfjs-node packages). */
+  tfjsBackend: string;
+  /** Whether this backend can train every sparkmim model (wasm lacks conv filter gradients). */
+  canTrain: boolean;
+  /** GPU adapter details for webgpu, as the adapter reports them. */
+  adapter?: { vendor: string; architecture: string; description: string; device: string };
+}
+
+/** Thrown when a backend cannot be set up; `message` says what to do about it. */
+export class BackendUnavailableError extends Error {
+  constructor(
+    readonly backend: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BackendUnavailableError';
+  }
+}
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+
+// A module name held in a variable keeps bundlers from trying to resolve optional packages that the user
+// may not have installed (tfjs-node, webgpu in the browser build).
+async function importOptional<T = unknown>(moduleName: string): Promise<T | undefined> {
+  try {
+    return (await import(/* webpackIgnore: true */ /* @vite-ignore */ moduleName)) as T;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return undefined;
+    throw error;
+  }
+}
+
+interface NodeWebGpuModule {
+  create(options: string[]): GPU;
+  globals: Record<string, unknown>;
+}
+
+/**
+ * Makes `navigator.gpu` exist in Node through Dawn (the `webgpu` npm package). Must run before
+ * `@tensorflow/tfjs-backend-webgpu` is imported: that package registers itself only when WebGPU exists.
+ */
+export async function installNodeWebGpu(): Promise<boolean> {
+  const globalScope = globalThis as unknown as { navigator?: { gpu?: GPU } };
+  if (globalScope.navigator?.gpu) return true;
+  if (!isNode) return false;
+  const webgpu = await importOptional<NodeWebGpuModule>('webgpu');
+  if (!webgpu) return false;
+  exposeNodeWebGpu(webgpu);
+  return true;
+}
+
+/** Puts Dawn's `GPU*` constants on the global scope and `gpu` on `navigator`, as a browser has them. */
+export function exposeNodeWebGpu(webgpu: NodeWebGpuModule): void {
+  const globalScope = globalThis as unknown as Record<string, unknown> & { navigator?: Record<string, unknown> };
+  for (const [key, value] of Object.entries(webgpu.globals)) {
+    if (!(key in globalScope)) globalScope[key] = value;
+  }
+  const gpu = webgpu.create([]);
+  if (globalScope.navigator) {
+    Object.defineProperty(globalScope.navigator, 'gpu', { value: gpu, configurable: true });
+  } else {
+    globalScope.navigator = { gpu };
+  }
+}
+
+const installHint: Record<'tensorflow' | 'tensorflow-gpu', string> = {
+  tensorflow: 'npm install @tensorflow/tfjs-node@4.22.0',
+  'tensorflow-gpu': 'npm install @tensorflow/tfjs-node-gpu@4.22.0',
+};
+
+async function registerBackend(name: BackendName): Promise<string> {
+  switch (name) {
+    case 'cpu':
+      await import('@tensorflow/tfjs-backend-cpu');
+      return 'cpu';
+    case 'wasm': {
+      const wasm = await import('@tensorflow/tfjs-backend-wasm');
+      void wasm;
+      return 'wasm';
+    }
+    case 'webgpu': {
+      if (!(await installNodeWebGpu())) {
+        throw new BackendUnavailableError(
+          'webgpu',
+          isNode
+            ? "webgpu: no WebGPU in this Node.js: install the optional 'webgpu' package (npm install webgpu@0.6.2)."
+            : 'webgpu: this browser exposes no navigator.gpu (try a recent Chrome or Edge).',
+        );
+      }
+      await import('@tensorflow/tfjs-backend-webgpu');
+      return 'webgpu';
+    }
+    case 'tensorflow':
+    case 'tensorflow-gpu': {
+      const packageName = name === 'tensorflow' ? '@tensorflow/tfjs-node' : '@tensorflow/tfjs-node-gpu';
+      if (!isNode) throw new BackendUnavailableError(name, `${name}: ${packageName} runs only in Node.js.`);
+      const loaded = await importOptional(packageName);
+      if (!loaded) {
+        throw new BackendUnavailableError(
+          name,
+          `${name}: the package ${packageName} is not installed. Install it with: ${installHint[name]}`,
+        );
+      }
+      return 'tensorflow';
+    }
+  }
+}
+
+/**
+ * Sets the tfjs backend by sparkmim name, registers gradients, and reports what it got.
+ *
+ * @example
+ * const info = await setupBackend('webgpu');
+ * console.log(info.tfjsBackend, info.adapter?.vendor);
+ */
+export async function setupBackend(name: string): Promise<BackendInfo> {
+  if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
+    throw new BackendUnavailableError(
+      name,
+      `unknown backend '${name}': expected one of ${BACKEND_NAMES.join(', ')}`,
+    );
+  }
+  const backendName = name as BackendName;
+  const tfjsBackend = await registerBackend(backendName);
+  const ok = await tf.setBackend(tfjsBackend);
+  if (!ok) {
+    throw new BackendUnavailableError(backendName, `${backendName}: tfjs could not initialise the '${tfjsBackend}' backend`);
+  }
+  await tf.ready();
+  return { name: backendName, tfjsBackend, canTrain: backendName !== 'wasm', adapter: readAdapterInfo() };
+}
+
+function readAdapterInfo(): BackendInfo['adapter'] {
+  const backend = tf.backend() as { adapterInfo?: Record<string, unknown> };
+  const info = backend.adapterInfo;
+  if (!info) return undefined;
+  const text = (key: string) => (typeof info[key] === 'string' ? (info[key] as string) : '');
+  return { vendor: text('vendor'), architecture: text('architecture'), description: text('description'), device: text('device') };
+}
+
+/**
+ * The fastest backend that can be set up here, in order: tensorflow-gpu, tensorflow, webgpu, cpu.
+ *
+ * @example
+ * const info = await setupFastestBackend();
+ */
+export async function setupFastestBackend(
+  candidates: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'cpu'],
+): Promise<BackendInfo> {
+  const failures: string[] = [];
+  for (const candidate of candidates) {
+    try {
+      return await setupBackend(candidate);
+    } catch (error) {
+      failures.push((error as Error).message);
+    }
+  }
+  throw new BackendUnavailableError('auto', `no backend could be set up:\n${failures.join('\n')}`);
+}
+
+/** Whether gradients are registered for the kernels sparkmim trains through. */
+export function gradientsRegistered(): boolean {
+  return tf.getGradient('Conv2D') !== undefined && tf.getGradient('FusedBatchNorm') !== undefined;
+}

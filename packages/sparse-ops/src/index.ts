@@ -1,0 +1,2 @@
+// Public API of @sparkmim/sparse-ops: see README.md.
+export {};

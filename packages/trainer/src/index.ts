@@ -1,0 +1,2 @@
+// Public API of @sparkmim/trainer: see README.md.
+export {};
