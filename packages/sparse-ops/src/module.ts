@@ -116,3 +116,32 @@ export function uniformFanIn(fanIn: number, seed?: number): Initializer {
   const bound = 1 / Math.sqrt(fanIn);
   return (shape) => tf.randomUniform(shape, -bound, bound, 'float32', seed);
 }
+
+/**
+ * An ordered list of child modules named "0", "1", … (PyTorch's `nn.ModuleList` / `nn.Sequential`
+ * naming), so that state-dict keys such as `layer1.0.conv1.weight` come out right.
+ *
+ * @example
+ * const blocks = new ModuleList([blockA, blockB]);
+ * for (const block of blocks.items) x = block.apply(x);
+ */
+export class ModuleList<T extends Module = Module> extends Module {
+  readonly items: T[];
+
+  constructor(items: T[] = []) {
+    super();
+    this.items = [];
+    for (const item of items) this.push(item);
+  }
+
+  /** Appends `item` under the next index. */
+  push(item: T): T {
+    this.registerModule(String(this.items.length), item);
+    this.items.push(item);
+    return item;
+  }
+
+  get length(): number {
+    return this.items.length;
+  }
+}
