@@ -10,7 +10,7 @@ export type { BatchStatistics, SparseBatchNormOptions, SparseLayerNormOptions } 
 export { densify } from './densify';
 export { toTfPadding } from './padding';
 export type { Padding2d } from './padding';
-export { Module, uniformFanIn } from './module';
+export { Module, ModuleList, uniformFanIn } from './module';
 export type { Initializer, NamedVariable, TorchLayout } from './module';
 export { SparseAvgPool2d, SparseBatchNorm2d, SparseConv2d, SparseLayerNorm, SparseMaxPool2d } from './layers';
 export type { ApplyOptions, SparseBatchNormConfig, SparseConv2dConfig, SparseLayerNormConfig } from './layers';
