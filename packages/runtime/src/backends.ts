@@ -99,6 +99,16 @@ async function registerBackend(name: BackendName): Promise<string> {
             : 'webgpu: this browser exposes no navigator.gpu (try a recent Chrome or Edge).',
         );
       }
+      const gpu = (globalThis as unknown as { navigator: { gpu: GPU } }).navigator.gpu;
+      if (!(await gpu.requestAdapter())) {
+        throw new BackendUnavailableError(
+          'webgpu',
+          isNode
+            ? 'webgpu: Dawn found no GPU adapter. Without a GPU, use the SwiftShader Vulkan driver: ' +
+                'apt-get install -y chromium libvulkan1 and set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json'
+            : 'webgpu: the browser offers no WebGPU adapter.',
+        );
+      }
       await import('@tensorflow/tfjs-backend-webgpu');
       return 'webgpu';
     }
