@@ -55,4 +55,6 @@ module.exports = (packageDir) => ({
   setupFilesAfterEnv: [require.resolve('./packages/test-utils/src/jest-setup.cjs')],
   testTimeout: 120000,
   maxWorkers: 1,
+  // Lists every spec with its backend ([cpu] / [webgpu]) so a run shows what ran where.
+  verbose: true,
 });
