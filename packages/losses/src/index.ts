@@ -1,2 +1,4 @@
 // Public API of @sparkmim/losses: see README.md.
-export {};
+export { patchify, unpatchify } from './patchify';
+export { reconstructionComposite, sparkLoss } from './loss';
+export type { ReconstructionComposite, SparkLossOptions } from './loss';
