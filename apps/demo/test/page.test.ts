@@ -60,5 +60,20 @@ describe('demo page', () => {
     const status = await page.textContent('#status');
     expect(errors).toEqual([]);
     expect(status).toMatch(/^backend: webgpu/);
+    // The masked picture hides exactly 60% of the 7x7 patches: count the patches drawn in mask gray.
+    const hiddenPatches = await page.evaluate(() => {
+      const canvases = document.querySelectorAll('canvas');
+      const context = canvases[1].getContext('2d')!;
+      let hidden = 0;
+      for (let row = 0; row < 7; row++) {
+        for (let column = 0; column < 7; column++) {
+          const [r, g, b] = context.getImageData(column * 32 + 16, row * 32 + 16, 1, 1).data;
+          if (r === 128 && g === 128 && b === 128) hidden++;
+        }
+      }
+      return hidden;
+    });
+    expect(hiddenPatches).toBe(49 - 20); // keep = round(49 * 0.4) = round(19.6) = 20
+    if (process.env.SPARKMIM_SCREENSHOT) await page.screenshot({ path: process.env.SPARKMIM_SCREENSHOT });
   });
 });
