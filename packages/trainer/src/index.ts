@@ -1,2 +1,39 @@
 // Public API of @sparkmim/trainer: see README.md.
-export {};
+
+// Optimisers, parameter groups, schedules
+export { Lamb } from './optim/lamb';
+export type { LambOptions } from './optim/lamb';
+export { AdamW } from './optim/adamw';
+export type { AdamWOptions } from './optim/adamw';
+export { Sgd } from './optim/sgd';
+export type { SgdOptions } from './optim/sgd';
+export type {
+  NamedGradients,
+  NamedTensors,
+  NamedVariable,
+  Optimizer,
+  ParamGroup,
+  ParamGroupInit,
+  StepOptions,
+  StepResult,
+} from './optim/optimizer';
+export { defaultBetas } from './optim/betas';
+export { SPARK_NO_WEIGHT_DECAY_KEYS, hasWeightDecay, paramGroupsFromVariables, weightDecayGroups } from './optim/param-groups';
+export type { ParamShape, WeightDecayGroup, WeightDecayGroupOptions } from './optim/param-groups';
+export { applyLrWd, lrWdAt, peakLearningRate, sparkSchedule } from './optim/schedule';
+export type { AppliedLrWd, LrWd, LrWdSchedule, SparkScheduleOptions } from './optim/schedule';
+
+// Safetensors and atomic file writes
+export { decodeSafetensors, encodeSafetensors } from './io/safetensors';
+export type {
+  DecodeSafetensorsOptions,
+  DecodedSafetensors,
+  SafetensorsData,
+  SafetensorsDtype,
+  SafetensorsEntry,
+  SafetensorsTensor,
+  SafetensorsWriteDtype,
+} from './io/safetensors';
+export { safetensorsEntriesFromTensors, tensorsFromSafetensors } from './io/tensors';
+export { writeFileAtomic } from './io/atomic-write';
+export type { AtomicWriteData } from './io/atomic-write';

@@ -1,0 +1,70 @@
+// Node only. The Node modules are imported when a write happens, through a name held in a variable, so a
+// browser bundle of this package never resolves them (the same device as @sparkmim/runtime's optional imports).
+import type * as FsPromises from 'node:fs/promises';
+import type * as NodePath from 'node:path';
+
+/** What {@link writeFileAtomic} writes: bytes, or chunks (so a large checkpoint need not be one buffer). */
+export type AtomicWriteData = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+
+async function importNode<T>(moduleName: string): Promise<T> {
+  if (typeof process === 'undefined' || !process.versions?.node) {
+    throw new Error(`writeFileAtomic: needs Node.js (it imports ${moduleName}); in a browser, offer the bytes as a download instead`);
+  }
+  return (await import(/* webpackIgnore: true */ /* @vite-ignore */ moduleName)) as T;
+}
+
+async function* chunksOf(data: AtomicWriteData): AsyncIterable<Uint8Array> {
+  if (data instanceof Uint8Array) yield data;
+  else yield* data;
+}
+
+/**
+ * Writes a file so that readers see either the old content or the whole new content, never a part:
+ * the bytes go to a temporary file in the same folder, which is flushed to disk (fsync) and then renamed
+ * over `filePath` (an atomic replace on POSIX and on Windows NTFS). If the write fails or the process
+ * dies first, `filePath` is untouched (a failed write removes its temporary file; a killed process may
+ * leave a `.<name>.<pid>.<random>.tmp` file behind). Node only.
+ *
+ * @example
+ * await writeFileAtomic('checkpoints/last.safetensors', encodeSafetensors(entries, metadata));
+ */
+export async function writeFileAtomic(filePath: string, data: AtomicWriteData): Promise<void> {
+  const fs = await importNode<typeof FsPromises>('node:fs/promises');
+  const path = await importNode<typeof NodePath>('node:path');
+  const folder = path.dirname(filePath);
+  const random = Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0');
+  const tempPath = path.join(folder, `.${path.basename(filePath)}.${process.pid}.${random}.tmp`);
+  // 'wx': fail rather than share a temporary file with another writer.
+  const handle = await fs.open(tempPath, 'wx');
+  let closed = false;
+  try {
+    for await (const chunk of chunksOf(data)) {
+      let written = 0;
+      while (written < chunk.byteLength) {
+        const { bytesWritten } = await handle.write(chunk, written, chunk.byteLength - written);
+        written += bytesWritten;
+      }
+    }
+    // Flush the data before the rename: otherwise a crash can leave the new name pointing at an empty file.
+    await handle.sync();
+    await handle.close();
+    closed = true;
+    await fs.rename(tempPath, filePath);
+  } catch (error) {
+    if (!closed) await handle.close().catch(() => undefined);
+    await fs.rm(tempPath, { force: true }).catch(() => undefined);
+    throw error;
+  }
+  // Flush the folder too, so the rename itself survives a power loss. Folders cannot be opened for
+  // this on Windows, where the rename is already durable once it returns.
+  try {
+    const folderHandle = await fs.open(folder, 'r');
+    try {
+      await folderHandle.sync();
+    } finally {
+      await folderHandle.close();
+    }
+  } catch {
+    // Best effort: the file is complete and in place either way.
+  }
+}
