@@ -1,2 +1,8 @@
 // Public API of @sparkmim/decoder: see README.md.
-export {};
+export { createDensifyLayers, DENSIFY_NORM_KINDS, densifyConfigFromState, DensifyLayers, MaskTokens } from './densify';
+export type { DensifyConfig, DensifyNorm, DensifyNormKind, DensifyProjection } from './densify';
+export { InitRandom } from './init';
+export { ConvTranspose2d, Identity } from './layers';
+export type { ConvTranspose2dConfig } from './layers';
+export { LightDecoder, lightDecoderConfigFromState, UNetBlock } from './light-decoder';
+export type { LightDecoderConfig, StateShapes } from './light-decoder';
