@@ -16,4 +16,4 @@ pnpm install --frozen-lockfile --reporter=append-only | tail -n 3
 pnpm changeset status
 pnpm turbo run typecheck build lint --output-logs=errors-only
 bash scripts/check-pack.sh
-pnpm turbo run test --concurrency=1 --output-logs=full --log-order=grouped
+pnpm turbo run test --concurrency=1 --continue --output-logs=full --log-order=grouped
