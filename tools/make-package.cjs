@@ -43,5 +43,5 @@ const pkg = {
 fs.mkdirSync(path.join(dir, 'src'), { recursive: true });
 fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify(pkg, null, 2) + '\n');
 fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({ extends: '../../tsconfig.base.json', include: ['src'] }, null, 2) + '\n');
-fs.writeFileSync(path.join(dir, 'tsup.config.ts'), `import { defineConfig } from 'tsup';\n\nexport default defineConfig({\n  entry: ['src/index.ts'],\n  format: ['esm', 'cjs'],\n  dts: true,\n  clean: true,\n  sourcemap: true,\n  target: 'es2022',\n  external: [/^@tensorflow\\//, /^@sparkmim\\//],\n});\n`);
+fs.writeFileSync(path.join(dir, 'tsup.config.ts'), "export { default } from '../../tsup.library';\n");
 fs.writeFileSync(path.join(dir, 'jest.config.cjs'), `module.exports = require('../../jest.base.cjs')(__dirname);\n`);
