@@ -1,0 +1,313 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { TorchTensorData } from '@sparkmim/sparse-ops';
+import { version as SPARKMIM_VERSION } from '../../package.json';
+import { writeFileAtomic } from '../io/atomic-write';
+import { decodeSafetensors, encodeSafetensors } from '../io/safetensors';
+import type { SafetensorsEntry, SafetensorsTensor } from '../io/safetensors';
+import { safetensorsEntriesFromTensors, tensorsFromSafetensors } from '../io/tensors';
+import { DEPRECATED_SPARK_BUFFERS, stateFromSafetensors } from '../model/state';
+import type { Optimizer } from '../optim/optimizer';
+import { nodeFiles } from './node';
+import { ENCODER_STATE_PREFIX, assignModelState, modelTorchState } from './trainable';
+import type { AssignStateReport, TrainableModel } from './trainable';
+
+/** The name of a checkpoint folder's manifest: written last, it decides which files make the checkpoint. */
+export const CHECKPOINT_MANIFEST = 'checkpoint.json';
+/** Encoder-only weights (timm / official backbone names) beside each full checkpoint. */
+export const ENCODER_WEIGHTS_FILE = 'encoder.safetensors';
+
+const FORMAT = 'sparkmim-checkpoint';
+const FORMAT_VERSION = 1;
+
+/** Where a run stands: what a resumed run starts from. */
+export interface TrainingProgress {
+  /** The epoch to run (0-based): the next one after an epoch's end, the current one mid-epoch. */
+  epoch: number;
+  /** Batches of `epoch` already trained on (0 at an epoch's start). */
+  iterationInEpoch: number;
+  /** Iterations trained in all (the schedule's next iteration). */
+  iteration: number;
+}
+
+/** Random-stream positions needed to continue a run exactly. */
+export interface RandomState {
+  /** The run seed, when one was given (see {@link deriveSeeds}). */
+  seed?: number;
+  /** Position of the mask stream ({@link TrainingRandom.state}). */
+  mask: number;
+  /** Position of the model's own stream (drop path), when it has one. */
+  model?: number;
+}
+
+/** The JSON manifest of a full checkpoint (`checkpoint.json`). */
+export interface CheckpointManifest {
+  format: typeof FORMAT;
+  formatVersion: number;
+  /** Version of @sparkmim/trainer that wrote it. */
+  sparkmimVersion: string;
+  savedAt: string;
+  progress: TrainingProgress;
+  random: RandomState;
+  /** The run's settings (whatever the caller passed: model, optimiser, schedule, data ...). */
+  config: Record<string, unknown>;
+  /** The optimiser's groups when saved (their lr and weight decay are set again by the schedule). */
+  optimizer: { groups: { name: string; lr: number; weightDecay: number; parameters: number }[] };
+  /** Loss figures so far, for humans. */
+  metrics?: Record<string, number>;
+  /** File names inside the checkpoint folder. */
+  files: { model: string; optimizer: string };
+}
+
+export interface SaveCheckpointOptions {
+  model: TrainableModel;
+  optimizer: Optimizer;
+  progress: TrainingProgress;
+  random: RandomState;
+  config?: Record<string, unknown>;
+  metrics?: Record<string, number>;
+  /** Also write the encoder-only weights ({@link ENCODER_WEIGHTS_FILE}). Default true. */
+  encoder?: boolean;
+}
+
+function checkProgress(progress: TrainingProgress, caller: string): void {
+  for (const key of ['epoch', 'iterationInEpoch', 'iteration'] as const) {
+    const value = progress?.[key];
+    if (!(Number.isInteger(value) && value >= 0)) throw new Error(`${caller}: progress.${key} is ${value}, expected a whole number >= 0`);
+  }
+}
+
+function torchEntries(state: ReadonlyMap<string, TorchTensorData>): Map<string, SafetensorsEntry> {
+  return new Map([...state].map(([name, tensor]) => [name, { dtype: 'F32' as const, shape: tensor.shape, data: tensor.data }]));
+}
+
+/**
+ * Saves a full checkpoint into folder `dir` (created if needed) so that {@link resumeFromCheckpoint}
+ * continues the run exactly: the model's state dict with the decoder (official names, PyTorch layouts,
+ * loadable by `SparkModel` and by the official code after conversion), the optimiser's state, and
+ * `checkpoint.json` with progress, random-stream positions, config and version. The data files get new
+ * names and the manifest is replaced atomically only once they are complete, so a crash or a kill at any
+ * point leaves the previous checkpoint loadable; files of older checkpoints are removed after the commit.
+ * Then (by default) the encoder-only weights go to `encoder.safetensors` with the `sparse_encoder.sp_cnn.`
+ * prefix removed (timm / official ConvNeXt names, for fine-tuning). Node only.
+ *
+ * @example
+ * await saveCheckpoint('runs/r50', { model, optimizer, progress: { epoch: 3, iterationInEpoch: 0, iteration: 3 * 312 }, random: { mask: maskRandom.state } });
+ */
+export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions): Promise<CheckpointManifest> {
+  const { model, optimizer, progress, random, config = {}, metrics, encoder = true } = options;
+  checkProgress(progress, 'saveCheckpoint');
+  const { fs, path } = await nodeFiles('saveCheckpoint');
+  await fs.mkdir(dir, { recursive: true });
+  const previous = await readManifestIfAny(dir);
+  const tag = `it${String(progress.iteration).padStart(8, '0')}-${Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0')}`;
+  const files = { model: `model.${tag}.safetensors`, optimizer: `optimizer.${tag}.safetensors` };
+  const metadata = { format: 'pt', sparkmim_version: SPARKMIM_VERSION, epoch: String(progress.epoch), iteration: String(progress.iteration) };
+
+  const modelState = await modelTorchState(model);
+  await writeFileAtomic(path.join(dir, files.model), encodeSafetensors(torchEntries(modelState), metadata));
+  const optimizerState = optimizer.getState();
+  let optimizerEntries: Map<string, SafetensorsEntry>;
+  try {
+    optimizerEntries = await safetensorsEntriesFromTensors(optimizerState);
+  } finally {
+    tf.dispose([...optimizerState.values()]);
+  }
+  await writeFileAtomic(path.join(dir, files.optimizer), encodeSafetensors(optimizerEntries, metadata));
+
+  const manifest: CheckpointManifest = {
+    format: FORMAT,
+    formatVersion: FORMAT_VERSION,
+    sparkmimVersion: SPARKMIM_VERSION,
+    savedAt: new Date().toISOString(),
+    progress: { epoch: progress.epoch, iterationInEpoch: progress.iterationInEpoch, iteration: progress.iteration },
+    random: { ...random },
+    config,
+    optimizer: {
+      groups: optimizer.paramGroups.map((group) => ({ name: group.name, lr: group.lr, weightDecay: group.weightDecay, parameters: group.variables.length })),
+    },
+    ...(metrics ? { metrics } : {}),
+    files,
+  };
+  // The commit: until this rename, checkpoint.json names the previous checkpoint's files.
+  await writeFileAtomic(path.join(dir, CHECKPOINT_MANIFEST), new TextEncoder().encode(JSON.stringify(manifest, null, 2) + '\n'));
+  await removeStaleFiles(dir, new Set(Object.values(files)), previous);
+
+  if (encoder) {
+    const encoderState = new Map<string, TorchTensorData>();
+    for (const [name, tensor] of modelState) if (name.startsWith(ENCODER_STATE_PREFIX)) encoderState.set(name.slice(ENCODER_STATE_PREFIX.length), tensor);
+    if (encoderState.size > 0) {
+      await writeFileAtomic(path.join(dir, ENCODER_WEIGHTS_FILE), encodeSafetensors(torchEntries(encoderState), metadata));
+    }
+  }
+  return manifest;
+}
+
+// Files of earlier checkpoints, and pieces of writes that a crash interrupted: model.*/optimizer.*
+// safetensors the new manifest does not name, and writeFileAtomic's temporary files of them.
+async function removeStaleFiles(dir: string, keep: ReadonlySet<string>, previous: CheckpointManifest | undefined): Promise<void> {
+  const { fs, path } = await nodeFiles('saveCheckpoint');
+  const ours = /^\.?(model|optimizer)\.it\d+-[0-9a-f]{4}\.safetensors(\.\d+\.[0-9a-f]{8}\.tmp)?$/;
+  const names = await fs.readdir(dir);
+  for (const name of names) {
+    const stale = (ours.test(name) && !keep.has(name)) || (previous !== undefined && Object.values(previous.files).includes(name) && !keep.has(name));
+    if (stale) await fs.rm(path.join(dir, name), { force: true });
+  }
+}
+
+async function readManifestIfAny(dir: string): Promise<CheckpointManifest | undefined> {
+  try {
+    return await readCheckpointManifest(dir);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads and checks `checkpoint.json` of a checkpoint folder.
+ *
+ * @example
+ * const { progress } = await readCheckpointManifest('runs/r50'); // { epoch: 3, iterationInEpoch: 0, iteration: 936 }
+ */
+export async function readCheckpointManifest(dir: string): Promise<CheckpointManifest> {
+  const { fs, path } = await nodeFiles('readCheckpointManifest');
+  const file = path.join(dir, CHECKPOINT_MANIFEST);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') throw new Error(`${dir} holds no checkpoint: ${CHECKPOINT_MANIFEST} is missing`);
+    throw error;
+  }
+  let manifest: CheckpointManifest;
+  try {
+    manifest = JSON.parse(text) as CheckpointManifest;
+  } catch (error) {
+    throw new Error(`${file}: not valid JSON (${(error as Error).message})`);
+  }
+  if (manifest?.format !== FORMAT) throw new Error(`${file}: format is ${JSON.stringify(manifest?.format)}, expected '${FORMAT}'`);
+  if (!(manifest.formatVersion <= FORMAT_VERSION)) {
+    throw new Error(`${file}: format version ${manifest.formatVersion} is newer than this sparkmim reads (${FORMAT_VERSION}); upgrade @sparkmim/trainer`);
+  }
+  checkProgress(manifest.progress, file);
+  if (typeof manifest.files?.model !== 'string' || typeof manifest.files?.optimizer !== 'string') {
+    throw new Error(`${file}: expected files.model and files.optimizer to name the checkpoint's files`);
+  }
+  return manifest;
+}
+
+/** A full checkpoint as read from disk, before it is applied to anything. */
+export interface LoadedCheckpoint {
+  manifest: CheckpointManifest;
+  /** The model's state dict (official names, PyTorch layouts): e.g. to build a `SparkModel` from. */
+  modelState: Map<string, TorchTensorData>;
+  /** The optimiser's state entries (`exp_avg.<param>`, `step`, ...). */
+  optimizerState: Map<string, SafetensorsTensor>;
+}
+
+/**
+ * Reads a checkpoint folder (manifest, model state dict, optimiser state) without applying it.
+ *
+ * @example
+ * const { manifest, modelState } = await loadCheckpoint('runs/r50');
+ * const model = await SparkModel.fromState(modelState);
+ */
+export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
+  const manifest = await readCheckpointManifest(dir);
+  const { fs, path } = await nodeFiles('loadCheckpoint');
+  const modelFile = path.join(dir, manifest.files.model);
+  const optimizerFile = path.join(dir, manifest.files.optimizer);
+  const modelState = stateFromSafetensors(new Uint8Array(await fs.readFile(modelFile)), { source: modelFile });
+  const optimizerState = decodeSafetensors(new Uint8Array(await fs.readFile(optimizerFile)), { source: optimizerFile }).tensors;
+  return { manifest, modelState, optimizerState };
+}
+
+export interface ResumeOptions {
+  model: TrainableModel;
+  optimizer: Optimizer;
+}
+
+/**
+ * Restores everything of a full checkpoint: model parameters and buffers (strictly: every name and shape
+ * must match), the optimiser's state and the model's random stream; returns the manifest, whose
+ * `progress` and `random` tell the loop where to continue (pass it as `resume` to {@link train}).
+ * Compare {@link initFromWeights}, which takes the model weights only and starts at epoch 0.
+ *
+ * @example
+ * const manifest = await resumeFromCheckpoint('runs/r50', { model, optimizer });
+ * await train({ model, optimizer, data, epochs: 1600, resume: manifest });
+ */
+export async function resumeFromCheckpoint(dir: string, { model, optimizer }: ResumeOptions): Promise<CheckpointManifest> {
+  const { manifest, modelState, optimizerState } = await loadCheckpoint(dir);
+  assignModelState(model, modelState, { caller: `resumeFromCheckpoint(${dir})` });
+  const tensors = tensorsFromSafetensors(optimizerState);
+  try {
+    await optimizer.setState(tensors);
+  } finally {
+    tf.dispose([...tensors.values()]);
+  }
+  if (manifest.random.model !== undefined) model.setRandomState?.(manifest.random.model);
+  return manifest;
+}
+
+export interface InitFromWeightsOptions {
+  /** Use only the keys under this prefix, with it removed (e.g. `param.` in the golden files). */
+  stripPrefix?: string;
+  /**
+   * Every model entry must be in the file and every key of the file in the model. Default true. With
+   * false, missing entries keep their initial values and unknown keys are ignored (the report lists them).
+   */
+  strict?: boolean;
+  /**
+   * The file holds encoder-only weights (timm / official backbone names): they are loaded under
+   * `sparse_encoder.sp_cnn.`. Default: detected (no key of the file starts with that prefix, and the model
+   * has entries there).
+   */
+  encoderOnly?: boolean;
+}
+
+/**
+ * Loads model weights only (the official `--init_weight`): a full state dict or encoder-only weights, from
+ * a safetensors file path (Node) or its bytes. The optimiser and progress are untouched, so training starts
+ * at epoch 0; use {@link resumeFromCheckpoint} to continue a run.
+ *
+ * @example
+ * await initFromWeights(model, 'resnet50_1kpretrained_timm_style.safetensors', { strict: false });
+ */
+export async function initFromWeights(model: TrainableModel, source: string | Uint8Array, options: InitFromWeightsOptions = {}): Promise<AssignStateReport> {
+  const { stripPrefix = '', strict = true } = options;
+  let bytes: Uint8Array;
+  let name = 'the weights';
+  if (typeof source === 'string') {
+    const { fs } = await nodeFiles('initFromWeights');
+    bytes = new Uint8Array(await fs.readFile(source));
+    name = source;
+  } else {
+    bytes = source;
+  }
+  let state = stateFromSafetensors(bytes, { stripPrefix, source: name });
+  for (const key of DEPRECATED_SPARK_BUFFERS) state.delete(key);
+  const modelNames = model.stateEntries().map((entry) => entry.name);
+  const encoderOnly =
+    options.encoderOnly ??
+    (![...state.keys()].some((key) => key.startsWith(ENCODER_STATE_PREFIX)) && modelNames.some((key) => key.startsWith(ENCODER_STATE_PREFIX)));
+  if (encoderOnly) {
+    state = new Map([...state].map(([key, value]) => [ENCODER_STATE_PREFIX + key, value]));
+    // Encoder weights cannot fill the decoder: strictness applies to the encoder's entries.
+    const encoderView = { stateEntries: () => model.stateEntries().filter((entry) => entry.name.startsWith(ENCODER_STATE_PREFIX)) };
+    return assignModelState(encoderView, state, { strict, caller: `initFromWeights(${name})` });
+  }
+  return assignModelState(model, state, { strict, caller: `initFromWeights(${name})` });
+}
+
+/**
+ * Writes the encoder's weights alone (the `sparse_encoder.sp_cnn.` prefix removed: timm names for
+ * ResNets, official names for ConvNeXt), atomically, for fine-tuning elsewhere (the official
+ * `*_1kpretrained_timm_style.pth`). Node only.
+ *
+ * @example
+ * await saveEncoderWeights(model, 'resnet50_1kpretrained_timm_style.safetensors');
+ */
+export async function saveEncoderWeights(model: Pick<TrainableModel, 'stateEntries'>, file: string): Promise<void> {
+  const state = await modelTorchState(model, { prefix: ENCODER_STATE_PREFIX });
+  await writeFileAtomic(file, encodeSafetensors(torchEntries(state), { format: 'pt', sparkmim_version: SPARKMIM_VERSION }));
+}

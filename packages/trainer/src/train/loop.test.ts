@@ -1,0 +1,178 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs-core';
+import { describeBackends } from '@sparkmim/test-utils';
+import { Lamb } from '../optim/lamb';
+import { paramGroupsFromVariables } from '../optim/param-groups';
+import { lrWdAt } from '../optim/schedule';
+import type { LrWdSchedule } from '../optim/schedule';
+import { readCheckpointManifest, resumeFromCheckpoint } from './checkpoint';
+import { Trainer, train } from './loop';
+import type { TrainOptions } from './loop';
+import type { EpochMetrics, StepMetrics } from './metrics';
+import { NonFiniteLossError } from './step';
+import { InMemoryData, TinyModel } from './test-fixtures';
+
+const EPOCHS = 4;
+
+function schedule(data: InMemoryData): LrWdSchedule {
+  return { peakLr: 0.02, weightDecay: 0.04, weightDecayEnd: 0.2, warmupIterations: data.batchesPerEpoch, maxIterations: EPOCHS * data.batchesPerEpoch };
+}
+
+function setup(initSeed = 1): { model: TinyModel; optimizer: Lamb; data: InMemoryData } {
+  const model = new TinyModel(initSeed);
+  const optimizer = new Lamb(paramGroupsFromVariables(model.namedParameters()), { betas: [0.9, 0.95] });
+  return { model, optimizer, data: new InMemoryData(12, 4) };
+}
+
+function dispose(run: { model: TinyModel; optimizer: Lamb }): void {
+  run.optimizer.dispose();
+  run.model.dispose();
+}
+
+async function stateValues(model: TinyModel): Promise<Record<string, number[]>> {
+  const values: Record<string, number[]> = {};
+  for (const { name, variable } of model.stateEntries()) values[name] = Array.from(await variable.data());
+  return values;
+}
+
+describeBackends('train', () => {
+  let folder: string;
+  beforeEach(() => {
+    folder = fs.mkdtempSync(path.join(os.tmpdir(), 'sparkmim-train-'));
+  });
+  afterEach(() => {
+    fs.rmSync(folder, { recursive: true, force: true });
+  });
+
+  it('reports every step (loss, scheduled lr and wd, grad norm, speed, memory) to onStep and the JSONL file, and leaks nothing', async () => {
+    const run = setup();
+    const steps: StepMetrics[] = [];
+    const epochs: EpochMetrics[] = [];
+    const metricsFile = path.join(folder, 'logs', 'metrics.jsonl');
+    const options: TrainOptions = { ...run, epochs: EPOCHS, schedule: schedule(run.data), seed: 3, metricsFile, onStep: (m) => void steps.push(m), onEpochEnd: (m) => void epochs.push(m) };
+    // 7 epochs of 3 batches = 21 steps: the schedule must cover them.
+    options.epochs = 7;
+    options.schedule = { ...schedule(run.data), maxIterations: 21 };
+    const result = await train(options);
+    expect(result).toMatchObject({ stopped: false, steps: 21, progress: { epoch: 7, iterationInEpoch: 0, iteration: 21 } });
+    expect(steps.map((m) => m.iteration)).toEqual([...Array(21).keys()]);
+    for (const m of steps) {
+      const { lr, weightDecay } = lrWdAt(options.schedule as LrWdSchedule, m.iteration);
+      expect(m.lr).toBe(lr);
+      expect(m.weightDecay).toBe(weightDecay);
+      expect(m.minWeightDecay).toBe(0);
+      expect(Number.isFinite(m.loss) && m.gradNorm > 0 && m.imagesPerSecond > 0 && m.batchSize === 4).toBe(true);
+      expect(m.epoch).toBe(Math.floor(m.iteration / 3));
+    }
+    // The live-tensor count after 20 steps equals the count after 2: nothing accumulates per step.
+    expect(steps[19].numTensors).toBe(steps[1].numTensors);
+    expect(steps[19].numBytes).toBe(steps[1].numBytes);
+    expect(epochs.map((m) => [m.epoch, m.steps])).toEqual([...Array(7).keys()].map((epoch) => [epoch, 3]));
+    expect(epochs[6].lastLoss).toBe(steps[20].loss);
+    const lines = fs.readFileSync(metricsFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    expect(lines.filter((line) => line.type === 'step')).toEqual(steps);
+    expect(lines.filter((line) => line.type === 'epoch')).toEqual(epochs);
+    dispose(run);
+  });
+
+  it('a run stopped after an epoch and resumed gives the same losses as an uninterrupted run', async () => {
+    const straight = setup();
+    const straightLosses: number[] = [];
+    await train({ ...straight, epochs: EPOCHS, schedule: schedule(straight.data), seed: 11, onStep: (m) => void straightLosses.push(m.loss) });
+    const straightState = await stateValues(straight.model);
+    dispose(straight);
+
+    const first = setup();
+    const firstLosses: number[] = [];
+    const trainer = new Trainer({
+      ...first,
+      epochs: EPOCHS,
+      schedule: schedule(first.data),
+      seed: 11,
+      checkpointDir: folder,
+      onStep: (m) => void firstLosses.push(m.loss),
+      onEpochEnd: (m) => (m.epoch === 1 ? trainer.stop() : undefined),
+    });
+    const stopped = await trainer.run();
+    expect(stopped).toMatchObject({ stopped: true, progress: { epoch: 2, iterationInEpoch: 0, iteration: 6 } });
+    expect(firstLosses).toEqual(straightLosses.slice(0, 6));
+    dispose(first);
+
+    // Another initialisation, so that everything must come from the checkpoint.
+    const second = setup(99);
+    const manifest = await resumeFromCheckpoint(folder, second);
+    expect(manifest.progress).toEqual({ epoch: 2, iterationInEpoch: 0, iteration: 6 });
+    const resumedLosses: number[] = [];
+    const resumed = await train({ ...second, epochs: EPOCHS, schedule: schedule(second.data), resume: manifest, onStep: (m) => void resumedLosses.push(m.loss) });
+    expect(resumed).toMatchObject({ stopped: false, steps: 6 });
+    expect(resumedLosses).toEqual(straightLosses.slice(6));
+    expect(await stateValues(second.model)).toEqual(straightState);
+    dispose(second);
+  });
+
+  it('stop() mid-epoch finishes the step, saves, and the resumed run skips the batches already seen', async () => {
+    const straight = setup();
+    const straightLosses: number[] = [];
+    await train({ ...straight, epochs: EPOCHS, schedule: schedule(straight.data), seed: 5, onStep: (m) => void straightLosses.push(m.loss) });
+    dispose(straight);
+
+    const first = setup();
+    const controller = new AbortController();
+    const stopped = await train({
+      ...first,
+      epochs: EPOCHS,
+      schedule: schedule(first.data),
+      seed: 5,
+      checkpointDir: folder,
+      signal: controller.signal,
+      onStep: (m) => (m.iteration === 4 ? controller.abort() : undefined),
+    });
+    expect(stopped).toMatchObject({ stopped: true, steps: 5, progress: { epoch: 1, iterationInEpoch: 2, iteration: 5 } });
+    expect((await readCheckpointManifest(folder)).progress).toEqual({ epoch: 1, iterationInEpoch: 2, iteration: 5 });
+    dispose(first);
+
+    const second = setup(42);
+    const manifest = await resumeFromCheckpoint(folder, second);
+    const resumedLosses: number[] = [];
+    await train({ ...second, epochs: EPOCHS, schedule: schedule(second.data), resume: manifest, onStep: (m) => void resumedLosses.push(m.loss) });
+    expect(second.data.requests[0]).toEqual({ epoch: 1, skip: 2 });
+    expect(resumedLosses).toEqual(straightLosses.slice(5));
+    dispose(second);
+  });
+
+  it('stops on a NaN loss with an error naming the step, and keeps the last good checkpoint as it was', async () => {
+    const run = setup();
+    await train({ ...run, epochs: 1, checkpointDir: folder, seed: 1 });
+    const snapshot = () => new Map(fs.readdirSync(folder).map((name) => [name, fs.readFileSync(path.join(folder, name)).toString('base64')]));
+    const before = snapshot();
+    expect([...before.keys()].sort()).toEqual(['checkpoint.json', 'encoder.safetensors', expect.stringMatching(/^model\.it00000003-[0-9a-f]{4}\.safetensors$/), expect.stringMatching(/^optimizer\.it00000003-[0-9a-f]{4}\.safetensors$/)]);
+    // Forward calls 1-3 were epoch 0; the 4th, iteration 3 (epoch 1, batch 0), comes out NaN.
+    run.model.nanAtCall = 4;
+    const manifest = await readCheckpointManifest(folder);
+    const failing = train({ ...run, epochs: 2, checkpointDir: folder, resume: manifest, checkpointEveryIterations: 1 });
+    await expect(failing).rejects.toThrow(NonFiniteLossError);
+    await expect(failing).rejects.toThrow(
+      'train: stopped at iteration 3 (epoch 1, batch 0): the loss is NaN; nothing was saved over the last checkpoint (iteration 3); lower the learning rate or check the data',
+    );
+    expect(snapshot()).toEqual(before);
+    dispose(run);
+  });
+
+  it('says what it expected for a short schedule, a short data source and a mismatched resume position', async () => {
+    const run = setup();
+    expect(() => new Trainer({ ...run, epochs: 5, schedule: schedule(run.data) })).toThrow(
+      'train: the schedule covers 12 iterations, but 5 epochs of 3 batches need 15',
+    );
+    expect(() => new Trainer({ ...run, epochs: 0 })).toThrow('train: epochs is 0, expected a whole number >= 1');
+    const short = { batchesPerEpoch: 4, batches: run.data.batches.bind(run.data) };
+    await expect(train({ ...run, data: short, epochs: 1 })).rejects.toThrow(
+      'train: the data source ended epoch 0 after 3 batches, expected batchesPerEpoch = 4',
+    );
+    await expect(train({ ...run, epochs: 2, resume: { progress: { epoch: 1, iterationInEpoch: 0, iteration: 5 }, random: { mask: 0 } } })).rejects.toThrow(
+      'train: cannot resume at epoch 1, batch 0, iteration 5 with 3 batches per epoch (the data source has another size than the run that saved the checkpoint)',
+    );
+    dispose(run);
+  });
+});

@@ -1,0 +1,275 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Optimizer } from '../optim/optimizer';
+import { lrWdAt } from '../optim/schedule';
+import type { LrWd, LrWdSchedule } from '../optim/schedule';
+import { saveCheckpoint } from './checkpoint';
+import type { CheckpointManifest, RandomState, TrainingProgress } from './checkpoint';
+import { JsonlWriter } from './metrics';
+import type { EpochMetrics, StepMetrics } from './metrics';
+import { TrainingRandom, deriveSeeds } from './random';
+import { NonFiniteLossError, trainStep } from './step';
+import type { TrainableModel } from './trainable';
+
+/**
+ * Batches for training, epoch by epoch. `batches(epoch, { skip })` yields the batches of `epoch` from
+ * index `skip` on, each `[B, H, W, 3]` ImageNet-normalised, the same ones for the same epoch every time
+ * (a seeded shuffle and augmentation), so a resumed run sees what an uninterrupted one would. The loop
+ * disposes every batch it receives.
+ */
+export interface TrainingData {
+  /** Batches in one epoch (the official `iters_train`). */
+  readonly batchesPerEpoch: number;
+  batches(epoch: number, options?: { skip?: number }): AsyncIterable<tf.Tensor4D>;
+}
+
+/** How the learning rate and weight decay of each iteration are chosen. */
+export type LrWdSource = LrWdSchedule | ((iteration: number) => LrWd);
+
+export interface TrainOptions {
+  model: TrainableModel;
+  optimizer: Optimizer;
+  data: TrainingData;
+  /** Epochs in the whole run (a resumed run continues up to this). */
+  epochs: number;
+  /**
+   * lr and weight decay per global iteration, set before each forward pass: a schedule (`sparkSchedule`,
+   * evaluated with `lrWdAt`) or a function. Default: the optimiser groups' current values throughout.
+   */
+  schedule?: LrWdSource;
+  /**
+   * The run seed: the masks are drawn from `deriveSeeds(seed).mask` (the data source and the model's
+   * initialisation take `.data` and `.init`). Default: a random seed, recorded in checkpoints.
+   */
+  seed?: number;
+  /** Where a resumed run starts: the manifest {@link resumeFromCheckpoint} returned. Default: epoch 0. */
+  resume?: Pick<CheckpointManifest, 'progress' | 'random'>;
+  /** Folder of the full checkpoint, rewritten at the end of every epoch and when stopped (Node only). */
+  checkpointDir?: string;
+  /** Also save every this many iterations, mid-epoch. Default: only at epoch ends. */
+  checkpointEveryIterations?: number;
+  /** Write `encoder.safetensors` with each checkpoint. Default true. */
+  saveEncoder?: boolean;
+  /** Settings saved in each checkpoint's manifest (JSON). */
+  config?: Record<string, unknown>;
+  /** Append each step's and epoch's metrics to this JSON-lines file (Node only). */
+  metricsFile?: string;
+  onStep?: (metrics: StepMetrics) => void | Promise<void>;
+  onEpochEnd?: (metrics: EpochMetrics) => void | Promise<void>;
+  /** Aborting it has the effect of {@link Trainer.stop}. */
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  /** Where the run stands now (what a resume would continue from). */
+  progress: TrainingProgress;
+  /** True when stopped early (stop() or the signal), false when all epochs ran. */
+  stopped: boolean;
+  /** Steps run by this call. */
+  steps: number;
+  /** Loss of the last step run, if any. */
+  lastLoss?: number;
+  /** The last checkpoint saved by this call. */
+  checkpoint?: CheckpointManifest;
+}
+
+function checkWholeNumber(value: number, label: string, minimum: number): void {
+  if (!(Number.isInteger(value) && value >= minimum)) throw new Error(`train: ${label} is ${value}, expected a whole number >= ${minimum}`);
+}
+
+/**
+ * SparK's pre-training loop (`main.py`): epochs of batches; each iteration sets lr and weight decay from
+ * the schedule, runs the forward pass in training mode, the backward pass and the optimiser step (see
+ * {@link trainStep}); after every epoch a full checkpoint. Metrics go to `onStep` / `onEpochEnd` and to a
+ * JSON-lines file. A NaN or infinite loss stops the run with a {@link NonFiniteLossError} naming the
+ * step, and nothing is saved over the last good checkpoint. `stop()` (or aborting `signal`) lets the
+ * current step finish, saves a checkpoint and returns.
+ *
+ * @example
+ * const trainer = new Trainer({ model, optimizer, data, epochs: 1600, schedule, seed: 0, checkpointDir: 'runs/r50', metricsFile: 'runs/r50/metrics.jsonl' });
+ * process.once('SIGINT', () => trainer.stop());
+ * const { progress, stopped } = await trainer.run();
+ */
+export class Trainer {
+  private stopRequested = false;
+  private running = false;
+
+  constructor(readonly options: TrainOptions) {
+    const { epochs, data, checkpointEveryIterations } = options;
+    checkWholeNumber(epochs, 'epochs', 1);
+    if (!data || typeof data.batches !== 'function') throw new Error('train: data must have batches(epoch, { skip }) and batchesPerEpoch');
+    checkWholeNumber(data.batchesPerEpoch, 'data.batchesPerEpoch', 1);
+    if (checkpointEveryIterations !== undefined) checkWholeNumber(checkpointEveryIterations, 'checkpointEveryIterations', 1);
+    if (options.seed !== undefined && !Number.isSafeInteger(options.seed)) throw new Error(`train: seed must be an integer, got ${options.seed}`);
+    const schedule = options.schedule;
+    if (schedule && typeof schedule !== 'function' && schedule.maxIterations < epochs * data.batchesPerEpoch) {
+      throw new Error(
+        `train: the schedule covers ${schedule.maxIterations} iterations, but ${epochs} epochs of ${data.batchesPerEpoch} batches need ${epochs * data.batchesPerEpoch}`,
+      );
+    }
+    options.signal?.addEventListener('abort', () => this.stop(), { once: true });
+  }
+
+  /** Asks the run to stop after the current step; it then saves a checkpoint and `run()` resolves. */
+  stop(): void {
+    this.stopRequested = true;
+  }
+
+  /** Runs (or continues) training; see {@link Trainer}. */
+  async run(): Promise<TrainResult> {
+    if (this.running) throw new Error('Trainer.run: already running');
+    this.running = true;
+    const { options } = this;
+    const { model, optimizer, data, epochs, resume } = options;
+    const batchesPerEpoch = data.batchesPerEpoch;
+    const progress: TrainingProgress = resume ? { ...resume.progress } : { epoch: 0, iterationInEpoch: 0, iteration: 0 };
+    if (progress.iteration !== progress.epoch * batchesPerEpoch + progress.iterationInEpoch || progress.iterationInEpoch >= batchesPerEpoch) {
+      throw new Error(
+        `train: cannot resume at epoch ${progress.epoch}, batch ${progress.iterationInEpoch}, iteration ${progress.iteration} with ${batchesPerEpoch} batches per epoch ` +
+          '(the data source has another size than the run that saved the checkpoint)',
+      );
+    }
+    const seed = resume?.random.seed ?? options.seed ?? Math.floor(Math.random() * 2 ** 32);
+    const maskRandom = new TrainingRandom(deriveSeeds(seed).mask);
+    if (resume) maskRandom.state = resume.random.mask;
+    const randomState = (): RandomState => {
+      const modelState = model.randomState?.();
+      return { seed, mask: maskRandom.state, ...(modelState === undefined ? {} : { model: modelState }) };
+    };
+    const lrWdOf = (iteration: number): LrWd | undefined => {
+      const { schedule } = options;
+      if (!schedule) return undefined;
+      return typeof schedule === 'function' ? schedule(iteration) : lrWdAt(schedule, iteration);
+    };
+    const writer = options.metricsFile ? new JsonlWriter(options.metricsFile) : undefined;
+    const result: TrainResult = { progress, stopped: false, steps: 0 };
+    let savedAt = progress.iteration;
+    let minLastLoss = Infinity;
+    const save = async (): Promise<void> => {
+      savedAt = progress.iteration;
+      if (!options.checkpointDir) return;
+      result.checkpoint = await saveCheckpoint(options.checkpointDir, {
+        model,
+        optimizer,
+        progress: { ...progress },
+        random: randomState(),
+        config: options.config,
+        metrics: result.lastLoss === undefined ? undefined : { lastLoss: result.lastLoss, ...(Number.isFinite(minLastLoss) ? { minLastLoss } : {}) },
+        encoder: options.saveEncoder ?? true,
+      });
+    };
+
+    try {
+      model.train(true);
+      while (progress.epoch < epochs && !this.stopRequested) {
+        const epochStart = performance.now();
+        let epochLossSum = 0;
+        let epochSteps = 0;
+        let epochImages = 0;
+        const iterator = data.batches(progress.epoch, { skip: progress.iterationInEpoch })[Symbol.asyncIterator]();
+        try {
+          while (progress.iterationInEpoch < batchesPerEpoch && !this.stopRequested) {
+            const stepStart = performance.now();
+            const next = await iterator.next();
+            if (next.done) {
+              throw new Error(
+                `train: the data source ended epoch ${progress.epoch} after ${progress.iterationInEpoch} batches, expected batchesPerEpoch = ${batchesPerEpoch}`,
+              );
+            }
+            const images = next.value;
+            const dataSeconds = (performance.now() - stepStart) / 1000;
+            let step;
+            try {
+              step = await trainStep(model, optimizer, images, { lrWd: lrWdOf(progress.iteration), random: maskRandom.next, iteration: progress.iteration });
+            } catch (error) {
+              if (error instanceof NonFiniteLossError) {
+                throw new NonFiniteLossError(
+                  `train: stopped at iteration ${progress.iteration} (epoch ${progress.epoch}, batch ${progress.iterationInEpoch}): the loss is ${error.loss}; ` +
+                    `nothing was saved over the last checkpoint (iteration ${savedAt}); lower the learning rate or check the data`,
+                  error.loss,
+                  progress.iteration,
+                );
+              }
+              throw error;
+            } finally {
+              images.dispose();
+            }
+            const seconds = (performance.now() - stepStart) / 1000;
+            const batchSize = images.shape[0];
+            const memory = tf.memory();
+            const metrics: StepMetrics = {
+              type: 'step',
+              epoch: progress.epoch,
+              iterationInEpoch: progress.iterationInEpoch,
+              iteration: progress.iteration,
+              loss: step.loss,
+              lr: step.lrWd.maxLr,
+              minLr: step.lrWd.minLr,
+              weightDecay: step.lrWd.maxWeightDecay,
+              minWeightDecay: step.lrWd.minWeightDecay,
+              gradNorm: step.globalGradNorm,
+              batchSize,
+              imagesPerSecond: batchSize / seconds,
+              seconds,
+              dataSeconds,
+              numTensors: memory.numTensors,
+              numBytes: memory.numBytes,
+            };
+            progress.iteration++;
+            progress.iterationInEpoch++;
+            result.steps++;
+            result.lastLoss = step.loss;
+            epochLossSum += step.loss;
+            epochSteps++;
+            epochImages += batchSize;
+            await writer?.write(metrics);
+            await options.onStep?.(metrics);
+            const every = options.checkpointEveryIterations;
+            const epochDone = progress.iterationInEpoch === batchesPerEpoch;
+            if (!epochDone && !this.stopRequested && every !== undefined && progress.iteration % every === 0) await save();
+          }
+        } finally {
+          await iterator.return?.();
+        }
+        if (progress.iterationInEpoch < batchesPerEpoch) break; // stopped mid-epoch
+        const finishedEpoch = progress.epoch;
+        progress.epoch++;
+        progress.iterationInEpoch = 0;
+        if (epochSteps > 0) minLastLoss = Math.min(minLastLoss, result.lastLoss!);
+        await save();
+        const seconds = (performance.now() - epochStart) / 1000;
+        const epochMetrics: EpochMetrics = {
+          type: 'epoch',
+          epoch: finishedEpoch,
+          steps: epochSteps,
+          meanLoss: epochSteps > 0 ? epochLossSum / epochSteps : NaN,
+          lastLoss: result.lastLoss ?? NaN,
+          minLastLoss,
+          seconds,
+          imagesPerSecond: epochImages / seconds,
+        };
+        await writer?.write(epochMetrics);
+        await options.onEpochEnd?.(epochMetrics);
+      }
+      if (progress.epoch < epochs) {
+        result.stopped = true;
+        if (progress.iteration !== savedAt) await save();
+      }
+      return result;
+    } finally {
+      await writer?.close();
+      this.running = false;
+    }
+  }
+}
+
+/**
+ * Runs {@link Trainer} to the end (or until `signal` aborts): `new Trainer(options).run()`.
+ *
+ * @example
+ * const controller = new AbortController();
+ * process.once('SIGINT', () => controller.abort());
+ * await train({ model, optimizer, data, epochs: 10, schedule, seed: 0, checkpointDir: 'runs/tiny', signal: controller.signal });
+ */
+export function train(options: TrainOptions): Promise<TrainResult> {
+  return new Trainer(options).run();
+}

@@ -1,0 +1,73 @@
+import type * as FsPromises from 'node:fs/promises';
+import { nodeFiles } from './node';
+
+/** What the loop reports after every step (to `onStep` and, one JSON object a line, to the metrics file). */
+export interface StepMetrics {
+  type: 'step';
+  /** Epoch of this step (0-based). */
+  epoch: number;
+  /** Index of the batch within its epoch (0-based). */
+  iterationInEpoch: number;
+  /** Global iteration (0-based), the schedule's `iteration`. */
+  iteration: number;
+  /** Loss of the batch, before this step's update. */
+  loss: number;
+  /** Learning rate of this step (largest over the groups) and the smallest. */
+  lr: number;
+  minLr: number;
+  /** Weight decay of this step (largest over the groups: the `decay` group) and the smallest. */
+  weightDecay: number;
+  minWeightDecay: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  batchSize: number;
+  /** Batch size / seconds of this step (data wait included). */
+  imagesPerSecond: number;
+  /** Wall seconds of this step, of which `dataSeconds` waiting for the batch. */
+  seconds: number;
+  dataSeconds: number;
+  /** `tf.memory()` after the step: live tensors and their bytes. */
+  numTensors: number;
+  numBytes: number;
+}
+
+/** What the loop reports at the end of each epoch. */
+export interface EpochMetrics {
+  type: 'epoch';
+  epoch: number;
+  /** Steps run in this epoch by this run (fewer than an epoch's batches when it resumed mid-epoch). */
+  steps: number;
+  meanLoss: number;
+  lastLoss: number;
+  /** Smallest last-loss of any epoch so far in this run (the official `min_loss`). */
+  minLastLoss: number;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+/** Appends JSON lines to a file (Node only), opened on first write. */
+export class JsonlWriter {
+  private handle: FsPromises.FileHandle | undefined;
+  private opening: Promise<FsPromises.FileHandle> | undefined;
+
+  constructor(readonly file: string) {}
+
+  async write(record: object): Promise<void> {
+    if (!this.handle) {
+      this.opening ??= (async () => {
+        const { fs, path } = await nodeFiles('train (metricsFile)');
+        await fs.mkdir(path.dirname(this.file), { recursive: true });
+        return fs.open(this.file, 'a');
+      })();
+      this.handle = await this.opening;
+    }
+    await this.handle.write(JSON.stringify(record) + '\n');
+  }
+
+  async close(): Promise<void> {
+    const handle = this.handle ?? (this.opening ? await this.opening.catch(() => undefined) : undefined);
+    this.handle = undefined;
+    this.opening = undefined;
+    await handle?.close();
+  }
+}

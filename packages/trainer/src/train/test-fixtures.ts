@@ -1,0 +1,140 @@
+// A stand-in model and an in-memory data source for the loop's tests: small enough that a multi-epoch run
+// takes a second on the cpu backend, with the parts that matter to training (a buffer updated in the
+// forward pass, a mask token, an encoder under `sparse_encoder.sp_cnn.`, a random mask per step).
+import * as tf from '@tensorflow/tfjs-core';
+import { applyMask, randomPatchMask, upsampleMask } from '@sparkmim/masking';
+import { Module } from '@sparkmim/sparse-ops';
+import type { LossOptions } from './trainable';
+import type { TrainingData } from './loop';
+import { TrainingRandom } from './random';
+
+class Conv extends Module {
+  readonly weight: tf.Variable;
+  readonly bias: tf.Variable;
+
+  constructor(kernel: number, inChannels: number, outChannels: number, seed: number) {
+    super();
+    this.weight = this.registerParameter('weight', tf.randomNormal([kernel, kernel, inChannels, outChannels], 0, 0.3, 'float32', seed), 'conv2d');
+    this.bias = this.registerParameter('bias', tf.randomNormal([outChannels], 0, 0.05, 'float32', seed + 1));
+  }
+
+  apply(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.add(tf.conv2d(x, this.weight as tf.Tensor4D, 1, 'same'), this.bias);
+  }
+}
+
+class RunningMean extends Module {
+  readonly runningMean: tf.Variable;
+  readonly numBatchesTracked: tf.Variable;
+
+  constructor(channels: number) {
+    super();
+    this.runningMean = this.registerBuffer('running_mean', tf.zeros([channels]));
+    this.numBatchesTracked = this.registerBuffer('num_batches_tracked', tf.scalar(0, 'int32'));
+  }
+
+  update(x: tf.Tensor4D): void {
+    if (!this.training) return;
+    const mean = tf.mean(x, [0, 1, 2]);
+    this.runningMean.assign(tf.add(tf.mul(this.runningMean, 0.9), tf.mul(mean, 0.1)));
+    this.numBatchesTracked.assign(tf.add(this.numBatchesTracked, tf.scalar(1, 'int32')));
+  }
+}
+
+class Encoder extends Module {
+  readonly conv1: Conv;
+  readonly bn1: RunningMean;
+
+  constructor(seed: number) {
+    super();
+    this.conv1 = this.registerModule('conv1', new Conv(3, 3, 4, seed));
+    this.bn1 = this.registerModule('bn1', new RunningMean(4));
+  }
+}
+
+class Wrapper extends Module {
+  constructor(name: string, child: Module) {
+    super();
+    this.registerModule(name, child);
+  }
+}
+
+class Tokens extends Module {
+  readonly token: tf.Variable;
+
+  constructor(channels: number, seed: number) {
+    super();
+    this.token = this.registerParameter('0', tf.randomNormal([channels], 0, 0.5, 'float32', seed), 'token');
+  }
+}
+
+/** The stand-in: masked image → conv (+ running mean buffer) → mask-token fill → 3x3 conv → masked L2. */
+export class TinyModel extends Module {
+  readonly encoder: Encoder;
+  readonly proj: Conv;
+  readonly tokens: Tokens;
+  readonly patch = 4;
+  forwardCalls = 0;
+  /** When set, the loss of that forward call (1-based) comes out NaN. */
+  nanAtCall: number | undefined;
+
+  constructor(seed = 1) {
+    super();
+    this.encoder = new Encoder(seed);
+    this.registerModule('sparse_encoder', new Wrapper('sp_cnn', this.encoder));
+    // 3x3, so masked pixels next to visible ones see the encoder: every parameter gets a gradient.
+    this.proj = new Conv(3, 4, 3, seed + 10);
+    this.registerModule('dense_decoder', new Wrapper('proj', this.proj));
+    this.tokens = this.registerModule('mask_tokens', new Tokens(4, seed + 20));
+  }
+
+  forward(images: tf.Tensor4D, { active, random }: LossOptions = {}): tf.Scalar {
+    this.forwardCalls++;
+    return tf.tidy(() => {
+      const [batch, height, width] = images.shape;
+      const mask = active ?? randomPatchMask(batch, [height / this.patch, width / this.patch], 0.5, { random: random ?? Math.random });
+      const features = tf.relu(this.encoder.conv1.apply(applyMask(images, mask)));
+      this.encoder.bn1.update(features);
+      const pixels = upsampleMask(mask, [height, width]);
+      const filled = tf.add(tf.mul(features, pixels), tf.mul(tf.sub(1, pixels), this.tokens.token));
+      const reconstruction = this.proj.apply(filled as tf.Tensor4D);
+      const errors = tf.mul(tf.square(tf.sub(reconstruction, images)), tf.sub(1, pixels));
+      const loss = tf.div(tf.sum(errors), tf.add(tf.mul(tf.sum(tf.sub(1, pixels)), 3), 1e-8)) as tf.Scalar;
+      return this.forwardCalls === this.nanAtCall ? (tf.mul(loss, NaN) as tf.Scalar) : loss;
+    });
+  }
+}
+
+/** Deterministic in-memory images, shuffled per epoch from a seed (what a real source does with files). */
+export class InMemoryData implements TrainingData {
+  readonly batchesPerEpoch: number;
+  private readonly images: Float32Array[];
+  /** Every (epoch, skip) asked for, to check the loop's resume position. */
+  readonly requests: { epoch: number; skip: number }[] = [];
+
+  constructor(
+    readonly count: number,
+    readonly batchSize: number,
+    readonly size = 8,
+    readonly seed = 0,
+  ) {
+    this.batchesPerEpoch = Math.floor(count / batchSize);
+    const random = new TrainingRandom(seed + 1000);
+    this.images = Array.from({ length: count }, () => Float32Array.from({ length: size * size * 3 }, () => random.next() * 2 - 1));
+  }
+
+  async *batches(epoch: number, { skip = 0 }: { skip?: number } = {}): AsyncIterable<tf.Tensor4D> {
+    this.requests.push({ epoch, skip });
+    const order = [...this.images.keys()];
+    const random = new TrainingRandom(this.seed * 7919 + epoch);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(random.next() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    for (let batch = skip; batch < this.batchesPerEpoch; batch++) {
+      const values = new Float32Array(this.batchSize * this.size * this.size * 3);
+      for (let k = 0; k < this.batchSize; k++) values.set(this.images[order[batch * this.batchSize + k]], k * this.size * this.size * 3);
+      yield tf.tensor4d(values, [this.batchSize, this.size, this.size, 3]);
+    }
+  }
+}
