@@ -4,21 +4,23 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
 import { decodeSafetensors, encodeSafetensors } from '../io/safetensors';
+import { InMemorySource } from '../data/in-memory';
 import { Lamb } from '../optim/lamb';
 import { paramGroupsFromVariables } from '../optim/param-groups';
 import { initFromWeights, loadCheckpoint, readCheckpointManifest, resumeFromCheckpoint, saveCheckpoint, saveEncoderWeights } from './checkpoint';
 import type { SaveCheckpointOptions } from './checkpoint';
 import { train } from './loop';
-import { InMemoryData, TinyModel } from './test-fixtures';
+import { TinyModel, randomImages } from './test-fixtures';
 import { modelTorchState } from './trainable';
 
-function setup(initSeed = 1): { model: TinyModel; optimizer: Lamb; data: InMemoryData } {
+function setup(initSeed = 1): { model: TinyModel; optimizer: Lamb; data: InMemorySource; batchSize: number } {
   const model = new TinyModel(initSeed);
   const optimizer = new Lamb(paramGroupsFromVariables(model.namedParameters()), { betas: [0.9, 0.95] });
-  return { model, optimizer, data: new InMemoryData(8, 4) };
+  return { model, optimizer, data: randomImages(8), batchSize: 4 };
 }
 
-function dispose(run: { model: TinyModel; optimizer: Lamb }): void {
+function dispose(run: { model: TinyModel; optimizer: Lamb; data: InMemorySource }): void {
+  run.data.dispose();
   run.optimizer.dispose();
   run.model.dispose();
 }

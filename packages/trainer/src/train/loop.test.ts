@@ -1,8 +1,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
+import { InMemorySource } from '../data/in-memory';
+import type { DataSource } from '../data/source';
 import { Lamb } from '../optim/lamb';
 import { paramGroupsFromVariables } from '../optim/param-groups';
 import { lrWdAt } from '../optim/schedule';
@@ -12,21 +13,24 @@ import { Trainer, train } from './loop';
 import type { TrainOptions } from './loop';
 import type { EpochMetrics, StepMetrics } from './metrics';
 import { NonFiniteLossError } from './step';
-import { InMemoryData, TinyModel } from './test-fixtures';
+import { TinyModel, randomImages } from './test-fixtures';
 
 const EPOCHS = 4;
 
-function schedule(data: InMemoryData): LrWdSchedule {
-  return { peakLr: 0.02, weightDecay: 0.04, weightDecayEnd: 0.2, warmupIterations: data.batchesPerEpoch, maxIterations: EPOCHS * data.batchesPerEpoch };
+const BATCHES_PER_EPOCH = 3;
+
+function schedule(): LrWdSchedule {
+  return { peakLr: 0.02, weightDecay: 0.04, weightDecayEnd: 0.2, warmupIterations: BATCHES_PER_EPOCH, maxIterations: EPOCHS * BATCHES_PER_EPOCH };
 }
 
-function setup(initSeed = 1): { model: TinyModel; optimizer: Lamb; data: InMemoryData } {
+function setup(initSeed = 1): { model: TinyModel; optimizer: Lamb; data: InMemorySource; batchSize: number } {
   const model = new TinyModel(initSeed);
   const optimizer = new Lamb(paramGroupsFromVariables(model.namedParameters()), { betas: [0.9, 0.95] });
-  return { model, optimizer, data: new InMemoryData(12, 4) };
+  return { model, optimizer, data: randomImages(12), batchSize: 4 };
 }
 
-function dispose(run: { model: TinyModel; optimizer: Lamb }): void {
+function dispose(run: { model: TinyModel; optimizer: Lamb; data: InMemorySource }): void {
+  run.data.dispose();
   run.optimizer.dispose();
   run.model.dispose();
 }
@@ -51,10 +55,10 @@ describeBackends('train', () => {
     const steps: StepMetrics[] = [];
     const epochs: EpochMetrics[] = [];
     const metricsFile = path.join(folder, 'logs', 'metrics.jsonl');
-    const options: TrainOptions = { ...run, epochs: EPOCHS, schedule: schedule(run.data), seed: 3, metricsFile, onStep: (m) => void steps.push(m), onEpochEnd: (m) => void epochs.push(m) };
-    // 7 epochs of 3 batches = 21 steps: the schedule must cover them.
+    const options: TrainOptions = { ...run, epochs: EPOCHS, schedule: schedule(), seed: 3, metricsFile, onStep: (m) => void steps.push(m), onEpochEnd: (m) => void epochs.push(m) };
+    // 7 epochs of 3 batches = 21 steps, which the schedule must cover.
     options.epochs = 7;
-    options.schedule = { ...schedule(run.data), maxIterations: 21 };
+    options.schedule = { ...schedule(), maxIterations: 21 };
     const result = await train(options);
     expect(result).toMatchObject({ stopped: false, steps: 21, progress: { epoch: 7, iterationInEpoch: 0, iteration: 21 } });
     expect(steps.map((m) => m.iteration)).toEqual([...Array(21).keys()]);
@@ -80,20 +84,20 @@ describeBackends('train', () => {
   it('a run stopped after an epoch and resumed gives the same losses as an uninterrupted run', async () => {
     const straight = setup();
     const straightLosses: number[] = [];
-    await train({ ...straight, epochs: EPOCHS, schedule: schedule(straight.data), seed: 11, onStep: (m) => void straightLosses.push(m.loss) });
+    await train({ ...straight, epochs: EPOCHS, schedule: schedule(), seed: 11, onStep: (m) => void straightLosses.push(m.loss) });
     const straightState = await stateValues(straight.model);
     dispose(straight);
 
     const first = setup();
     const firstLosses: number[] = [];
-    const trainer = new Trainer({
+    const trainer: Trainer = new Trainer({
       ...first,
       epochs: EPOCHS,
-      schedule: schedule(first.data),
+      schedule: schedule(),
       seed: 11,
       checkpointDir: folder,
       onStep: (m) => void firstLosses.push(m.loss),
-      onEpochEnd: (m) => (m.epoch === 1 ? trainer.stop() : undefined),
+      onEpochEnd: (m): void => (m.epoch === 1 ? trainer.stop() : undefined),
     });
     const stopped = await trainer.run();
     expect(stopped).toMatchObject({ stopped: true, progress: { epoch: 2, iterationInEpoch: 0, iteration: 6 } });
@@ -105,7 +109,7 @@ describeBackends('train', () => {
     const manifest = await resumeFromCheckpoint(folder, second);
     expect(manifest.progress).toEqual({ epoch: 2, iterationInEpoch: 0, iteration: 6 });
     const resumedLosses: number[] = [];
-    const resumed = await train({ ...second, epochs: EPOCHS, schedule: schedule(second.data), resume: manifest, onStep: (m) => void resumedLosses.push(m.loss) });
+    const resumed = await train({ ...second, epochs: EPOCHS, schedule: schedule(), resume: manifest, onStep: (m) => void resumedLosses.push(m.loss) });
     expect(resumed).toMatchObject({ stopped: false, steps: 6 });
     expect(resumedLosses).toEqual(straightLosses.slice(6));
     expect(await stateValues(second.model)).toEqual(straightState);
@@ -115,7 +119,7 @@ describeBackends('train', () => {
   it('stop() mid-epoch finishes the step, saves, and the resumed run skips the batches already seen', async () => {
     const straight = setup();
     const straightLosses: number[] = [];
-    await train({ ...straight, epochs: EPOCHS, schedule: schedule(straight.data), seed: 5, onStep: (m) => void straightLosses.push(m.loss) });
+    await train({ ...straight, epochs: EPOCHS, schedule: schedule(), seed: 5, onStep: (m) => void straightLosses.push(m.loss) });
     dispose(straight);
 
     const first = setup();
@@ -123,7 +127,7 @@ describeBackends('train', () => {
     const stopped = await train({
       ...first,
       epochs: EPOCHS,
-      schedule: schedule(first.data),
+      schedule: schedule(),
       seed: 5,
       checkpointDir: folder,
       signal: controller.signal,
@@ -135,10 +139,10 @@ describeBackends('train', () => {
 
     const second = setup(42);
     const manifest = await resumeFromCheckpoint(folder, second);
-    const resumedLosses: number[] = [];
-    await train({ ...second, epochs: EPOCHS, schedule: schedule(second.data), resume: manifest, onStep: (m) => void resumedLosses.push(m.loss) });
-    expect(second.data.requests[0]).toEqual({ epoch: 1, skip: 2 });
-    expect(resumedLosses).toEqual(straightLosses.slice(5));
+    const resumed: StepMetrics[] = [];
+    await train({ ...second, epochs: EPOCHS, schedule: schedule(), resume: manifest, onStep: (m) => void resumed.push(m) });
+    expect(resumed[0]).toMatchObject({ epoch: 1, iterationInEpoch: 2, iteration: 5 });
+    expect(resumed.map((m) => m.loss)).toEqual(straightLosses.slice(5));
     dispose(second);
   });
 
@@ -162,13 +166,14 @@ describeBackends('train', () => {
 
   it('says what it expected for a short schedule, a short data source and a mismatched resume position', async () => {
     const run = setup();
-    expect(() => new Trainer({ ...run, epochs: 5, schedule: schedule(run.data) })).toThrow(
+    expect(() => new Trainer({ ...run, epochs: 5, schedule: schedule() })).toThrow(
       'train: the schedule covers 12 iterations, but 5 epochs of 3 batches need 15',
     );
     expect(() => new Trainer({ ...run, epochs: 0 })).toThrow('train: epochs is 0, expected a whole number >= 1');
-    const short = { batchesPerEpoch: 4, batches: run.data.batches.bind(run.data) };
+    // A source that claims more images than it yields.
+    const short: DataSource = { size: 16, inputSize: 8, epochBatches: (epoch, options) => run.data.epochBatches(epoch, options), dispose: () => undefined };
     await expect(train({ ...run, data: short, epochs: 1 })).rejects.toThrow(
-      'train: the data source ended epoch 0 after 3 batches, expected batchesPerEpoch = 4',
+      'train: the data source ended epoch 0 after 3 batches, expected 4 (16 images in batches of 4)',
     );
     await expect(train({ ...run, epochs: 2, resume: { progress: { epoch: 1, iterationInEpoch: 0, iteration: 5 }, random: { mask: 0 } } })).rejects.toThrow(
       'train: cannot resume at epoch 1, batch 0, iteration 5 with 3 batches per epoch (the data source has another size than the run that saved the checkpoint)',

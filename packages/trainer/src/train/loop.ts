@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { batchesPerEpoch as countBatches } from '../data/source';
+import type { DataSource } from '../data/source';
 import type { Optimizer } from '../optim/optimizer';
 import { lrWdAt } from '../optim/schedule';
 import type { LrWd, LrWdSchedule } from '../optim/schedule';
@@ -10,25 +12,21 @@ import { TrainingRandom, deriveSeeds } from './random';
 import { NonFiniteLossError, trainStep } from './step';
 import type { TrainableModel } from './trainable';
 
-/**
- * Batches for training, epoch by epoch. `batches(epoch, { skip })` yields the batches of `epoch` from
- * index `skip` on, each `[B, H, W, 3]` ImageNet-normalised, the same ones for the same epoch every time
- * (a seeded shuffle and augmentation), so a resumed run sees what an uninterrupted one would. The loop
- * disposes every batch it receives.
- */
-export interface TrainingData {
-  /** Batches in one epoch (the official `iters_train`). */
-  readonly batchesPerEpoch: number;
-  batches(epoch: number, options?: { skip?: number }): AsyncIterable<tf.Tensor4D>;
-}
-
 /** How the learning rate and weight decay of each iteration are chosen. */
 export type LrWdSource = LrWdSchedule | ((iteration: number) => LrWd);
 
 export interface TrainOptions {
   model: TrainableModel;
   optimizer: Optimizer;
-  data: TrainingData;
+  /**
+   * The images: `epochBatches(epoch, { batchSize, seed, dropLast, startBatch })` of an {@link ImageFolderSource}
+   * or {@link InMemorySource} (any {@link DataSource}). Its seed is `deriveSeeds(seed).data`.
+   */
+  data: DataSource;
+  /** Images per batch. */
+  batchSize: number;
+  /** Drop the images that do not fill a last batch (default false: the last batch is filled up, as SparK does). */
+  dropLast?: boolean;
   /** Epochs in the whole run (a resumed run continues up to this). */
   epochs: number;
   /**
@@ -37,8 +35,9 @@ export interface TrainOptions {
    */
   schedule?: LrWdSource;
   /**
-   * The run seed: the masks are drawn from `deriveSeeds(seed).mask` (the data source and the model's
-   * initialisation take `.data` and `.init`). Default: a random seed, recorded in checkpoints.
+   * The run seed: masks are drawn from `deriveSeeds(seed).mask`, the data source's order and augmentation
+   * from `.data` (the model's initialisation should take `.init`). Default: a random seed, recorded in
+   * checkpoints.
    */
   seed?: number;
   /** Where a resumed run starts: the manifest {@link resumeFromCheckpoint} returned. Default: epoch 0. */
@@ -85,25 +84,30 @@ function checkWholeNumber(value: number, label: string, minimum: number): void {
  * current step finish, saves a checkpoint and returns.
  *
  * @example
- * const trainer = new Trainer({ model, optimizer, data, epochs: 1600, schedule, seed: 0, checkpointDir: 'runs/r50', metricsFile: 'runs/r50/metrics.jsonl' });
+ * const trainer = new Trainer({ model, optimizer, data: source, batchSize: 32, epochs: 1600, schedule, seed: 0, checkpointDir: 'runs/r50', metricsFile: 'runs/r50/metrics.jsonl' });
  * process.once('SIGINT', () => trainer.stop());
  * const { progress, stopped } = await trainer.run();
  */
 export class Trainer {
+  /** Batches in each epoch (the schedule's iterations per epoch). */
+  readonly batchesPerEpoch: number;
   private stopRequested = false;
   private running = false;
 
   constructor(readonly options: TrainOptions) {
     const { epochs, data, checkpointEveryIterations } = options;
     checkWholeNumber(epochs, 'epochs', 1);
-    if (!data || typeof data.batches !== 'function') throw new Error('train: data must have batches(epoch, { skip }) and batchesPerEpoch');
-    checkWholeNumber(data.batchesPerEpoch, 'data.batchesPerEpoch', 1);
+    if (!data || typeof data.epochBatches !== 'function') throw new Error('train: data must be a DataSource (ImageFolderSource, InMemorySource, ...)');
+    checkWholeNumber(options.batchSize, 'batchSize', 1);
+    this.batchesPerEpoch = countBatches(data.size, { batchSize: options.batchSize, dropLast: options.dropLast });
+    if (this.batchesPerEpoch === 0) throw new Error(`train: ${data.size} images make no batch of ${options.batchSize} with dropLast`);
+    const batchesPerEpoch = this.batchesPerEpoch;
     if (checkpointEveryIterations !== undefined) checkWholeNumber(checkpointEveryIterations, 'checkpointEveryIterations', 1);
     if (options.seed !== undefined && !Number.isSafeInteger(options.seed)) throw new Error(`train: seed must be an integer, got ${options.seed}`);
     const schedule = options.schedule;
-    if (schedule && typeof schedule !== 'function' && schedule.maxIterations < epochs * data.batchesPerEpoch) {
+    if (schedule && typeof schedule !== 'function' && schedule.maxIterations < epochs * batchesPerEpoch) {
       throw new Error(
-        `train: the schedule covers ${schedule.maxIterations} iterations, but ${epochs} epochs of ${data.batchesPerEpoch} batches need ${epochs * data.batchesPerEpoch}`,
+        `train: the schedule covers ${schedule.maxIterations} iterations, but ${epochs} epochs of ${batchesPerEpoch} batches need ${epochs * batchesPerEpoch}`,
       );
     }
     options.signal?.addEventListener('abort', () => this.stop(), { once: true });
@@ -120,7 +124,7 @@ export class Trainer {
     this.running = true;
     const { options } = this;
     const { model, optimizer, data, epochs, resume } = options;
-    const batchesPerEpoch = data.batchesPerEpoch;
+    const { batchesPerEpoch } = this;
     const progress: TrainingProgress = resume ? { ...resume.progress } : { epoch: 0, iterationInEpoch: 0, iteration: 0 };
     if (progress.iteration !== progress.epoch * batchesPerEpoch + progress.iterationInEpoch || progress.iterationInEpoch >= batchesPerEpoch) {
       throw new Error(
@@ -129,7 +133,8 @@ export class Trainer {
       );
     }
     const seed = resume?.random.seed ?? options.seed ?? Math.floor(Math.random() * 2 ** 32);
-    const maskRandom = new TrainingRandom(deriveSeeds(seed).mask);
+    const seeds = deriveSeeds(seed);
+    const maskRandom = new TrainingRandom(seeds.mask);
     if (resume) maskRandom.state = resume.random.mask;
     const randomState = (): RandomState => {
       const modelState = model.randomState?.();
@@ -165,17 +170,23 @@ export class Trainer {
         let epochLossSum = 0;
         let epochSteps = 0;
         let epochImages = 0;
-        const iterator = data.batches(progress.epoch, { skip: progress.iterationInEpoch })[Symbol.asyncIterator]();
+        const iterator = data
+          .epochBatches(progress.epoch, { batchSize: options.batchSize, seed: seeds.data, dropLast: options.dropLast, startBatch: progress.iterationInEpoch })
+          [Symbol.asyncIterator]();
         try {
           while (progress.iterationInEpoch < batchesPerEpoch && !this.stopRequested) {
             const stepStart = performance.now();
             const next = await iterator.next();
             if (next.done) {
               throw new Error(
-                `train: the data source ended epoch ${progress.epoch} after ${progress.iterationInEpoch} batches, expected batchesPerEpoch = ${batchesPerEpoch}`,
+                `train: the data source ended epoch ${progress.epoch} after ${progress.iterationInEpoch} batches, expected ${batchesPerEpoch} (${data.size} images in batches of ${options.batchSize})`,
               );
             }
-            const images = next.value;
+            const { images, batchIndex } = next.value;
+            if (batchIndex !== progress.iterationInEpoch) {
+              images.dispose();
+              throw new Error(`train: the data source gave batch ${batchIndex} of epoch ${progress.epoch}, expected batch ${progress.iterationInEpoch}`);
+            }
             const dataSeconds = (performance.now() - stepStart) / 1000;
             let step;
             try {
@@ -268,7 +279,7 @@ export class Trainer {
  * @example
  * const controller = new AbortController();
  * process.once('SIGINT', () => controller.abort());
- * await train({ model, optimizer, data, epochs: 10, schedule, seed: 0, checkpointDir: 'runs/tiny', signal: controller.signal });
+ * await train({ model, optimizer, data: source, batchSize: 8, epochs: 10, schedule, seed: 0, checkpointDir: 'runs/tiny', signal: controller.signal });
  */
 export function train(options: TrainOptions): Promise<TrainResult> {
   return new Trainer(options).run();

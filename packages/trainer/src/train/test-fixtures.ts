@@ -5,8 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { applyMask, randomPatchMask, upsampleMask } from '@sparkmim/masking';
 import { Module } from '@sparkmim/sparse-ops';
 import type { LossOptions } from './trainable';
-import type { TrainingData } from './loop';
-import { TrainingRandom } from './random';
+import { InMemorySource } from '../data/in-memory';
 
 class Conv extends Module {
   readonly weight: tf.Variable;
@@ -105,36 +104,10 @@ export class TinyModel extends Module {
   }
 }
 
-/** Deterministic in-memory images, shuffled per epoch from a seed (what a real source does with files). */
-export class InMemoryData implements TrainingData {
-  readonly batchesPerEpoch: number;
-  private readonly images: Float32Array[];
-  /** Every (epoch, skip) asked for, to check the loop's resume position. */
-  readonly requests: { epoch: number; skip: number }[] = [];
-
-  constructor(
-    readonly count: number,
-    readonly batchSize: number,
-    readonly size = 8,
-    readonly seed = 0,
-  ) {
-    this.batchesPerEpoch = Math.floor(count / batchSize);
-    const random = new TrainingRandom(seed + 1000);
-    this.images = Array.from({ length: count }, () => Float32Array.from({ length: size * size * 3 }, () => random.next() * 2 - 1));
-  }
-
-  async *batches(epoch: number, { skip = 0 }: { skip?: number } = {}): AsyncIterable<tf.Tensor4D> {
-    this.requests.push({ epoch, skip });
-    const order = [...this.images.keys()];
-    const random = new TrainingRandom(this.seed * 7919 + epoch);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(random.next() * (i + 1));
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    for (let batch = skip; batch < this.batchesPerEpoch; batch++) {
-      const values = new Float32Array(this.batchSize * this.size * this.size * 3);
-      for (let k = 0; k < this.batchSize; k++) values.set(this.images[order[batch * this.batchSize + k]], k * this.size * this.size * 3);
-      yield tf.tensor4d(values, [this.batchSize, this.size, this.size, 3]);
-    }
-  }
+/** `count` random pictures of `size` x `size` (values 0..255, fixed by `seed`) as an in-memory source with flips. */
+export function randomImages(count: number, size = 8, seed = 0): InMemorySource {
+  const pixels = tf.randomUniform([count, size, size, 3], 0, 255, 'float32', seed) as tf.Tensor4D;
+  const source = InMemorySource.fromTensor(pixels, { flip: true });
+  pixels.dispose();
+  return source;
 }
