@@ -19,12 +19,23 @@ export class ActiveSites {
   private readonly derived = new Map<string, tf.Tensor4D>();
   private readonly counts = new Map<string, tf.Scalar>();
   private disposed = false;
+  private ownsBase = false;
+  private everySiteActive = false;
 
   /** @param base `[B, h, w, 1]` float mask, 1 = active. Not copied and not disposed by this object. */
   constructor(readonly base: tf.Tensor4D) {
     if (base.rank !== 4 || base.shape[3] !== 1) {
       throw new Error(`ActiveSites: the mask must have shape [B, h, w, 1], got [${base.shape.join(', ')}]`);
     }
+  }
+
+  /**
+   * True when the mask is known to mark every site active (it was validated by {@link ActiveSites.checked}
+   * or {@link ActiveSites.fromArray}). The ops then skip masking entirely and run the ordinary dense op,
+   * so an all-active mask costs nothing; a mask wrapped unread by the constructor is never assumed full.
+   */
+  get allActive(): boolean {
+    return this.everySiteActive;
   }
 
   /**
@@ -35,7 +46,7 @@ export class ActiveSites {
    */
   static async checked(mask: tf.Tensor4D): Promise<ActiveSites> {
     const sites = new ActiveSites(mask);
-    assertBinary(await mask.data(), mask.shape, 'ActiveSites');
+    sites.everySiteActive = assertBinary(await mask.data(), mask.shape, 'ActiveSites.checked');
     return sites;
   }
 
@@ -51,13 +62,12 @@ export class ActiveSites {
         `ActiveSites.fromArray: expected ${batch * height * width} values for [${batch}, ${height}, ${width}], got ${values.length}`,
       );
     }
-    assertBinary(values, [batch, height, width, 1], 'ActiveSites.fromArray');
+    const everySiteActive = assertBinary(values, [batch, height, width, 1], 'ActiveSites.fromArray');
     const sites = new ActiveSites(tf.tensor4d(Float32Array.from(values), [batch, height, width, 1]));
     sites.ownsBase = true;
+    sites.everySiteActive = everySiteActive;
     return sites;
   }
-
-  private ownsBase = false;
 
   get batchSize(): number {
     return this.base.shape[0];
@@ -81,7 +91,8 @@ export class ActiveSites {
     const key = `${height}x${width}`;
     let mask = this.derived.get(key);
     if (!mask) {
-      mask = tf.keep(resampleMask(this.base, height, width, caller));
+      assertDivides(this.base.shape, [this.batchSize, height, width], caller);
+      mask = tf.keep(resampleMask(this.base, height, width));
       this.derived.set(key, mask);
     }
     return mask;
@@ -118,12 +129,16 @@ export class ActiveSites {
 /** A mask argument: an {@link ActiveSites} (cached derived masks) or a plain `[B, h, w, 1]` tensor. */
 export type ActiveMask = ActiveSites | tf.Tensor4D;
 
-function assertBinary(values: ArrayLike<number>, shape: number[], caller: string): void {
+/** Throws on a value other than 0 or 1; returns whether every value is 1. */
+function assertBinary(values: ArrayLike<number>, shape: number[], caller: string): boolean {
+  let everyOne = true;
   for (let i = 0; i < values.length; i++) {
     if (values[i] !== 0 && values[i] !== 1) {
       throw new Error(`${caller}: the mask [${shape.join(', ')}] must hold only 0 and 1, got ${values[i]} at index ${i}`);
     }
+    if (values[i] === 0) everyOne = false;
   }
+  return everyOne;
 }
 
 function describeDivisibility(size: number, base: number, axis: string): string | undefined {
@@ -131,16 +146,24 @@ function describeDivisibility(size: number, base: number, axis: string): string 
   return `${axis} ${size} is neither a multiple nor a divisor of ${base}`;
 }
 
-/** Nearest resampling of `[B, h, w, 1]` to `[B, height, width, 1]` by integer factors. */
-function resampleMask(base: tf.Tensor4D, height: number, width: number, caller: string): tf.Tensor4D {
-  const [batch, baseHeight, baseWidth] = base.shape;
+/**
+ * Throws unless every spatial size of `features` (`[B, H, W, ...]`, or just `[B, H, W]` when only the
+ * resolution is known) is an integer multiple or divisor of the mask's.
+ */
+function assertDivides(maskShape: number[], features: number[], caller: string): void {
+  const [, baseHeight, baseWidth] = maskShape;
+  const [, height, width] = features;
   const problem =
     describeDivisibility(height, baseHeight, 'height') ?? describeDivisibility(width, baseWidth, 'width');
   if (problem) {
-    throw new Error(
-      `${caller}: active mask [${base.shape.join(', ')}] does not divide features of size ${height}x${width} (${problem})`,
-    );
+    const what = features.length === 4 ? `features [${features.join(', ')}]` : `features of size ${height}x${width}`;
+    throw new Error(`${caller}: active mask [${maskShape.join(', ')}] does not divide ${what} (${problem})`);
   }
+}
+
+/** Nearest resampling of `[B, h, w, 1]` to `[B, height, width, 1]` by integer factors (checked by the caller). */
+function resampleMask(base: tf.Tensor4D, height: number, width: number): tf.Tensor4D {
+  const [batch, baseHeight, baseWidth] = base.shape;
   return tf.tidy(() => {
     let mask: tf.Tensor4D = base;
     // Coarser: keep the top-left site of each block (what nearest interpolation picks).
@@ -168,25 +191,53 @@ function resampleMask(base: tf.Tensor4D, height: number, width: number, caller: 
 }
 
 /**
- * The mask at the resolution of `features` (`[B, H, W, C]`), checking batch sizes; for a plain tensor the
- * derived mask lives in the caller's tidy scope, for {@link ActiveSites} it comes from the cache.
+ * The mask at the resolution of `features` (`[B, H, W, C]`), checking batch sizes and that the resolutions
+ * divide; for a plain tensor the derived mask lives in the caller's tidy scope (dispose it, or call this
+ * inside `tf.tidy`), for {@link ActiveSites} it comes from the cache (do not dispose it).
+ *
+ * @param active `[B, h, w, 1]` or {@link ActiveSites}, 1 = active
+ * @param features `[B, H, W, C]`, H and W integer multiples or divisors of h and w
+ * @returns `[B, H, W, 1]`
+ *
+ * @example
+ * const maskAtStage = activeAt(active, stageFeatures); // multiply custom ops' outputs by it
  */
-export function activeAt(active: ActiveMask, features: tf.Tensor, caller: string): tf.Tensor4D {
+export function activeAt(active: ActiveMask, features: tf.Tensor, caller = 'activeAt'): tf.Tensor4D {
   const sites = active instanceof ActiveSites ? active : undefined;
   const base = sites ? sites.base : (active as tf.Tensor4D);
+  assertCompatible(base, features, caller);
+  const [, height, width] = features.shape;
+  if (sites) return sites.at(height, width, caller);
+  if (base.shape[1] === height && base.shape[2] === width) return base;
+  return resampleMask(base, height, width);
+}
+
+/**
+ * What an op multiplies its output by: the mask at the resolution of `features`, or undefined when there
+ * is no mask or the mask is known to be all active, so that the op is exactly the dense op (same kernels,
+ * same cost). Validates the mask either way.
+ */
+export function maskOrDense(active: ActiveMask | undefined, features: tf.Tensor, caller: string): tf.Tensor4D | undefined {
+  if (!active) return undefined;
+  if (active instanceof ActiveSites && active.allActive) {
+    assertCompatible(active.base, features, caller);
+    return undefined;
+  }
+  return activeAt(active, features, caller);
+}
+
+function assertCompatible(base: tf.Tensor, features: tf.Tensor, caller: string): void {
   if (base.rank !== 4 || base.shape[3] !== 1) {
     throw new Error(`${caller}: the active mask must have shape [B, h, w, 1], got [${base.shape.join(', ')}]`);
   }
   if (features.rank !== 4) {
     throw new Error(`${caller}: features must have shape [B, H, W, C], got [${features.shape.join(', ')}]`);
   }
-  const [batch, height, width] = features.shape;
+  const batch = features.shape[0];
   if (base.shape[0] !== batch) {
     throw new Error(
       `${caller}: active mask [${base.shape.join(', ')}] has batch ${base.shape[0]} but features [${features.shape.join(', ')}] have batch ${batch}`,
     );
   }
-  if (sites) return sites.at(height, width, caller);
-  if (base.shape[1] === height && base.shape[2] === width) return base;
-  return resampleMask(base, height, width, caller);
+  assertDivides(base.shape, features.shape, caller);
 }

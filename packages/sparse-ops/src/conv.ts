@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { activeAt, type ActiveMask } from './active-sites';
+import { maskOrDense, type ActiveMask } from './active-sites';
 import { pair, toTfPadding, type Padding2d } from './padding';
 
 export interface SparseConv2dOptions {
@@ -34,9 +34,12 @@ export interface SparseConv2dOptions {
 export function sparseConv2d(x: tf.Tensor4D, filter: tf.Tensor4D, options: SparseConv2dOptions = {}): tf.Tensor4D {
   const { strides = 1, pad = 0, dilations = 1, groups = 1, bias, active } = options;
   const caller = 'sparseConv2d';
+  if (x.rank !== 4) throw new Error(`${caller}: x must have shape [B, H, W, C], got [${x.shape.join(', ')}]`);
+  if (filter.rank !== 4) {
+    throw new Error(`${caller}: filter must have shape [kH, kW, inC / groups, outC], got [${filter.shape.join(', ')}]`);
+  }
   const [, , filterInC, outC] = filter.shape;
   const inC = x.shape[3];
-  if (x.rank !== 4) throw new Error(`${caller}: x must have shape [B, H, W, C], got [${x.shape.join(', ')}]`);
   if (!Number.isInteger(groups) || groups < 1 || inC % groups !== 0 || outC % groups !== 0) {
     throw new Error(`${caller}: groups ${groups} must divide input channels ${inC} and output channels ${outC}`);
   }
@@ -69,16 +72,24 @@ export function sparseConv2d(x: tf.Tensor4D, filter: tf.Tensor4D, options: Spars
       y = tf.concat(inputs.map((input, g) => tf.conv2d(input, filters[g] as tf.Tensor4D, stride, tfPad)), 3) as tf.Tensor4D;
     }
     if (bias) y = tf.add(y, bias);
-    if (active) y = tf.mul(y, activeAt(active, y, caller));
-    return y;
+    const mask = maskOrDense(active, y, caller);
+    return mask ? tf.mul(y, mask) : y;
   });
 }
 
-/** `[kH, kW, I, O]` → `[(kH-1)*dH+1, (kW-1)*dW+1, I, O]` with zeros between taps (pad + reshape only). */
+/**
+ * `[kH, kW, I, O]` → `[(kH-1)*dH+1, (kW-1)*dW+1, I, O]` with zeros between taps, by pad + reshape only
+ * (both differentiable everywhere). Kept at rank <= 4: tfjs-backend-webgpu 4.22 pads rank-6 tensors wrongly.
+ */
 function dilateFilter(filter: tf.Tensor4D, dilationH: number, dilationW: number): tf.Tensor4D {
   const [kernelH, kernelW, inC, outC] = filter.shape;
-  let spread: tf.Tensor = tf.reshape(filter, [kernelH, 1, kernelW, 1, inC, outC]);
-  spread = tf.pad(spread, [[0, 0], [0, dilationH - 1], [0, 0], [0, dilationW - 1], [0, 0], [0, 0]]);
+  // Rows: each tap row followed by dH - 1 zero rows.
+  let spread: tf.Tensor = tf.reshape(filter, [kernelH, 1, kernelW * inC * outC]);
+  spread = tf.pad(spread, [[0, 0], [0, dilationH - 1], [0, 0]]);
+  // Columns: each tap column followed by dW - 1 zero columns.
+  spread = tf.reshape(spread, [kernelH * dilationH, kernelW, 1, inC * outC]);
+  spread = tf.pad(spread, [[0, 0], [0, 0], [0, dilationW - 1], [0, 0]]);
   spread = tf.reshape(spread, [kernelH * dilationH, kernelW * dilationW, inC, outC]);
+  // Drop the zeros after the last tap.
   return tf.slice(spread, [0, 0, 0, 0], [(kernelH - 1) * dilationH + 1, (kernelW - 1) * dilationW + 1, inC, outC]) as tf.Tensor4D;
 }

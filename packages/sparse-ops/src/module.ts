@@ -111,7 +111,13 @@ export class Module {
 /** Makes an initial tensor of the given shape. */
 export type Initializer = (shape: number[]) => tf.Tensor;
 
-/** PyTorch's default for conv and linear layers: U(-1/sqrt(fanIn), 1/sqrt(fanIn)). */
+/**
+ * PyTorch's default for conv and linear layers: U(-1/sqrt(fanIn), 1/sqrt(fanIn)); `seed` makes it
+ * reproducible.
+ *
+ * @example
+ * const conv = new SparseConv2d({ inChannels: 16, outChannels: 32, kernelSize: 3, filterInit: uniformFanIn(16 * 3 * 3, 42) });
+ */
 export function uniformFanIn(fanIn: number, seed?: number): Initializer {
   const bound = 1 / Math.sqrt(fanIn);
   return (shape) => tf.randomUniform(shape, -bound, bound, 'float32', seed);

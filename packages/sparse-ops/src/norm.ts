@@ -1,17 +1,19 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { activeAt, type ActiveMask } from './active-sites';
+import { maskOrDense, type ActiveMask } from './active-sites';
 
-export interface BatchStatistics {
+// A type alias rather than an interface so that tf.tidy can return it (it needs an index signature).
+export type BatchStatistics = {
   /** `[C]` mean over the active sites. */
   mean: tf.Tensor1D;
   /** `[C]` biased variance over the active sites (what normalises). */
   variance: tf.Tensor1D;
   /** Number of active sites (all sites without a mask) the statistics were taken over. */
   count: tf.Scalar;
-}
+};
 
 /**
- * Per-channel mean and biased variance over the active sites only (all sites without a mask).
+ * Per-channel mean and biased variance over the active sites only (all sites without a mask). With no
+ * active site at all the statistics are NaN, as PyTorch's BatchNorm over an empty selection.
  *
  * @param x `[B, H, W, C]`
  * @param active `[B, h, w, 1]` (or ActiveSites), 1 = active
@@ -20,20 +22,23 @@ export interface BatchStatistics {
  * const { mean, variance, count } = activeMoments(x, active);
  */
 export function activeMoments(x: tf.Tensor4D, active?: ActiveMask): BatchStatistics {
-  return tf.tidy(() => {
-    const [batch, height, width] = x.shape;
-    if (!active) {
-      const mean = tf.mean(x, [0, 1, 2]) as tf.Tensor1D;
-      const variance = tf.mean(tf.square(tf.sub(x, mean)), [0, 1, 2]) as tf.Tensor1D;
-      return { mean, variance, count: tf.scalar(batch * height * width) };
-    }
-    const mask = activeAt(active, x, 'activeMoments');
-    const count = tf.sum(mask) as tf.Scalar;
-    const mean = tf.div(tf.sum(tf.mul(x, mask), [0, 1, 2]), count) as tf.Tensor1D;
-    const centred = tf.mul(tf.sub(x, mean), mask);
-    const variance = tf.div(tf.sum(tf.square(centred), [0, 1, 2]), count) as tf.Tensor1D;
-    return { mean, variance, count };
-  });
+  checkChannelVector(x, undefined, '', 'activeMoments');
+  return tf.tidy(() => momentsOver(x, maskOrDense(active, x, 'activeMoments')));
+}
+
+function momentsOver(x: tf.Tensor4D, mask: tf.Tensor4D | undefined): BatchStatistics {
+  const [batch, height, width] = x.shape;
+  if (!mask) {
+    const { mean, variance } = tf.moments(x, [0, 1, 2]);
+    return { mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D, count: tf.scalar(batch * height * width) };
+  }
+  // Official SparK gathers the active sites and runs BatchNorm1d on them; weighting every site by the 0/1
+  // mask gives the same sums without a gather (which has no gradient in tfjs).
+  const count = tf.sum(mask) as tf.Scalar;
+  const mean = tf.div(tf.sum(tf.mul(x, mask), [0, 1, 2]), count) as tf.Tensor1D;
+  const centred = tf.mul(tf.sub(x, mean), mask);
+  const variance = tf.div(tf.sum(tf.square(centred), [0, 1, 2]), count) as tf.Tensor1D;
+  return { mean, variance, count };
 }
 
 export interface SparseBatchNormOptions {
@@ -51,9 +56,12 @@ export interface SparseBatchNormOptions {
  * Batch norm whose statistics come from the active sites only, with output zero at inactive sites
  * (official SparK's `SparseBatchNorm2d`: BatchNorm1d over the gathered active sites). Training mode:
  * pass no `mean`/`variance` and the batch's active-site statistics normalise (biased variance, as
- * PyTorch normalises). Inference: pass the running statistics.
+ * PyTorch normalises). Inference: pass the running statistics. Without a mask (or with an all-active
+ * {@link ActiveSites}) this is exactly `tf.moments` + `tf.batchNorm`.
  *
  * @param x `[B, H, W, C]`
+ * @param mean `[C]` running mean (inference); pass together with `variance` or not at all
+ * @param variance `[C]` running variance (inference)
  * @returns `[B, H, W, C]`
  *
  * @example
@@ -67,17 +75,19 @@ export function sparseBatchNorm(
   variance?: tf.Tensor1D,
 ): tf.Tensor4D {
   const { gamma, beta, epsilon = 1e-5, active } = options;
-  checkChannelVector(x, gamma, 'gamma', 'sparseBatchNorm');
-  checkChannelVector(x, beta, 'beta', 'sparseBatchNorm');
+  const caller = 'sparseBatchNorm';
+  checkChannelVector(x, gamma, 'gamma', caller);
+  checkChannelVector(x, beta, 'beta', caller);
+  checkChannelVector(x, mean, 'mean', caller);
+  checkChannelVector(x, variance, 'variance', caller);
+  if ((mean === undefined) !== (variance === undefined)) {
+    throw new Error(`${caller}: pass both mean and variance (inference) or neither (training), got only ${mean ? 'mean' : 'variance'}`);
+  }
   return tf.tidy(() => {
-    let useMean = mean;
-    let useVariance = variance;
-    if (!useMean || !useVariance) {
-      const statistics = activeMoments(x, active);
-      useMean = statistics.mean;
-      useVariance = statistics.variance;
-    }
-    return normalize(x, useMean, useVariance, epsilon, gamma, beta, active, 'sparseBatchNorm');
+    const mask = maskOrDense(active, x, caller);
+    const statistics = mean && variance ? { mean, variance } : momentsOver(x, mask);
+    const y = tf.batchNorm(x, statistics.mean, statistics.variance, beta, gamma, epsilon);
+    return mask ? tf.mul(y, mask) : y;
   });
 }
 
@@ -107,29 +117,18 @@ export function sparseLayerNorm(x: tf.Tensor4D, options: SparseLayerNormOptions 
   checkChannelVector(x, gamma, 'gamma', 'sparseLayerNorm');
   checkChannelVector(x, beta, 'beta', 'sparseLayerNorm');
   return tf.tidy(() => {
-    const mean = tf.mean(x, 3, true);
-    const variance = tf.mean(tf.square(tf.sub(x, mean)), 3, true);
-    return normalize(x, mean, variance, epsilon, gamma, beta, active, 'sparseLayerNorm');
+    const mask = maskOrDense(active, x, 'sparseLayerNorm');
+    // Each site is normalised over its own channels, so inactive sites never mix into active ones; the
+    // mask only zeroes their outputs (official SparK normalises the gathered active sites, the same values).
+    const { mean, variance } = tf.moments(x, 3, true);
+    let y = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, epsilon)));
+    if (gamma) y = tf.mul(y, gamma);
+    if (beta) y = tf.add(y, beta);
+    return (mask ? tf.mul(y, mask) : y) as tf.Tensor4D;
   });
 }
 
-function normalize(
-  x: tf.Tensor4D,
-  mean: tf.Tensor,
-  variance: tf.Tensor,
-  epsilon: number,
-  gamma: tf.Tensor1D | undefined,
-  beta: tf.Tensor1D | undefined,
-  active: ActiveMask | undefined,
-  caller: string,
-): tf.Tensor4D {
-  let y = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, epsilon)));
-  if (gamma) y = tf.mul(y, gamma);
-  if (beta) y = tf.add(y, beta);
-  if (active) y = tf.mul(y, activeAt(active, x, caller));
-  return y as tf.Tensor4D;
-}
-
+/** Throws unless `x` is `[B, H, W, C]` and `vector`, when given, is `[C]`. */
 function checkChannelVector(x: tf.Tensor4D, vector: tf.Tensor | undefined, name: string, caller: string): void {
   if (x.rank !== 4) throw new Error(`${caller}: x must have shape [B, H, W, C], got [${x.shape.join(', ')}]`);
   if (vector && (vector.rank !== 1 || vector.shape[0] !== x.shape[3])) {

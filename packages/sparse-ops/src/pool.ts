@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { activeAt, type ActiveMask } from './active-sites';
-import { explicitSides, pair, toTfPadding, type Padding2d } from './padding';
+import { maskOrDense, type ActiveMask } from './active-sites';
+import { pair, resolveSides, toTfPadding, type Padding2d } from './padding';
 
 export interface SparsePool2dOptions {
   /** Window size, one number or `[height, width]`. */
@@ -27,12 +27,16 @@ export function sparseMaxPool2d(x: tf.Tensor4D, options: SparsePool2dOptions): t
   const { filterSize, strides = filterSize, pad = 0, active } = options;
   return tf.tidy(() => {
     const y = tf.maxPool(x, pair(filterSize), pair(strides), toTfPadding(pad));
-    return active ? tf.mul(y, activeAt(active, y, 'sparseMaxPool2d')) : y;
+    const mask = maskOrDense(active, y, 'sparseMaxPool2d');
+    return mask ? tf.mul(y, mask) : y;
   });
 }
 
 export interface SparseAvgPool2dOptions extends SparsePool2dOptions {
-  /** Whether padded zeros count in the average (PyTorch's `count_include_pad`). Default true. */
+  /**
+   * Whether padded zeros count in the average (PyTorch's `count_include_pad`). Default true. Applies to
+   * `'same'` padding too, which is first resolved to TensorFlow's explicit sides.
+   */
   countIncludePad?: boolean;
 }
 
@@ -47,16 +51,23 @@ export interface SparseAvgPool2dOptions extends SparsePool2dOptions {
  */
 export function sparseAvgPool2d(x: tf.Tensor4D, options: SparseAvgPool2dOptions): tf.Tensor4D {
   const { filterSize, strides = filterSize, pad = 0, countIncludePad = true, active } = options;
+  const windowSize = pair(filterSize);
+  const stride = pair(strides);
   return tf.tidy(() => {
-    const sides = explicitSides(pad);
-    let y: tf.Tensor4D;
-    if (sides && sides.some((side) => side > 0) && countIncludePad) {
-      // PyTorch divides by the full window when padding counts; tfjs excludes padding, so pad first.
-      const padded = tf.pad(x, [[0, 0], [sides[0], sides[1]], [sides[2], sides[3]], [0, 0]]);
-      y = tf.avgPool(padded, pair(filterSize), pair(strides), 'valid');
-    } else {
-      y = tf.avgPool(x, pair(filterSize), pair(strides), toTfPadding(pad));
+    const [top, bottom, left, right] = resolveSides(pad, x.shape, windowSize, stride);
+    // Padding is applied here and tfjs pools with 'valid', which divides by the whole window. tfjs's own
+    // padded avgPool divides by the in-bounds count, but its gradient (AvgPoolGrad, tfjs 4.22) divides by
+    // the whole window, so it would train wrongly; the in-bounds rescale below has a correct gradient.
+    const padded = top + bottom + left + right > 0;
+    const paddings: [number, number][] = [[0, 0], [top, bottom], [left, right], [0, 0]];
+    let y = tf.avgPool(padded ? tf.pad(x, paddings) : x, windowSize, stride, 'valid');
+    if (padded && !countIncludePad) {
+      const [, height, width] = x.shape;
+      // The in-bounds fraction of each window: a constant, so the gradient is the rescaled window mean's.
+      const inBoundsFraction = tf.avgPool(tf.pad(tf.ones([1, height, width, 1]), paddings) as tf.Tensor4D, windowSize, stride, 'valid');
+      y = tf.div(y, inBoundsFraction);
     }
-    return active ? tf.mul(y, activeAt(active, y, 'sparseAvgPool2d')) : y;
+    const mask = maskOrDense(active, y, 'sparseAvgPool2d');
+    return mask ? tf.mul(y, mask) : y;
   });
 }

@@ -7,7 +7,12 @@ export interface TorchTensorData {
   data: Float32Array;
 }
 
-/** Our shape for a PyTorch shape under a layout (and back with {@link torchShapeOf}). */
+/**
+ * Our shape for a PyTorch shape under a layout (and back with {@link torchShapeOf}).
+ *
+ * @example
+ * ourShapeOf([64, 3, 7, 7], 'conv2d'); // [7, 7, 3, 64]
+ */
 export function ourShapeOf(torchShape: number[], layout: TorchLayout): number[] {
   switch (layout) {
     case 'conv2d': {
@@ -27,7 +32,12 @@ export function ourShapeOf(torchShape: number[], layout: TorchLayout): number[] 
   }
 }
 
-/** PyTorch's shape for one of ours under a layout. */
+/**
+ * PyTorch's shape for one of ours under a layout.
+ *
+ * @example
+ * torchShapeOf([512], 'token'); // [1, 512, 1, 1]
+ */
 export function torchShapeOf(ourShape: number[], layout: TorchLayout): number[] {
   switch (layout) {
     case 'conv2d': {
@@ -62,7 +72,12 @@ const toTorch: Record<TorchLayout, number[] | undefined> = {
   same: undefined,
 };
 
-/** A PyTorch-layout tensor converted to our layout (caller owns the result). */
+/**
+ * A PyTorch-layout tensor converted to our layout (caller owns the result).
+ *
+ * @example
+ * const filter = fromTorchLayout({ shape: [64, 3, 7, 7], data }, 'conv2d'); // [7, 7, 3, 64]
+ */
 export function fromTorchLayout(torch: TorchTensorData, layout: TorchLayout): tf.Tensor {
   return tf.tidy(() => {
     const stored = tf.tensor(torch.data, torch.shape, 'float32');
@@ -72,7 +87,12 @@ export function fromTorchLayout(torch: TorchTensorData, layout: TorchLayout): tf
   });
 }
 
-/** One of our tensors converted to PyTorch's layout (caller owns the result). */
+/**
+ * One of our tensors converted to PyTorch's layout (caller owns the result).
+ *
+ * @example
+ * const weight = toTorchLayout(conv.filter, 'conv2d'); // [kH, kW, I, O] → (O, I, kH, kW)
+ */
 export function toTorchLayout(tensor: tf.Tensor, layout: TorchLayout): tf.Tensor {
   return tf.tidy(() => {
     const permutation = toTorch[layout];
@@ -82,7 +102,10 @@ export function toTorchLayout(tensor: tf.Tensor, layout: TorchLayout): tf.Tensor
 }
 
 export interface LoadStateOptions {
-  /** Every key must match both ways and every shape must agree (default true). */
+  /**
+   * Every key must match both ways (default true). Shapes must agree in either mode: a mis-shaped key is
+   * always an error, as in PyTorch's `load_state_dict(strict=False)`.
+   */
   strict?: boolean;
   /** Prefix of the module's entries inside `state` (e.g. `sparse_encoder.sp_cnn.`). */
   prefix?: string;
