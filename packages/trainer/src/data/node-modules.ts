@@ -1,0 +1,58 @@
+// Node only. Node's modules and sharp are imported on first use, through a name held in a variable, so a
+// browser bundle of this package never resolves them (as io/atomic-write.ts and @sparkmim/runtime do).
+
+/** The version of sharp the trainer is tested with (its optional dependency). */
+export const SHARP_VERSION = '0.34.5';
+
+/** The part of sharp's API the folder source uses (typed here so this package needs no sharp types). */
+export interface SharpInstance {
+  metadata(): Promise<{ width?: number; height?: number; hasAlpha?: boolean }>;
+  removeAlpha(): SharpInstance;
+  toColourspace(space: 'srgb'): SharpInstance;
+  extract(region: { left: number; top: number; width: number; height: number }): SharpInstance;
+  resize(width: number, height: number, options: { kernel: 'cubic'; fit: 'fill' }): SharpInstance;
+  flop(): SharpInstance;
+  raw(options: { depth: 'uchar' }): SharpInstance;
+  toBuffer(options: { resolveWithObject: true }): Promise<{ data: Uint8Array; info: { width: number; height: number; channels: number } }>;
+}
+
+export interface SharpInputOptions {
+  failOn?: 'none' | 'truncated' | 'error' | 'warning';
+  raw?: { width: number; height: number; channels: 1 | 2 | 3 | 4 };
+}
+
+export type SharpFactory = (input: Uint8Array, options?: SharpInputOptions) => SharpInstance;
+
+function isNode(): boolean {
+  return typeof process !== 'undefined' && Boolean(process.versions?.node);
+}
+
+/** Imports a Node built-in (`node:fs/promises`, `node:path`); errors outside Node name `caller`. */
+export async function importNode<T>(moduleName: string, caller: string): Promise<T> {
+  if (!isNode()) throw new Error(`${caller}: needs Node.js (it imports ${moduleName}); in a browser, use InMemorySource`);
+  return (await import(/* webpackIgnore: true */ /* @vite-ignore */ moduleName)) as T;
+}
+
+/**
+ * Loads sharp (an optional dependency). When it is absent the error says how to install it; when its native
+ * part fails to load, sharp's own message (which names the platform package) is kept.
+ */
+export async function loadSharp(caller: string, moduleName = 'sharp'): Promise<SharpFactory> {
+  if (!isNode()) throw new Error(`${caller}: needs Node.js (it decodes images with sharp); in a browser, use InMemorySource`);
+  let loaded: unknown;
+  try {
+    loaded = await import(/* webpackIgnore: true */ /* @vite-ignore */ moduleName);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    const absent = /cannot find (module|package)|ERR_MODULE_NOT_FOUND/i.test(reason) && reason.includes(moduleName);
+    throw new Error(
+      absent
+        ? `${caller}: decoding images needs the package sharp, which is not installed. Install it with: npm install sharp@${SHARP_VERSION}`
+        : `${caller}: the package sharp failed to load (${reason.split('\n')[0]}). Reinstall it with: npm install sharp@${SHARP_VERSION}`,
+    );
+  }
+  // CommonJS through ESM import() puts the function under `default`.
+  const candidate = (loaded as { default?: unknown }).default ?? loaded;
+  if (typeof candidate !== 'function') throw new Error(`${caller}: the module '${moduleName}' is not sharp (it exports no function)`);
+  return candidate as SharpFactory;
+}
