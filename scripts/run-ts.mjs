@@ -4,33 +4,19 @@
 // Why bundle instead of a TS loader: tfjs-core's Node bundle registers no gradients (they ship only as ESM
 // files beside dist/index.js), so the entry must see the ESM builds of tfjs, as jest and the apps do. esbuild
 // bundles the entry with the workspace's source export condition (no build of our packages first) and
-// `module` before `main`, into .cache/run-ts/, and Node runs the bundle with the remaining arguments.
+// `module` before `main`, into packages/runtime/node_modules/.cache/run-ts/, and Node runs the bundle with the remaining arguments.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, realpathSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** esbuild is not a root dependency: take the one tsup uses, else the one in pnpm's store. */
+/** esbuild is a root devDependency of the workspace. */
 async function loadEsbuild() {
   const fromRoot = createRequire(path.join(repoRoot, 'package.json'));
-  const attempts = [];
-  try {
-    const tsupManifest = realpathSync(fromRoot.resolve('tsup/package.json'));
-    return await import(pathToFileURL(createRequire(tsupManifest).resolve('esbuild')).href);
-  } catch (error) {
-    attempts.push(`via tsup: ${error.message.split('\n')[0]}`);
-  }
-  const store = path.join(repoRoot, 'node_modules/.pnpm');
-  const candidates = existsSync(store) ? readdirSync(store).filter((name) => name.startsWith('esbuild@')).sort() : [];
-  for (const candidate of candidates.reverse()) {
-    const manifest = path.join(store, candidate, 'node_modules/esbuild/package.json');
-    if (existsSync(manifest)) return await import(pathToFileURL(createRequire(manifest).resolve('esbuild')).href);
-  }
-  attempts.push(`no esbuild@* in ${store}`);
-  throw new Error(`run-ts: esbuild not found (${attempts.join('; ')}); run pnpm install at the repository root`);
+  return await import(pathToFileURL(fromRoot.resolve('esbuild')).href);
 }
 
 const [entryArgument, ...forwardedArgs] = process.argv.slice(2);
@@ -44,7 +30,9 @@ if (!existsSync(entry)) {
   process.exit(2);
 }
 
-const outDir = path.join(repoRoot, '.cache/run-ts');
+// Inside @sparkmim/runtime's node_modules, so that the bundle's external imports (the optional 'webgpu'
+// package, tfjs-node when installed) resolve from the package that declares them.
+const outDir = path.join(repoRoot, 'packages/runtime/node_modules/.cache/run-ts');
 mkdirSync(outDir, { recursive: true });
 const outfile = path.join(outDir, `${path.relative(repoRoot, entry).replace(/[\\/]/g, '__').replace(/\.[cm]?tsx?$/, '')}.mjs`);
 

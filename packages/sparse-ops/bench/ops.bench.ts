@@ -7,7 +7,7 @@
 // Run: npm run bench (in packages/sparse-ops), or node scripts/run-ts.mjs packages/sparse-ops/bench/ops.bench.ts [minMsPerVariant]
 import * as tf from '@tensorflow/tfjs-core';
 // sparse-ops depends on no backend; the runtime package of this repository sets one up with gradients.
-import { setupBackend } from '../../runtime/src/index';
+import { setupBackend } from '@sparkmim/runtime';
 import {
   ActiveSites,
   sparseAvgPool2d,

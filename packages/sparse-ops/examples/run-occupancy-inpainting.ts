@@ -3,7 +3,7 @@
 // or, inside packages/sparse-ops: npm run example -- [backend] [steps]
 import * as tf from '@tensorflow/tfjs-core';
 // sparse-ops depends on no backend; the runtime package of this repository sets one up with gradients.
-import { setupBackend } from '../../runtime/src/index';
+import { setupBackend } from '@sparkmim/runtime';
 import { runOccupancyInpainting } from './occupancy-inpainting';
 
 const [backend = 'cpu', steps = '60'] = process.argv.slice(2);
