@@ -1,2 +1,41 @@
 // Public API of @sparkmim/backbones: see README.md.
-export {};
+export { checkBackboneInput, withActiveSites } from './backbone';
+export type { Backbone, BackboneForwardOptions, BackboneKind } from './backbone';
+export {
+  BasicBlock,
+  Bottleneck,
+  createResNet,
+  RESNET_VARIANTS,
+  ResNet,
+  resnet101,
+  resnet152,
+  resnet18,
+  resnet200,
+  resnet34,
+  resnet50,
+} from './resnet';
+export type { ResNetBlock, ResNetBlockType, ResNetConfig, ResNetName, ResNetOptions } from './resnet';
+export {
+  CONVNEXT_VARIANTS,
+  ConvNeXt,
+  ConvNeXtBlock,
+  convnextBase,
+  convnextLarge,
+  convnextSmall,
+  convnextTiny,
+  createConvNeXt,
+} from './convnext';
+export type { ConvNeXtConfig, ConvNeXtName, ConvNeXtOptions } from './convnext';
+export {
+  BACKBONE_NAMES,
+  backboneConfigFromState,
+  createBackbone,
+  createBackboneFromConfig,
+  namedBackboneConfig,
+} from './registry';
+export type { BackboneConfig, BackboneName, BackboneOptions, StateShapes } from './registry';
+export { dropPath, gelu, Linear } from './layers';
+export type { LinearConfig } from './layers';
+export { BackboneRandom } from './random';
+export { createTinyConvNet, TinyConvNet } from './examples/tiny-convnet';
+export type { TinyConvNetConfig } from './examples/tiny-convnet';

@@ -1,0 +1,119 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { loadTorchState, type TorchTensorData } from '@sparkmim/sparse-ops';
+import { describeBackends, expectClose, goldenFileNames, loadGolden, maxAbs, nchwToNhwc, type GoldenFile } from '@sparkmim/test-utils';
+import { backboneConfigFromState, createBackboneFromConfig, type Backbone } from './index';
+
+// The official SparK encoder's outputs (see shared/goldens/README.md). The architecture of every case is
+// read off its `param.*` keys and shapes, so a new golden file is checked without code changes.
+const ENCODER_PREFIX = 'sparse_encoder.sp_cnn.';
+
+// Tolerances relative to each tensor's largest magnitude. cpu: float32 throughout, the same math as
+// PyTorch up to summation order: 1e-4 (measured: at most 4.3e-6). webgpu: 5e-4. SwiftShader (CI) measured
+// at most 4.2e-6 like cpu, but hardware GPUs tile and accumulate convolutions and reductions in other
+// orders and WGSL lets exp / inverseSqrt / division be a few ULP off, errors that compound over the
+// network's depth; 5e-4 leaves room for that and still fails on any wrong op, layout or mask (O(1e-1)).
+const TOLERANCE: Record<string, number> = { cpu: 1e-4, webgpu: 5e-4 };
+
+/** Worst |actual - expected| / max|expected| per label, printed when SPARKMIM_REPORT_ERRORS is set. */
+const worstErrors = new Map<string, number>();
+
+afterAll(() => {
+  if (!process.env.SPARKMIM_REPORT_ERRORS) return;
+  const lines = [...worstErrors].map(([label, error]) => `${label}: ${error.toExponential(2)}`);
+  console.log(`worst errors relative to max|expected|:\n${lines.join('\n')}`);
+});
+
+async function expectGoldenClose(actual: tf.Tensor | ArrayLike<number>, expected: ArrayLike<number>, relative: number, label: string): Promise<void> {
+  const values = actual instanceof tf.Tensor ? await actual.data() : actual;
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(values[i] - expected[i]));
+  const scale = maxAbs(expected);
+  worstErrors.set(label, Math.max(worstErrors.get(label) ?? 0, scale > 0 ? worst / scale : worst));
+  await expectClose(values, expected, { relative, label });
+}
+
+/** The file's `param.*` entries under their official names: the SparK model's initial state dict. */
+function initialState(golden: GoldenFile): Map<string, TorchTensorData> {
+  const state = new Map<string, TorchTensorData>();
+  for (const key of golden.keys('param.')) state.set(key.slice('param.'.length), golden.get(key));
+  return state;
+}
+
+/** The golden backbone, built from the shapes in the file and loaded with its initial state. */
+function loadedBackbone(golden: GoldenFile): Backbone {
+  const state = initialState(golden);
+  const backbone = createBackboneFromConfig(backboneConfigFromState(state, { prefix: ENCODER_PREFIX }));
+  loadTorchState(backbone, state, { prefix: ENCODER_PREFIX });
+  return backbone;
+}
+
+/**
+ * `input * upsampled active` as SparK feeds the encoder, NHWC, and the mask `[B, f, f, 1]`; the upsampling
+ * is written out as loops here so the test does not rely on the code under test.
+ */
+function maskedInputAndMask(golden: GoldenFile): { masked: tf.Tensor4D; active: tf.Tensor4D } {
+  const input = golden.get('input');
+  const active = golden.get('active');
+  const [batch, channels, height, width] = input.shape;
+  const [, , maskH, maskW] = active.shape;
+  const masked = new Float32Array(input.data.length);
+  for (let b = 0; b < batch; b++) {
+    for (let c = 0; c < channels; c++) {
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const keep = active.data[(b * maskH + Math.floor((y * maskH) / height)) * maskW + Math.floor((x * maskW) / width)];
+          const index = ((b * channels + c) * height + y) * width + x;
+          masked[index] = input.data[index] * keep;
+        }
+      }
+    }
+  }
+  return {
+    masked: nchwToNhwc({ shape: input.shape, data: masked }),
+    active: nchwToNhwc(active),
+  };
+}
+
+async function expectFeatures(golden: GoldenFile, features: tf.Tensor4D[], key: 'enc' | 'enc_eval', relative: number, backend: string): Promise<void> {
+  expect(features).toHaveLength(golden.keys(`${key}.`).length);
+  for (let i = 0; i < features.length; i++) {
+    const expected = nchwToNhwc(golden.get(`${key}.${i}`));
+    expect(features[i].shape).toEqual(expected.shape);
+    await expectGoldenClose(features[i], await expected.data(), relative, `${backend} ${golden.name} ${key}.${i}`);
+    expected.dispose();
+  }
+}
+
+describeBackends('backbones: official SparK encoder goldens', ({ backend }) => {
+  const relative = TOLERANCE[backend] ?? 5e-4;
+
+  for (const file of goldenFileNames()) {
+    it(`${file}: train-mode sparse features match enc.0..3 and BN running statistics match after_fwd.*`, async () => {
+      const golden = loadGolden(file);
+      const backbone = loadedBackbone(golden);
+      const { masked, active } = maskedInputAndMask(golden);
+      const features = backbone.train().forward(masked, { active });
+      await expectFeatures(golden, features, 'enc', relative, backend);
+
+      // Every encoder buffer is in after_fwd (ConvNeXt has none: layer norms keep no statistics).
+      const buffers = backbone.namedBuffers(ENCODER_PREFIX);
+      const goldenKeys = golden.keys(`after_fwd.${ENCODER_PREFIX}`).map((key) => key.slice('after_fwd.'.length));
+      expect(buffers.map((entry) => entry.name).sort()).toEqual(goldenKeys);
+      for (const { name, variable } of buffers) {
+        await expectGoldenClose(variable, golden.get(`after_fwd.${name}`).data, relative, `${backend} ${file} after_fwd (running stats)`);
+      }
+      tf.dispose([features, masked, active]);
+      backbone.dispose();
+    });
+
+    it(`${file}: eval-mode sparse features (running statistics) match enc_eval.0..3`, async () => {
+      const golden = loadGolden(file);
+      const backbone = loadedBackbone(golden);
+      const { masked, active } = maskedInputAndMask(golden);
+      const features = backbone.eval().forward(masked, { active });
+      await expectFeatures(golden, features, 'enc_eval', relative, backend);
+      tf.dispose([features, masked, active]);
+      backbone.dispose();
+    });
+  }
+});
