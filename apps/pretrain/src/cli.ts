@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { BACKEND_NAMES, BackendUnavailableError, setupBackend } from '@sparkmim/runtime';
+import { trainStepsCommand } from './commands/train-steps';
 import { UsageError } from './errors';
 
 const HELP = `sparkmim: SparK masked image modelling for TensorFlow.js
@@ -8,6 +9,7 @@ usage: sparkmim <command> [options]
 
 commands:
   backend [--backend NAME]   set a backend up and report what it got (adapter vendor, architecture)
+  train-steps [options]      N training steps on one batch and mask, written key by key (compare with PyTorch)
   help                       this text
 
 backends: ${BACKEND_NAMES.join(', ')}
@@ -33,6 +35,8 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'backend':
         return await backendCommand(rest);
+      case 'train-steps':
+        return await trainStepsCommand(rest);
       default:
         throw new UsageError(`unknown command '${command}': run 'sparkmim --help' for the list`);
     }

@@ -1,0 +1,116 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { decodeSafetensors } from '@sparkmim/trainer';
+import { goldenFileNames, goldensDir, loadGolden } from '@sparkmim/test-utils';
+import { main } from '../cli';
+
+async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const outSpy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => (stdout.push(String(chunk)), true));
+  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => (stderr.push(String(chunk)), true));
+  try {
+    const code = await main(argv);
+    return { code, stdout: stdout.join(''), stderr: stderr.join('') };
+  } finally {
+    outSpy.mockRestore();
+    errSpy.mockRestore();
+  }
+}
+
+/** max |actual - expected| / max |expected| (for scalars: the plain relative error). */
+function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return scale > 0 ? worst / scale : worst;
+}
+
+let folder: string;
+beforeEach(() => {
+  folder = fs.mkdtempSync(path.join(os.tmpdir(), 'sparkmim-train-steps-'));
+});
+afterEach(() => {
+  fs.rmSync(folder, { recursive: true, force: true });
+});
+
+// The brief's bound for a training step against the official code, on cpu.
+const TOLERANCE = 1e-4;
+
+describe('sparkmim train-steps on the golden files [cpu]', () => {
+  for (const fileName of goldenFileNames()) {
+    it(`${fileName}: two LAMB steps reproduce loss, loss_step1, both global gradient norms, step1.* and step2.*`, async () => {
+      const goldenPath = path.join(goldensDir(), fileName);
+      const out = path.join(folder, 'out.safetensors');
+      const result = await run([
+        'train-steps', '--weights', goldenPath, '--strip-prefix', 'param.', '--input', `${goldenPath}:input`, '--active', `${goldenPath}:active`,
+        '--steps', '2', '--optimizer', 'lamb', '--lr', '1e-3', '--betas', '0.9,0.95', '--weight-decay', '0.04', '--clip', '5', '--record-steps',
+        '--backend', 'cpu', '--out', out,
+      ]);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      const golden = loadGolden(fileName);
+      const written = decodeSafetensors(new Uint8Array(fs.readFileSync(out))).tensors;
+      const pairs: [string, string][] = [
+        ['loss.0', 'loss'],
+        ['loss.1', 'loss_step1'],
+        ['grad_norm.0', 'lamb.global_grad_norm_step1'],
+        ['grad_norm.1', 'lamb.global_grad_norm_step2'],
+      ];
+      for (const key of golden.keys('step1.')) pairs.push([key, key]);
+      for (const key of golden.keys('step2.')) {
+        pairs.push([key, key]);
+        // The final state dict holds the same values under the plain name.
+        pairs.push([key.slice('step2.'.length), key]);
+      }
+      const errors: Record<string, number> = {};
+      for (const [ours, theirs] of pairs) {
+        const actual = written.get(ours);
+        if (!actual) throw new Error(`the output has no '${ours}'`);
+        expect(actual.shape).toEqual(golden.get(theirs).shape);
+        errors[ours] = relativeError(actual.data, golden.get(theirs).data);
+      }
+      if (process.env.SPARKMIM_REPORT_ERRORS) console.log(`${fileName} relative errors:\n${Object.entries(errors).map(([key, error]) => `${key}: ${error.toExponential(2)}`).join('\n')}`);
+      expect(Object.entries(errors).filter(([, error]) => !(error <= TOLERANCE))).toEqual([]);
+      // Every state-dict entry of the model is written (parameters and BN buffers).
+      expect(golden.keys('param.').every((key) => written.has(key.slice('param.'.length)))).toBe(true);
+    });
+  }
+});
+
+describe('sparkmim train-steps: errors the user can fix', () => {
+  const goldenPath = () => path.join(goldensDir(), goldenFileNames()[0]);
+  const base = () => ['train-steps', '--weights', goldenPath(), '--strip-prefix', 'param.', '--input', `${goldenPath()}:input`, '--steps', '1', '--out', path.join(folder, 'o.safetensors')];
+
+  const cases: [string, () => string[], () => string][] = [
+    ['a missing --input', () => ['train-steps', '--weights', 'w.safetensors', '--steps', '1', '--out', 'o.safetensors'], () => "train-steps needs --input (run 'sparkmim train-steps --help')"],
+    ['a bad --steps', () => [...base(), '--steps', '0'], () => "--steps is '0', expected a whole number >= 1"],
+    ['an unknown optimizer', () => [...base(), '--optimizer', 'adam'], () => "--optimizer is 'adam', expected one of lamb, adamw, sgd"],
+    ['bad betas', () => [...base(), '--betas', '0.9'], () => "--betas is '0.9', expected two numbers in [0, 1) separated by a comma, e.g. 0.9,0.95"],
+    ['an --input without a key', () => [...base(), '--input', goldenPath()], () => `--input is '${goldenPath()}', expected FILE.safetensors:KEY`],
+    ['an unknown key', () => [...base(), '--input', `${goldenPath()}:images`], () => `--input: ${goldenPath()} has no key 'images' (it has `],
+    ['a missing file', () => [...base(), '--weights', path.join(folder, 'nope.safetensors')], () => `--weights: cannot read ${path.join(folder, 'nope.safetensors')}: no such file`],
+    ['an --input of the wrong shape', () => [...base(), '--input', `${goldenPath()}:active`], () => `--input ${goldenPath()}:active is [2, 1, 4, 4], expected [B, 3, H, W] (NCHW RGB images)`],
+    ['an --active of the wrong shape', () => [...base(), '--active', `${goldenPath()}:input`], () => `--active ${goldenPath()}:input is [2, 3, 128, 128], expected [2, 1, h, w] (NCHW, one value per patch)`],
+    ['LAMB without clipping', () => [...base(), '--clip', '0'], () => '--clip 0 turns clipping off, which LAMB does not support: give a number > 0 (SparK uses 5)'],
+  ];
+  for (const [what, argv, message] of cases) {
+    it(`rejects ${what} with one line and exit code 2`, async () => {
+      const result = await run(argv());
+      expect(result.code).toBe(2);
+      expect(result.stderr.slice(0, `sparkmim: ${message()}`.length)).toBe(`sparkmim: ${message()}`);
+      expect(result.stderr.endsWith('\n') && result.stderr.trim().split('\n').length === 1).toBe(true);
+    });
+  }
+
+  it('rejects a weights file that is not a SparK state dict, on one line', async () => {
+    const result = await run([...base(), '--strip-prefix', 'enc.']);
+    expect(result.code).toBe(2);
+    expect(result.stderr.startsWith('sparkmim: --weights: ')).toBe(true);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
