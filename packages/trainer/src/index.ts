@@ -37,3 +37,16 @@ export type {
 export { safetensorsEntriesFromTensors, tensorsFromSafetensors } from './io/tensors';
 export { writeFileAtomic } from './io/atomic-write';
 export type { AtomicWriteData } from './io/atomic-write';
+
+// The SparK model
+export { SparkModel, sparkArchitectureFromState } from './model/spark-model';
+export type {
+  SparkArchitecture,
+  SparkForwardOptions,
+  SparkForwardOutput,
+  SparkModelConfig,
+  SparkModelLoadOptions,
+  SparkVisualization,
+} from './model/spark-model';
+export { DEPRECATED_SPARK_BUFFERS, stateFromSafetensors, stripStatePrefix } from './model/state';
+export type { ReadStateOptions, TorchStateDict } from './model/state';
