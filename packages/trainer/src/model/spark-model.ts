@@ -69,8 +69,11 @@ export interface SparkForwardOptions {
   random?: () => number;
 }
 
-/** Everything one forward pass computed; every tensor is new and owned by the caller (`tf.dispose(output)`). */
-export interface SparkForwardOutput {
+/**
+ * Everything one forward pass computed; every tensor is new and owned by the caller (`tf.dispose(output)`).
+ * A type rather than an interface, so that it is a `tf.TensorContainer`.
+ */
+export type SparkForwardOutput = {
   /** Scalar reconstruction loss over the masked patches. */
   loss: tf.Scalar;
   /** `[B, h, w, 1]` the mask used (a copy of the given one, or the random one drawn). */
@@ -81,10 +84,10 @@ export interface SparkForwardOutput {
   toDecoder: tf.Tensor4D[];
   /** `[B, H, W, 3]` raw decoder output, in per-patch normalised units (official `rec`). */
   reconstruction: tf.Tensor4D;
-}
+};
 
 /** SparK's `forward(vis=True)` pictures, `[B, H, W, 3]` each, owned by the caller (`tf.dispose(output)`). */
-export interface SparkVisualization {
+export type SparkVisualization = {
   /** `[B, h, w, 1]` the mask used. */
   active: tf.Tensor4D;
   /** The images (official `vis.inp`). */
@@ -95,7 +98,7 @@ export interface SparkVisualization {
   reconstruction: tf.Tensor4D;
   /** Visible patches from the images, masked ones from the reconstruction (official `vis.rec_or_inp`). */
   recOrInput: tf.Tensor4D;
-}
+};
 
 /** The official `SparseEncoder` wrapper: it only nests the convnet under `sp_cnn`. */
 class SparseEncoder extends Module {
@@ -296,8 +299,8 @@ export class SparkModel extends Module {
     return tf.tidy(() => {
       const output = this.run(images, options, 'SparkModel.forwardWithIntermediates');
       // A given mask stays the caller's; the output owns its own copy.
-      return (options.active ? { ...output, active: tf.clone(output.active) } : output) as unknown as tf.TensorContainer;
-    }) as unknown as SparkForwardOutput;
+      return options.active ? { ...output, active: tf.clone(output.active) } : output;
+    });
   }
 
   /**
@@ -313,11 +316,26 @@ export class SparkModel extends Module {
    * tf.dispose(vis);
    */
   visualize(images: tf.Tensor4D, options: SparkForwardOptions = {}): SparkVisualization {
+    return tf.tidy(() => this.visualizeOutput(images, this.run(images, options, 'SparkModel.visualize')));
+  }
+
+  /**
+   * The pictures of {@link SparkModel.visualize} from a forward pass already made (no second pass).
+   *
+   * @param images `[B, H, W, 3]`, the images of that pass
+   * @param output what {@link SparkModel.forwardWithIntermediates} returned for them; not disposed
+   *
+   * @example
+   * const output = model.forwardWithIntermediates(images);
+   * const vis = model.visualizeOutput(images, output);
+   * tf.dispose([output, vis]);
+   */
+  visualizeOutput(images: tf.Tensor4D, output: Pick<SparkForwardOutput, 'reconstruction' | 'active'>): SparkVisualization {
     return tf.tidy(() => {
-      const { reconstruction, active } = this.run(images, options, 'SparkModel.visualize');
-      const pictures = reconstructionComposite(reconstruction, images, active);
-      return { ...pictures, active: options.active ? tf.clone(active) : active } as unknown as tf.TensorContainer;
-    }) as unknown as SparkVisualization;
+      const pictures = reconstructionComposite(output.reconstruction, images, output.active);
+      const visualization: SparkVisualization = { ...pictures, active: tf.clone(output.active) };
+      return visualization;
+    });
   }
 
   /**
