@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { BACKEND_NAMES, BackendUnavailableError, setupBackend } from '@sparkmim/runtime';
+import { forwardCommand } from './commands/forward';
 import { trainStepsCommand } from './commands/train-steps';
 import { UsageError } from './errors';
 
@@ -9,6 +10,7 @@ usage: sparkmim <command> [options]
 
 commands:
   backend [--backend NAME]   set a backend up and report what it got (adapter vendor, architecture)
+  forward [options]          one forward pass of a checkpoint, every intermediate written (compare with PyTorch)
   train-steps [options]      N training steps on one batch and mask, written key by key (compare with PyTorch)
   help                       this text
 
@@ -35,6 +37,8 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'backend':
         return await backendCommand(rest);
+      case 'forward':
+        return await forwardCommand(rest);
       case 'train-steps':
         return await trainStepsCommand(rest);
       default:
