@@ -50,3 +50,33 @@ export type {
 } from './model/spark-model';
 export { DEPRECATED_SPARK_BUFFERS, stateFromSafetensors, stripStatePrefix } from './model/state';
 export type { ReadStateOptions, TorchStateDict } from './model/state';
+
+// Training: step, loop, checkpoints
+export { NonFiniteLossError, currentLrWd, trainStep } from './train/step';
+export type { TrainStepOptions, TrainStepResult } from './train/step';
+export { Trainer, train } from './train/loop';
+export type { LrWdSource, TrainOptions, TrainResult } from './train/loop';
+export type { EpochMetrics, StepMetrics } from './train/metrics';
+export { TrainingRandom, deriveSeeds } from './train/random';
+export type { RunSeeds } from './train/random';
+export { ENCODER_STATE_PREFIX, assignModelState, modelTorchState } from './train/trainable';
+export type { AssignStateOptions, AssignStateReport, LossOptions, TrainableModel } from './train/trainable';
+export {
+  CHECKPOINT_MANIFEST,
+  ENCODER_WEIGHTS_FILE,
+  initFromWeights,
+  loadCheckpoint,
+  readCheckpointManifest,
+  resumeFromCheckpoint,
+  saveCheckpoint,
+  saveEncoderWeights,
+} from './train/checkpoint';
+export type {
+  CheckpointManifest,
+  InitFromWeightsOptions,
+  LoadedCheckpoint,
+  RandomState,
+  ResumeOptions,
+  SaveCheckpointOptions,
+  TrainingProgress,
+} from './train/checkpoint';
