@@ -57,7 +57,7 @@ describeBackends('SparkModel', () => {
       for (const [key, tensor] of before) expect({ key, data: Array.from(after.get(key)!.data) }).toEqual({ key, data: Array.from(tensor.data) });
       original.eval();
       loaded.eval();
-      for (const size of [64, 96]) {
+      for (const size of original.densifyNorm === 'bn' ? [64, 96] : [64]) {
         const x = images(1, size);
         const a = original.forward(x, { seed: 5 });
         const b = loaded.forward(x, { seed: 5 });
@@ -91,17 +91,17 @@ describeBackends('SparkModel', () => {
 
   it('draws random masks with the exact keep count, reproducibly from a seed', async () => {
     const model = tinyResNet(3);
-    const x = images(3, 128);
+    const x = images(2, 96);
     const first = model.forwardWithIntermediates(x, { seed: 7 });
     const second = model.forwardWithIntermediates(x, { seed: 7 });
-    expect(first.active.shape).toEqual([3, 4, 4, 1]);
+    expect(first.active.shape).toEqual([2, 3, 3, 1]);
     const values = await valuesOf(first.active);
-    for (let sample = 0; sample < 3; sample++) {
-      expect(values.slice(sample * 16, (sample + 1) * 16).reduce((a, b) => a + b, 0)).toBe(keepCount(4, 4, model.maskRatio));
+    for (let sample = 0; sample < 2; sample++) {
+      expect(values.slice(sample * 9, (sample + 1) * 9).reduce((a, b) => a + b, 0)).toBe(keepCount(3, 3, model.maskRatio));
     }
     expect(await valuesOf(second.active)).toEqual(values);
     // Masked sites of the encoder output are exactly zero.
-    const hiddenFeatures = tf.tidy(() => tf.mul(first.features[0], tf.sub(1, upsampleMask(first.active, [32, 32]))));
+    const hiddenFeatures = tf.tidy(() => tf.mul(first.features[0], tf.sub(1, upsampleMask(first.active, [24, 24]))));
     expect((await valuesOf(hiddenFeatures)).every((value) => value === 0)).toBe(true);
     tf.dispose([x, first, second, hiddenFeatures]);
     model.dispose();

@@ -264,7 +264,12 @@ export class SparkModel extends Module {
     return encodeSafetensors(entries, metadata);
   }
 
-  /** The trainable parameters by official name, in PyTorch's `named_parameters()` order. */
+  /**
+   * The trainable parameters by official name, in PyTorch's `named_parameters()` order.
+   *
+   * @example
+   * const lamb = new Lamb(paramGroupsFromVariables(model.parameters()));
+   */
   parameters(): NamedVariable[] {
     return this.namedParameters();
   }
