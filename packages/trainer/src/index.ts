@@ -51,6 +51,18 @@ export type {
 export { DEPRECATED_SPARK_BUFFERS, stateFromSafetensors, stripStatePrefix } from './model/state';
 export type { ReadStateOptions, TorchStateDict } from './model/state';
 
+// Data: sources of training batches, SparK's augmentation, normalisation and previews
+export { batchesPerEpoch } from './data/source';
+export type { Batch, DataSource, EpochOptions } from './data/source';
+export { ImageFolderError, ImageFolderSource, IMAGE_EXTENSIONS } from './data/image-folder';
+export type { ImageFolderErrorCode, ImageFolderSourceOptions, SkippedImage } from './data/image-folder';
+export { InMemorySource } from './data/in-memory';
+export type { InMemorySourceOptions, PixelImage } from './data/in-memory';
+export { DEFAULT_CROP_RATIO, SPARK_CROP_SCALE, randomResizedCropParams } from './data/crop';
+export type { CropBox, ResizedCropOptions } from './data/crop';
+export { IMAGENET_MEAN, IMAGENET_STD, denormalizeImages, imagesToRgba, normalizeImages } from './data/normalize';
+export type { RgbaImage } from './data/normalize';
+
 // Training: step, loop, checkpoints
 export { NonFiniteLossError, currentLrWd, trainStep } from './train/step';
 export type { TrainStepOptions, TrainStepResult } from './train/step';
