@@ -131,7 +131,8 @@ describe('sparkmim train-steps on the golden files [cpu]', () => {
       // Every state-dict entry of the model is written (parameters and BN buffers).
       const written = decodeSafetensors(new Uint8Array(fs.readFileSync(out))).tensors;
       expect(loadGolden(fileName).keys('param.').every((key) => written.has(key.slice('param.'.length)))).toBe(true);
-    });
+      // Up to two runs of two steps each on cpu: about a minute per run for the ResNet-18 case on 2 cores.
+    }, 600_000);
   }
 });
 

@@ -146,6 +146,16 @@ describeBackends('train', () => {
     dispose(second);
   });
 
+  it('returns at once, saving nothing, when the signal was aborted before the run', async () => {
+    const run = setup();
+    const controller = new AbortController();
+    controller.abort();
+    const result = await train({ ...run, epochs: 2, checkpointDir: folder, signal: controller.signal });
+    expect(result).toEqual({ progress: { epoch: 0, iterationInEpoch: 0, iteration: 0 }, stopped: true, steps: 0 });
+    expect(fs.readdirSync(folder)).toEqual([]);
+    dispose(run);
+  });
+
   it('stops on a NaN loss with an error naming the step, and keeps the last good checkpoint as it was', async () => {
     const run = setup();
     await train({ ...run, epochs: 1, checkpointDir: folder, seed: 1 });

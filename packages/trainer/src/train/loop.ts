@@ -54,7 +54,7 @@ export interface TrainOptions {
   metricsFile?: string;
   onStep?: (metrics: StepMetrics) => void | Promise<void>;
   onEpochEnd?: (metrics: EpochMetrics) => void | Promise<void>;
-  /** Aborting it has the effect of {@link Trainer.stop}. */
+  /** Aborting it has the effect of {@link Trainer.stop} (also when aborted before the run starts). */
   signal?: AbortSignal;
 }
 
@@ -110,15 +110,27 @@ export class Trainer {
         `train: the schedule covers ${schedule.maxIterations} iterations, but ${epochs} epochs of ${batchesPerEpoch} batches need ${epochs * batchesPerEpoch}`,
       );
     }
-    options.signal?.addEventListener('abort', () => this.stop(), { once: true });
+    if (options.signal?.aborted) this.stop();
+    else options.signal?.addEventListener('abort', () => this.stop(), { once: true });
   }
 
-  /** Asks the run to stop after the current step; it then saves a checkpoint and `run()` resolves. */
+  /**
+   * Asks the run to stop after the current step; it then saves a checkpoint (when `checkpointDir` is set and
+   * a step ran since the last one) and `run()` resolves with `stopped: true`.
+   *
+   * @example
+   * process.once('SIGINT', () => trainer.stop());
+   */
   stop(): void {
     this.stopRequested = true;
   }
 
-  /** Runs (or continues) training; see {@link Trainer}. */
+  /**
+   * Runs (or continues, with `resume`) training; see {@link Trainer}.
+   *
+   * @example
+   * const { progress, stopped, lastLoss } = await trainer.run();
+   */
   async run(): Promise<TrainResult> {
     if (this.running) throw new Error('Trainer.run: already running');
     this.running = true;

@@ -4,7 +4,16 @@ import { applyLrWd } from '../optim/schedule';
 import type { AppliedLrWd, LrWd } from '../optim/schedule';
 import type { LossOptions, TrainableModel } from './trainable';
 
-/** Thrown when a step's loss is NaN or infinite; the step's update was not applied. */
+/**
+ * Thrown when a step's loss is NaN or infinite; the step's update was not applied.
+ *
+ * @example
+ * try {
+ *   await trainer.run();
+ * } catch (error) {
+ *   if (error instanceof NonFiniteLossError) console.error(`diverged at iteration ${error.iteration}`);
+ * }
+ */
 export class NonFiniteLossError extends Error {
   override name = 'NonFiniteLossError';
 
@@ -39,7 +48,12 @@ export interface TrainStepResult {
   lrWd: AppliedLrWd;
 }
 
-/** The lr/wd range the groups hold now (what {@link applyLrWd} would report). */
+/**
+ * The lr/wd range the optimiser's groups hold now (what {@link applyLrWd} would report).
+ *
+ * @example
+ * const { maxLr, maxWeightDecay } = currentLrWd(lamb);
+ */
 export function currentLrWd(optimizer: Pick<Optimizer, 'paramGroups'>): AppliedLrWd {
   const lrs = optimizer.paramGroups.map((group) => group.lr);
   const wds = optimizer.paramGroups.map((group) => group.weightDecay);
