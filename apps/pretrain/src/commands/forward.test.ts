@@ -3,32 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { decodeSafetensors, encodeSafetensors } from '@sparkmim/trainer';
 import { goldenFileNames, goldensDir, loadGolden } from '@sparkmim/test-utils';
-import { main } from '../cli';
-
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const outSpy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => (stdout.push(String(chunk)), true));
-  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => (stderr.push(String(chunk)), true));
-  try {
-    const code = await main(argv);
-    return { code, stdout: stdout.join(''), stderr: stderr.join('') };
-  } finally {
-    outSpy.mockRestore();
-    errSpy.mockRestore();
-  }
-}
-
-/** max |actual - expected| / max |expected|. */
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let worst = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return scale > 0 ? worst / scale : worst;
-}
+import { relativeError, runCli } from '../testing/run-cli';
 
 let folder: string;
 beforeEach(() => {
@@ -62,7 +37,7 @@ describe('sparkmim forward', () => {
     it(`reproduces the official forward pass of ${fileName} (train mode), in PyTorch layout`, async () => {
       const golden = path.join(goldensDir(), fileName);
       const out = path.join(folder, 'forward.safetensors');
-      const result = await run([
+      const result = await runCli([
         'forward',
         '--weights', golden,
         '--strip-prefix', 'param.',
@@ -90,7 +65,7 @@ describe('sparkmim forward', () => {
     const golden = path.join(goldensDir(), fileName);
     const out = path.join(folder, 'eval.safetensors');
     const argv = ['forward', '--weights', golden, '--strip-prefix', 'param.', '--input', `${golden}:input`, '--active', `${golden}:active`];
-    const result = await run([...argv, '--mode', 'eval', '--out', out]);
+    const result = await runCli([...argv, '--mode', 'eval', '--out', out]);
     expect(result.code).toBe(0);
     const { tensors } = decodeSafetensors(new Uint8Array(fs.readFileSync(out)));
     const expected = loadGolden(fileName);
@@ -105,7 +80,7 @@ describe('sparkmim forward', () => {
     const golden = () => path.join(goldensDir(), fileName);
 
     async function expectUsageError(argv: string[], message: string | RegExp): Promise<void> {
-      const result = await run(argv);
+      const result = await runCli(argv);
       expect(result.code).toBe(2);
       expect(result.stderr.endsWith('\n')).toBe(true);
       expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);

@@ -1,12 +1,10 @@
 // `sparkmim forward`: one forward pass of a SparK checkpoint on given images (and mask), every intermediate
 // written in PyTorch's layout, to compare with the official code key by key.
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupBackend } from '@sparkmim/runtime';
 import {
   SparkModel,
-  decodeSafetensors,
   encodeSafetensors,
   stateFromSafetensors,
   writeFileAtomic,
@@ -14,6 +12,7 @@ import {
   type SafetensorsTensor,
 } from '@sparkmim/trainer';
 import { UsageError } from '../errors';
+import { nhwcFromNchw, oneLine, readBytes, readTensor } from './inputs';
 
 export const FORWARD_HELP = `usage: sparkmim forward --weights W.safetensors --input F.safetensors:KEY --out OUT.safetensors [options]
 
@@ -33,52 +32,12 @@ and active (the mask used).
   --out FILE              where to write the result (safetensors)
 `;
 
-/** Multi-line library messages (lists of keys) as one line. */
-function oneLine(message: string): string {
-  return message.replace(/\s*\n\s*/g, '; ');
-}
-
-/** `FILE:KEY`, split at the last colon so that Windows drive letters survive. */
-function fileAndKey(option: string, text: string): { file: string; key: string } {
-  const colon = text.lastIndexOf(':');
-  if (colon <= 0 || colon === text.length - 1) throw new UsageError(`--${option} is '${text}', expected FILE.safetensors:KEY`);
-  return { file: text.slice(0, colon), key: text.slice(colon + 1) };
-}
-
-async function readBytes(option: string, file: string): Promise<Uint8Array> {
-  try {
-    return new Uint8Array(await readFile(file));
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    throw new UsageError(`--${option}: cannot read ${file}${code === 'ENOENT' ? ': no such file' : `: ${(error as Error).message}`}`);
-  }
-}
-
-async function readTensor(option: string, spec: string): Promise<SafetensorsTensor> {
-  const { file, key } = fileAndKey(option, spec);
-  let tensors: Map<string, SafetensorsTensor>;
-  try {
-    tensors = decodeSafetensors(await readBytes(option, file), { source: file }).tensors;
-  } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new UsageError(`--${option}: ${oneLine((error as Error).message)}`);
-  }
-  const tensor = tensors.get(key);
-  if (!tensor) {
-    const keys = [...tensors.keys()];
-    const listed = keys.length <= 8 ? keys.join(', ') : `${keys.slice(0, 8).join(', ')}, ... (${keys.length} keys)`;
-    throw new UsageError(`--${option}: ${file} has no key '${key}' (it has ${listed})`);
-  }
-  return tensor;
-}
-
 /** A `[B, C, H, W]` file tensor as our `[B, H, W, C]`, checking its rank and channel count. */
 function nhwcOf(option: string, tensor: SafetensorsTensor, channels: number, what: string): tf.Tensor4D {
   if (tensor.shape.length !== 4 || tensor.shape[1] !== channels) {
     throw new UsageError(`--${option}: expected ${what} [B, ${channels}, H, W] (NCHW), got [${tensor.shape.join(', ')}]`);
   }
-  const values = Float32Array.from(tensor.data as ArrayLike<number>);
-  return tf.tidy(() => tf.transpose(tf.tensor4d(values, tensor.shape as [number, number, number, number]), [0, 2, 3, 1]));
+  return nhwcFromNchw(tensor);
 }
 
 /** Our `[B, H, W, C]` (or a scalar) as an F32 safetensors entry in PyTorch's layout. */

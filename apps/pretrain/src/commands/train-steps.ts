@@ -1,6 +1,5 @@
 // `sparkmim train-steps`: a few training steps on one fixed batch and mask, written out key by key, to
 // compare a training step with the official PyTorch code (the golden files hold its `step1.*`, `step2.*`).
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupBackend } from '@sparkmim/runtime';
@@ -11,7 +10,6 @@ import {
   Sgd,
   SparkModel,
   TrainingRandom,
-  decodeSafetensors,
   defaultBetas,
   encodeSafetensors,
   modelTorchState,
@@ -19,8 +17,9 @@ import {
   trainStep,
   writeFileAtomic,
 } from '@sparkmim/trainer';
-import type { Optimizer, SafetensorsEntry, SafetensorsTensor } from '@sparkmim/trainer';
+import type { Optimizer, SafetensorsEntry } from '@sparkmim/trainer';
 import { UsageError } from '../errors';
+import { nhwcFromNchw, oneLine, readBytes, readTensor } from './inputs';
 
 export const TRAIN_STEPS_HELP = `usage: sparkmim train-steps --weights W.safetensors --input F.safetensors:KEY --steps N --out OUT.safetensors [options]
 
@@ -53,48 +52,6 @@ function numberOption(name: string, text: string | undefined, fallback: number, 
   const value = Number(text);
   if (text.trim() === '' || !Number.isFinite(value) || !check(value)) throw new UsageError(`--${name} is '${text}', expected ${expected}`);
   return value;
-}
-
-/** `FILE:KEY` split at the last colon (so Windows drive letters survive). */
-function fileAndKey(option: string, text: string): { file: string; key: string } {
-  const colon = text.lastIndexOf(':');
-  if (colon <= 0 || colon === text.length - 1) throw new UsageError(`--${option} is '${text}', expected FILE.safetensors:KEY`);
-  return { file: text.slice(0, colon), key: text.slice(colon + 1) };
-}
-
-async function readBytes(option: string, file: string): Promise<Uint8Array> {
-  try {
-    return new Uint8Array(await readFile(file));
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    throw new UsageError(`--${option}: cannot read ${file}${code === 'ENOENT' ? ': no such file' : `: ${(error as Error).message}`}`);
-  }
-}
-
-function oneLine(message: string): string {
-  return message.replace(/\s*\n\s*/g, '; ');
-}
-
-async function readTensor(option: string, spec: string): Promise<SafetensorsTensor> {
-  const { file, key } = fileAndKey(option, spec);
-  const bytes = await readBytes(option, file);
-  let tensors: Map<string, SafetensorsTensor>;
-  try {
-    tensors = decodeSafetensors(bytes, { source: file }).tensors;
-  } catch (error) {
-    throw new UsageError(`--${option}: ${oneLine((error as Error).message)}`);
-  }
-  const tensor = tensors.get(key);
-  if (!tensor) {
-    const keys = [...tensors.keys()];
-    throw new UsageError(`--${option}: ${file} has no key '${key}' (it has ${keys.length <= 8 ? keys.join(', ') : `${keys.slice(0, 8).join(', ')}, ... (${keys.length} keys)`})`);
-  }
-  return tensor;
-}
-
-/** A `[B, C, H, W]` file tensor as our `[B, H, W, C]`. */
-function nhwcOf(tensor: SafetensorsTensor): tf.Tensor4D {
-  return tf.tidy(() => tf.transpose(tf.tensor4d(Float32Array.from(tensor.data as ArrayLike<number>), tensor.shape as [number, number, number, number]), [0, 2, 3, 1]));
 }
 
 function makeOptimizer(name: OptimizerName, model: SparkModel, options: { betas: [number, number]; clip: number }): Optimizer {
@@ -181,8 +138,8 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
   } catch (error) {
     throw new UsageError(`--weights: ${oneLine((error as Error).message)}`);
   }
-  const images = nhwcOf(input);
-  const active = activeData ? nhwcOf(activeData) : undefined;
+  const images = nhwcFromNchw(input);
+  const active = activeData ? nhwcFromNchw(activeData) : undefined;
   let optimizer: Optimizer | undefined;
   try {
     const [height, width] = images.shape.slice(1, 3);
