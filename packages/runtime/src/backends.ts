@@ -149,6 +149,11 @@ export async function setupBackend(name: string): Promise<BackendInfo> {
     throw new BackendUnavailableError(backendName, `${backendName}: tfjs could not initialise the '${tfjsBackend}' backend`);
   }
   await tf.ready();
+  if (tfjsBackend === 'cpu') {
+    // The cpu backend's first write prints a banner recommending tfjs-node; sparkmim names its own
+    // backends (`setupFastestBackend`, the CLI's --backend), so the banner is switched off here.
+    (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
+  }
   return { name: backendName, tfjsBackend, canTrain: backendName !== 'wasm', adapter: readAdapterInfo() };
 }
 
