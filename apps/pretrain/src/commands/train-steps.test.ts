@@ -5,35 +5,10 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { SparkModel, decodeSafetensors } from '@sparkmim/trainer';
 import type { SparkForwardOptions } from '@sparkmim/trainer';
 // Test support that lives with the training code it mirrors (not part of the package's API).
-import { kinkFlippingForward } from '../../../../packages/trainer/src/train/kink-flip';
-import type { FlippedKink } from '../../../../packages/trainer/src/train/kink-flip';
+import { kinkFlippingForward } from '../../../../packages/trainer/src/testing/kink-flip';
+import type { FlippedKink } from '../../../../packages/trainer/src/testing/kink-flip';
 import { goldenFileNames, goldensDir, loadGolden } from '@sparkmim/test-utils';
-import { main } from '../cli';
-
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const outSpy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => (stdout.push(String(chunk)), true));
-  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => (stderr.push(String(chunk)), true));
-  try {
-    const code = await main(argv);
-    return { code, stdout: stdout.join(''), stderr: stderr.join('') };
-  } finally {
-    outSpy.mockRestore();
-    errSpy.mockRestore();
-  }
-}
-
-/** max |actual - expected| / max |expected| (for scalars: the plain relative error). */
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let worst = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return scale > 0 ? worst / scale : worst;
-}
+import { relativeError, runCli } from '../testing/run-cli';
 
 let folder: string;
 beforeEach(() => {
@@ -110,7 +85,7 @@ describe('sparkmim train-steps on the golden files [cpu]', () => {
           : undefined;
         let result;
         try {
-          result = await run(argv);
+          result = await runCli(argv);
         } finally {
           spy?.mockRestore();
         }
@@ -154,7 +129,7 @@ describe('sparkmim train-steps: errors the user can fix', () => {
   ];
   for (const [what, argv, message] of cases) {
     it(`rejects ${what} with one line and exit code 2`, async () => {
-      const result = await run(argv());
+      const result = await runCli(argv());
       expect(result.code).toBe(2);
       expect(result.stderr.slice(0, `sparkmim: ${message()}`.length)).toBe(`sparkmim: ${message()}`);
       expect(result.stderr.endsWith('\n') && result.stderr.trim().split('\n').length === 1).toBe(true);
@@ -162,7 +137,7 @@ describe('sparkmim train-steps: errors the user can fix', () => {
   }
 
   it('rejects a weights file that is not a SparK state dict, on one line', async () => {
-    const result = await run([...base(), '--strip-prefix', 'enc.']);
+    const result = await runCli([...base(), '--strip-prefix', 'enc.']);
     expect(result.code).toBe(2);
     expect(result.stderr.startsWith('sparkmim: --weights: ')).toBe(true);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
