@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadTorchState, type TorchTensorData } from '@sparkmim/sparse-ops';
-import { describeBackends, expectClose, goldenFileNames, loadGolden, maxAbs, nchwToNhwc, type GoldenFile } from '@sparkmim/test-utils';
+import { describeBackends, goldenErrorReport, goldenFileNames, loadGolden, nchwToNhwc, type GoldenFile } from '@sparkmim/test-utils';
 import { backboneConfigFromState, createBackboneFromConfig, type Backbone } from './index';
 
 // The official SparK encoder's outputs (see shared/goldens/README.md). The architecture of every case is
@@ -14,23 +14,8 @@ const ENCODER_PREFIX = 'sparse_encoder.sp_cnn.';
 // network's depth; 5e-4 leaves room for that and still fails on any wrong op, layout or mask (O(1e-1)).
 const TOLERANCE: Record<string, number> = { cpu: 1e-4, webgpu: 5e-4 };
 
-/** Worst |actual - expected| / max|expected| per label, printed when SPARKMIM_REPORT_ERRORS is set. */
-const worstErrors = new Map<string, number>();
-
-afterAll(() => {
-  if (!process.env.SPARKMIM_REPORT_ERRORS) return;
-  const lines = [...worstErrors].map(([label, error]) => `${label}: ${error.toExponential(2)}`);
-  console.log(`worst errors relative to max|expected|:\n${lines.join('\n')}`);
-});
-
-async function expectGoldenClose(actual: tf.Tensor | ArrayLike<number>, expected: ArrayLike<number>, relative: number, label: string): Promise<void> {
-  const values = actual instanceof tf.Tensor ? await actual.data() : actual;
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(values[i] - expected[i]));
-  const scale = maxAbs(expected);
-  worstErrors.set(label, Math.max(worstErrors.get(label) ?? 0, scale > 0 ? worst / scale : worst));
-  await expectClose(values, expected, { relative, label });
-}
+/** Worst relative error per label, printed when SPARKMIM_REPORT_ERRORS is set. */
+const { expectGoldenClose } = goldenErrorReport();
 
 /** The file's `param.*` entries under their official names: the SparK model's initial state dict. */
 function initialState(golden: GoldenFile): Map<string, TorchTensorData> {

@@ -1,45 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadTorchState, type TorchTensorData } from '@sparkmim/sparse-ops';
-import { describeBackends, expectClose, goldenFileNames, loadGolden, maxAbs, nchwToNhwc, type GoldenFile } from '@sparkmim/test-utils';
+import { describeBackends, goldenErrorReport, goldenFileNames, loadGolden, maxAbs, nchwToNhwc, nchwValues, type GoldenFile } from '@sparkmim/test-utils';
 import { createDensifyLayers, densifyConfigFromState, LightDecoder, lightDecoderConfigFromState } from './index';
 
-/** Worst |actual - expected| / max|expected| per label, printed when SPARKMIM_REPORT_ERRORS is set. */
-const worstErrors = new Map<string, number>();
-
-/** expectClose, recording the error relative to the largest expected magnitude for the report. */
-async function expectGoldenClose(
-  actual: tf.Tensor | ArrayLike<number>,
-  expected: ArrayLike<number>,
-  relative: number,
-  label: string,
-): Promise<void> {
-  const values = actual instanceof tf.Tensor ? await actual.data() : actual;
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(values[i] - expected[i]));
-  const scale = maxAbs(expected);
-  worstErrors.set(label, Math.max(worstErrors.get(label) ?? 0, scale > 0 ? worst / scale : worst));
-  await expectClose(values, expected, { relative, label });
-}
-
-afterAll(() => {
-  if (!process.env.SPARKMIM_REPORT_ERRORS) return;
-  const lines = [...worstErrors].map(([label, error]) => `${label}: ${error.toExponential(2)}`);
-  console.log(`worst errors relative to max|expected|:\n${lines.join('\n')}`);
-});
+/** Worst relative error per label, printed when SPARKMIM_REPORT_ERRORS is set. */
+const { expectGoldenClose } = goldenErrorReport();
 
 /** The file's `param.*` entries under their official names: the model's initial state dict. */
 function initialState(golden: GoldenFile): Map<string, TorchTensorData> {
   const state = new Map<string, TorchTensorData>();
   for (const key of golden.keys('param.')) state.set(key.slice('param.'.length), golden.get(key));
   return state;
-}
-
-/** Reads an NHWC result back as the NCHW layout the goldens store. */
-async function asNchw(tensor: tf.Tensor4D): Promise<Float32Array> {
-  const nchw = tf.transpose(tensor, [0, 3, 1, 2]);
-  const values = (await nchw.data()) as Float32Array;
-  nchw.dispose();
-  return values;
 }
 
 /** The running statistics of `after_fwd.<prefix>*` against a module's state (`<prefix>` stripped there). */
@@ -80,7 +51,7 @@ describeBackends('LightDecoder on the goldens', ({ backend }) => {
       const expected = golden.get('rec');
       expect([rec.shape[0], rec.shape[3], rec.shape[1], rec.shape[2]]).toEqual(expected.shape);
       const relative = TOLERANCE[backend];
-      await expectGoldenClose(await asNchw(rec), expected.data, relative, `${backend} ${fileName} rec`);
+      await expectGoldenClose(await nchwValues(rec), expected.data, relative, `${backend} ${fileName} rec`);
       const stats = await expectRunningStats(golden, decoder.stateEntries(), 'dense_decoder.', relative, backend);
       expect(stats).toBe(6 * decoder.blocks.length);
       tf.dispose([rec, ...inputs]);
@@ -105,7 +76,7 @@ describeBackends('LightDecoder on the goldens', ({ backend }) => {
       const relative = TOLERANCE[backend];
       for (const [i, level] of dense.entries()) {
         const expected = golden.get(`dec_in.${i}`);
-        await expectGoldenClose(await asNchw(level), expected.data, relative, `${backend} ${fileName} dec_in.${i}`);
+        await expectGoldenClose(await nchwValues(level), expected.data, relative, `${backend} ${fileName} dec_in.${i}`);
       }
       const normEntries = layers.norms.stateEntries();
       const stats = await expectRunningStats(golden, normEntries, 'densify_norms.', relative, backend);

@@ -50,3 +50,33 @@ export async function expectClose(
     );
   }
 }
+
+/** What {@link goldenErrorReport} gives a golden suite. */
+export interface GoldenErrorReport {
+  /** Worst |actual - expected| / max|expected| per label. */
+  worstErrors: Map<string, number>;
+  /** {@link expectClose} with `relative`, recording the error relative to max|expected| under `label`. */
+  expectGoldenClose(actual: tf.Tensor | NumericArray, expected: NumericArray, relative: number, label: string): Promise<void>;
+}
+
+/**
+ * Records the worst relative error per label of a golden suite and prints them after it (afterAll) when
+ * SPARKMIM_REPORT_ERRORS is set: the measured errors the READMEs quote. Call once at a suite's top level.
+ */
+export function goldenErrorReport(): GoldenErrorReport {
+  const worstErrors = new Map<string, number>();
+  afterAll(() => {
+    if (!process.env.SPARKMIM_REPORT_ERRORS) return;
+    const lines = [...worstErrors].map(([label, error]) => `${label}: ${error.toExponential(2)}`);
+    console.log(`worst errors relative to max|expected|:\n${lines.join('\n')}`);
+  });
+  async function expectGoldenClose(actual: tf.Tensor | NumericArray, expected: NumericArray, relative: number, label: string): Promise<void> {
+    const values = actual instanceof tf.Tensor ? await actual.data() : actual;
+    let worst = 0;
+    for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(values[i] - expected[i]));
+    const scale = maxAbs(expected);
+    worstErrors.set(label, Math.max(worstErrors.get(label) ?? 0, scale > 0 ? worst / scale : worst));
+    await expectClose(values, expected, { relative, label });
+  }
+  return { worstErrors, expectGoldenClose };
+}

@@ -91,3 +91,16 @@ export function nchwToNhwc(golden: GoldenTensor): tf.Tensor4D {
 export function goldenTensor(golden: GoldenTensor): tf.Tensor {
   return tf.tensor(golden.data, golden.shape);
 }
+
+/** A golden file's `input` images `[B, 3, H, W]` and `active` mask `[B, 1, h, w]` as NHWC tensors. */
+export function goldenInputs(golden: GoldenFile): { images: tf.Tensor4D; active: tf.Tensor4D } {
+  return { images: nchwToNhwc(golden.get('input')), active: nchwToNhwc(golden.get('active')) };
+}
+
+/** An NHWC result `[B, H, W, C]` read back in the NCHW layout the goldens store. */
+export async function nchwValues(tensor: tf.Tensor4D): Promise<Float32Array> {
+  const nchw = tf.transpose(tensor, [0, 3, 1, 2]);
+  const values = (await nchw.data()) as Float32Array;
+  nchw.dispose();
+  return values;
+}
