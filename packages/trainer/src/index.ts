@@ -53,7 +53,7 @@ export type { ReadStateOptions, TorchStateDict } from './model/state';
 
 // Data: sources of training batches, SparK's augmentation, normalisation and previews
 export { batchesPerEpoch } from './data/source';
-export type { Batch, DataSource, EpochOptions } from './data/source';
+export type { Batch, DataSource, EpochOptions, SkippedFile } from './data/source';
 export { ImageFolderError, ImageFolderSource, IMAGE_EXTENSIONS } from './data/image-folder';
 export type { ImageFolderErrorCode, ImageFolderSourceOptions, SkippedImage } from './data/image-folder';
 export { InMemorySource } from './data/in-memory';
@@ -68,7 +68,7 @@ export { NonFiniteLossError, currentLrWd, trainStep } from './train/step';
 export type { TrainStepOptions, TrainStepResult } from './train/step';
 export { Trainer, train } from './train/loop';
 export type { LrWdSource, TrainOptions, TrainResult } from './train/loop';
-export type { EpochMetrics, StepMetrics } from './train/metrics';
+export type { EpochMetrics, RunSummaryMetrics, StepMetrics } from './train/metrics';
 export { TrainingRandom, deriveSeeds } from './train/random';
 export type { RunSeeds } from './train/random';
 export { ENCODER_STATE_PREFIX, assignModelState, modelTorchState } from './train/trainable';

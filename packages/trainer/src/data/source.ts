@@ -27,6 +27,17 @@ export interface EpochOptions {
 }
 
 /**
+ * A file a data source left out because it could not be read or decoded (corrupt, truncated, not an image,
+ * empty, unreadable). {@link ImageFolderSource}'s `SkippedImage` is one (with the file's index besides).
+ */
+export interface SkippedFile {
+  /** The file's path (absolute for a folder source). */
+  readonly path: string;
+  /** Why it was skipped: the reader's or decoder's message. */
+  readonly reason: string;
+}
+
+/**
  * Where the training loop gets its images. An epoch is one pass over a seeded permutation of the dataset,
  * cut into batches of exactly `batchSize` images; the same (seed, epoch) always gives the same batches, in
  * the same order, with the same augmentation (whatever the prefetching or timing), so a resumed run sees
@@ -58,6 +69,12 @@ export interface DataSource {
    * batch's `images` belongs to the caller, who disposes it. Breaking out of the loop early is fine.
    */
   epochBatches(epoch: number, options: EpochOptions): AsyncIterable<Batch>;
+  /**
+   * Optional: the files skipped so far, in the order they were found (a folder source's broken files). The
+   * training loop copies it into its end-of-run summary (`TrainResult.skipped`). Omitted by sources
+   * that cannot skip anything ({@link InMemorySource}).
+   */
+  readonly skipped?: readonly SkippedFile[];
   /** Frees what the source holds (tensors, pending work). Batches already handed out stay valid. */
   dispose(): void;
 }

@@ -1,13 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { batchesPerEpoch as countBatches } from '../data/source';
-import type { DataSource } from '../data/source';
+import type { DataSource, SkippedFile } from '../data/source';
 import type { Optimizer } from '../optim/optimizer';
 import { lrWdAt } from '../optim/schedule';
 import type { LrWd, LrWdSchedule } from '../optim/schedule';
 import { saveCheckpoint } from './checkpoint';
 import type { CheckpointManifest, RandomState, TrainingProgress } from './checkpoint';
 import { JsonlWriter } from './metrics';
-import type { EpochMetrics, StepMetrics } from './metrics';
+import type { EpochMetrics, RunSummaryMetrics, StepMetrics } from './metrics';
 import { TrainingRandom, deriveSeeds } from './random';
 import { NonFiniteLossError, trainStep } from './step';
 import type { TrainableModel } from './trainable';
@@ -69,6 +69,13 @@ export interface TrainResult {
   lastLoss?: number;
   /** The last checkpoint saved by this call. */
   checkpoint?: CheckpointManifest;
+  /**
+   * The files the data source skipped (`data.skipped` at the end of the run: corrupt, not an image, empty,
+   * unreadable), path and reason each; `skipped.length` is the count. Absent when the source does not
+   * report skips ({@link DataSource} `skipped` is optional). Also the last line of `metricsFile`,
+   * `{"type":"summary", "skippedCount", "skipped", ...}`.
+   */
+  skipped?: SkippedFile[];
 }
 
 function checkWholeNumber(value: number, label: string, minimum: number): void {
@@ -81,7 +88,8 @@ function checkWholeNumber(value: number, label: string, minimum: number): void {
  * {@link trainStep}); after every epoch a full checkpoint. Metrics go to `onStep` / `onEpochEnd` and to a
  * JSON-lines file. A NaN or infinite loss stops the run with a {@link NonFiniteLossError} naming the
  * step, and nothing is saved over the last good checkpoint. `stop()` (or aborting `signal`) lets the
- * current step finish, saves a checkpoint and returns.
+ * current step finish, saves a checkpoint and returns. The result (and a last `summary` line of the metrics
+ * file) lists the files the data source skipped, when it reports them (`TrainResult.skipped`).
  *
  * @example
  * const trainer = new Trainer({ model, optimizer, data: source, batchSize: 32, epochs: 1600, schedule, seed: 0, checkpointDir: 'runs/r50', metricsFile: 'runs/r50/metrics.jsonl' });
@@ -159,6 +167,7 @@ export class Trainer {
     };
     const writer = options.metricsFile ? new JsonlWriter(options.metricsFile) : undefined;
     const result: TrainResult = { progress, stopped: false, steps: 0 };
+    const runStart = performance.now();
     let savedAt = progress.iteration;
     let minLastLoss = Infinity;
     const save = async (): Promise<void> => {
@@ -277,6 +286,18 @@ export class Trainer {
         result.stopped = true;
         if (progress.iteration !== savedAt) await save();
       }
+      if (data.skipped) result.skipped = data.skipped.map(({ path, reason }) => ({ path, reason }));
+      const summary: RunSummaryMetrics = {
+        type: 'summary',
+        stopped: result.stopped,
+        steps: result.steps,
+        epoch: progress.epoch,
+        iteration: progress.iteration,
+        ...(result.lastLoss === undefined ? {} : { lastLoss: result.lastLoss }),
+        seconds: (performance.now() - runStart) / 1000,
+        ...(result.skipped ? { skippedCount: result.skipped.length, skipped: result.skipped } : {}),
+      };
+      await writer?.write(summary);
       return result;
     } finally {
       await writer?.close();

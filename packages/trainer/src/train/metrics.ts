@@ -1,4 +1,5 @@
 import type * as FsPromises from 'node:fs/promises';
+import type { SkippedFile } from '../data/source';
 import { nodeFiles } from './node';
 
 /** What the loop reports after every step (to `onStep` and, one JSON object a line, to the metrics file). */
@@ -43,6 +44,27 @@ export interface EpochMetrics {
   minLastLoss: number;
   seconds: number;
   imagesPerSecond: number;
+}
+
+/**
+ * What the loop writes last to the metrics file when a run ends (all epochs done or stopped; not after an
+ * error): the {@link TrainResult} of the run, with the files the data source skipped.
+ */
+export interface RunSummaryMetrics {
+  type: 'summary';
+  /** True when stopped early. */
+  stopped: boolean;
+  /** Steps run by this call; `epoch` and `iteration`: where the run stands now. */
+  steps: number;
+  epoch: number;
+  iteration: number;
+  /** Loss of the last step run (absent if none ran). */
+  lastLoss?: number;
+  /** Wall seconds of this call. */
+  seconds: number;
+  /** How many files the data source skipped, and which, with why (absent when the source does not report skips). */
+  skippedCount?: number;
+  skipped?: SkippedFile[];
 }
 
 /** Appends JSON lines to a file (Node only), opened on first write. */
