@@ -154,6 +154,16 @@ describeBackends('SparkModel errors', () => {
     model.dispose();
   });
 
+  it('frees what it built when the decoder or densify settings are rejected (the leak check fails otherwise)', () => {
+    const backbone = { stemWidth: 8, channels: [8, 8, 8, 8] as [number, number, number, number] };
+    expect(() => SparkModel.create('resnet18', { decoderWidth: 4, backbone })).toThrow(
+      'LightDecoder: width must be an integer of at least 32 so that 5 halvings leave a channel, got 4',
+    );
+    expect(() => SparkModel.create('resnet18', { decoderWidth: 32, densifyNorm: 'group' as never, backbone })).toThrow(
+      "createDensifyLayers: unknown norm 'group'",
+    );
+  });
+
   it('rejects an unknown model name, listing the known ones', () => {
     expect(() => SparkModel.create('resnet51')).toThrow(
       "SparkModel.create: unknown model 'resnet51': expected one of resnet18, resnet34, resnet50, resnet101, resnet152, resnet200, convnext_tiny, convnext_small, convnext_base, convnext_large",

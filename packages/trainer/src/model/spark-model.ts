@@ -150,14 +150,22 @@ export class SparkModel extends Module {
     this.maskRandom = seed === undefined ? Math.random : seededRandom(seed);
     // Registration order = the official named_parameters() order: sparse_encoder, dense_decoder, densify_norms,
     // densify_projs, mask_tokens.
+    // Built before anything is registered: if the decoder or densify layers reject their settings, what
+    // was made is freed here and the caller's backbone is left to the caller.
+    const decoder = new LightDecoder({ upSampleRatio: backbone.downsampleRatio, width: decoderWidth, seed });
+    try {
+      this.densify = createDensifyLayers({
+        featureChannels: backbone.featureChannels,
+        decoderWidth,
+        norm: this.densifyNorm,
+        seed: seed === undefined ? undefined : seed + 1,
+      });
+    } catch (error) {
+      decoder.dispose();
+      throw error;
+    }
     this.registerModule('sparse_encoder', new SparseEncoder(backbone));
-    this.decoder = this.registerModule('dense_decoder', new LightDecoder({ upSampleRatio: backbone.downsampleRatio, width: decoderWidth, seed }));
-    this.densify = createDensifyLayers({
-      featureChannels: backbone.featureChannels,
-      decoderWidth,
-      norm: this.densifyNorm,
-      seed: seed === undefined ? undefined : seed + 1,
-    });
+    this.decoder = this.registerModule('dense_decoder', decoder);
     this.registerModule('densify_norms', this.densify.norms);
     this.registerModule('densify_projs', this.densify.projs);
     this.registerModule('mask_tokens', this.densify.maskTokens);
@@ -174,7 +182,13 @@ export class SparkModel extends Module {
       throw new Error(`SparkModel.create: unknown model '${name}': expected one of ${BACKBONE_NAMES.join(', ')}`);
     }
     const { backbone: backboneOptions, ...rest } = options;
-    return new SparkModel({ ...rest, backbone: createBackbone(name, { seed: rest.seed, ...backboneOptions }) });
+    const backbone = createBackbone(name, { seed: rest.seed, ...backboneOptions });
+    try {
+      return new SparkModel({ ...rest, backbone });
+    } catch (error) {
+      backbone.dispose();
+      throw error;
+    }
   }
 
   /**
