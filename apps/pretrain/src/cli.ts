@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { BACKEND_NAMES, BackendUnavailableError, setupBackend } from '@sparkmim/runtime';
 import { forwardCommand } from './commands/forward';
+import { pretrainCommand } from './commands/pretrain';
 import { trainStepsCommand } from './commands/train-steps';
 import { UsageError } from './errors';
 
@@ -9,6 +10,8 @@ const HELP = `sparkmim: SparK masked image modelling for TensorFlow.js
 usage: sparkmim <command> [options]
 
 commands:
+  pretrain --data FOLDER     SparK pre-training on a folder of images: checkpoints, encoder weights, previews
+                             (run 'sparkmim pretrain --help' for every option)
   backend [--backend NAME]   set a backend up and report what it got (adapter vendor, architecture)
   forward [options]          one forward pass of a checkpoint, every intermediate written (compare with PyTorch)
   train-steps [options]      N training steps on one batch and mask, written key by key (compare with PyTorch)
@@ -37,6 +40,8 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'backend':
         return await backendCommand(rest);
+      case 'pretrain':
+        return await pretrainCommand(rest);
       case 'forward':
         return await forwardCommand(rest);
       case 'train-steps':

@@ -1,0 +1,212 @@
+// The settings of `sparkmim pretrain`: defaults, a JSON config file, flags over it, and the checks that turn
+// a bad value into one line naming where it came from (`--batch-size` or `batchSize in run.json`).
+import { readFileSync } from 'node:fs';
+import { UsageError } from '../errors';
+
+/** Everything a pre-training run is made of; saved as the run folder's `config.json`. */
+export interface PretrainConfig {
+  /** Folder of images (searched recursively). */
+  data?: string;
+  /** A backbone name of the registry (resnet18 … resnet200, convnext_tiny … convnext_large). */
+  model: string;
+  /** ResNet: output channels of the stem conv. */
+  stemWidth?: number;
+  /** ResNet: channels of the four stages (before the bottleneck expansion). */
+  widths?: number[];
+  /** ConvNeXt: channels of the four stages. */
+  dims?: number[];
+  /** Decoder channels at the smallest map (SparK's 768). */
+  decoderWidth: number;
+  inputSize: number;
+  maskRatio: number;
+  batchSize: number;
+  epochs: number;
+  baseLr: number;
+  /** Default: 40 (SparK's), or epochs / 40 rounded down for runs shorter than 1600 epochs. */
+  warmupEpochs?: number;
+  weightDecay: number;
+  weightDecayEnd: number;
+  optimizer: 'lamb' | 'adamw' | 'sgd';
+  /** A backend name, or 'auto': the fastest that can be set up. */
+  backend: string;
+  seed: number;
+  /** The run folder. Default: runs/<model>-<date>-<time>, or the folder resumed. */
+  out?: string;
+  /** Model weights (safetensors) to start from at epoch 0. */
+  initWeights?: string;
+  /** Keep a copy of the checkpoint every this many epochs (0: only the latest, rewritten every epoch). */
+  checkpointEvery: number;
+  /** Write a preview grid every this many epochs (and after the last one); 0: only after the last one. */
+  previewEvery: number;
+}
+
+export const PRETRAIN_DEFAULTS: PretrainConfig = {
+  model: 'resnet50',
+  decoderWidth: 768,
+  inputSize: 224,
+  maskRatio: 0.6,
+  batchSize: 64,
+  epochs: 1600,
+  baseLr: 2e-4,
+  weightDecay: 0.04,
+  weightDecayEnd: 0.2,
+  optimizer: 'lamb',
+  backend: 'auto',
+  seed: 0,
+  checkpointEvery: 0,
+  previewEvery: 10,
+};
+
+type Kind = 'string' | 'int' | 'number' | 'ints';
+
+/** Each config key, its flag and the kind of value it holds. */
+const KEYS: Record<keyof PretrainConfig, { flag: string; kind: Kind }> = {
+  data: { flag: 'data', kind: 'string' },
+  model: { flag: 'model', kind: 'string' },
+  stemWidth: { flag: 'stem-width', kind: 'int' },
+  widths: { flag: 'widths', kind: 'ints' },
+  dims: { flag: 'dims', kind: 'ints' },
+  decoderWidth: { flag: 'decoder-width', kind: 'int' },
+  inputSize: { flag: 'input-size', kind: 'int' },
+  maskRatio: { flag: 'mask-ratio', kind: 'number' },
+  batchSize: { flag: 'batch-size', kind: 'int' },
+  epochs: { flag: 'epochs', kind: 'int' },
+  baseLr: { flag: 'base-lr', kind: 'number' },
+  warmupEpochs: { flag: 'warmup-epochs', kind: 'int' },
+  weightDecay: { flag: 'weight-decay', kind: 'number' },
+  weightDecayEnd: { flag: 'weight-decay-end', kind: 'number' },
+  optimizer: { flag: 'optimizer', kind: 'string' },
+  backend: { flag: 'backend', kind: 'string' },
+  seed: { flag: 'seed', kind: 'int' },
+  out: { flag: 'out', kind: 'string' },
+  initWeights: { flag: 'init-weights', kind: 'string' },
+  checkpointEvery: { flag: 'checkpoint-every', kind: 'int' },
+  previewEvery: { flag: 'preview-every', kind: 'int' },
+};
+
+export const CONFIG_KEYS = Object.keys(KEYS) as (keyof PretrainConfig)[];
+
+/** The parseArgs options of every config flag (all strings: the values are checked here). */
+export const CONFIG_FLAG_OPTIONS = Object.fromEntries(CONFIG_KEYS.map((key) => [KEYS[key].flag, { type: 'string' as const }]));
+
+type Values = Partial<Record<keyof PretrainConfig, unknown>>;
+
+/** Reads a JSON config file; unknown keys are an error that lists the valid ones. */
+export function readConfigFile(file: string, label = file): Values {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new UsageError(`--config: cannot read ${file}${code === 'ENOENT' ? ': no such file' : `: ${(error as Error).message}`}`);
+  }
+  if (/\.ya?ml$/i.test(file)) throw new UsageError(`--config: ${file}: YAML is not supported (no YAML parser is installed), write the config as JSON`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`--config: ${label} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`--config: ${label} must hold a JSON object`);
+  const unknown = Object.keys(parsed).filter((key) => !(key in KEYS));
+  if (unknown.length) {
+    throw new UsageError(`--config: ${label}: unknown key(s) ${unknown.join(', ')}; valid keys: ${CONFIG_KEYS.join(', ')}`);
+  }
+  return parsed as Values;
+}
+
+/**
+ * Defaults, then each layer (a resumed run's config, the config file, the flags) over the previous one;
+ * every value checked. `layers` name where their values came from, for the messages.
+ */
+export function resolveConfig(layers: { values: Values; from: 'flag' | string }[]): PretrainConfig {
+  const config: Record<string, unknown> = { ...PRETRAIN_DEFAULTS };
+  const origin = new Map<string, string>();
+  for (const { values, from } of layers) {
+    for (const key of CONFIG_KEYS) {
+      const raw = values[key];
+      if (raw === undefined || raw === null) continue;
+      const where = from === 'flag' ? `--${KEYS[key].flag}` : `${key} in ${from}`;
+      config[key] = convert(raw, KEYS[key].kind, where);
+      origin.set(key, where);
+    }
+  }
+  const where = (key: keyof PretrainConfig) => origin.get(key) ?? `${key} (default)`;
+  const resolved = config as unknown as PretrainConfig;
+  const wholeAtLeast = (key: keyof PretrainConfig, minimum: number) => {
+    const value = resolved[key] as number | undefined;
+    if (value !== undefined && !(Number.isInteger(value) && value >= minimum)) {
+      throw new UsageError(`${where(key)} is ${value}, expected a whole number >= ${minimum}`);
+    }
+  };
+  wholeAtLeast('batchSize', 1);
+  wholeAtLeast('epochs', 1);
+  wholeAtLeast('inputSize', 1);
+  wholeAtLeast('decoderWidth', 1);
+  wholeAtLeast('warmupEpochs', 0);
+  wholeAtLeast('checkpointEvery', 0);
+  wholeAtLeast('previewEvery', 0);
+  wholeAtLeast('stemWidth', 1);
+  if (!Number.isSafeInteger(resolved.seed)) throw new UsageError(`${where('seed')} is ${resolved.seed}, expected a whole number`);
+  if (!(resolved.maskRatio > 0 && resolved.maskRatio < 1)) {
+    throw new UsageError(`${where('maskRatio')} is ${resolved.maskRatio}, expected a number between 0 and 1 (exclusive), e.g. 0.6`);
+  }
+  if (!(resolved.baseLr > 0)) throw new UsageError(`${where('baseLr')} is ${resolved.baseLr}, expected a number > 0`);
+  for (const key of ['weightDecay', 'weightDecayEnd'] as const) {
+    if (!(resolved[key] >= 0)) throw new UsageError(`${where(key)} is ${resolved[key]}, expected a number >= 0`);
+  }
+  if (resolved.warmupEpochs !== undefined && resolved.warmupEpochs >= resolved.epochs) {
+    throw new UsageError(`${where('warmupEpochs')} is ${resolved.warmupEpochs}, expected fewer than the ${resolved.epochs} epochs of the run`);
+  }
+  if (!['lamb', 'adamw', 'sgd'].includes(resolved.optimizer)) {
+    throw new UsageError(`${where('optimizer')} is '${resolved.optimizer}', expected lamb, adamw or sgd`);
+  }
+  for (const key of ['widths', 'dims'] as const) {
+    const list = resolved[key];
+    if (list !== undefined && (list.length !== 4 || !list.every((value) => Number.isInteger(value) && value >= 1))) {
+      throw new UsageError(`${where(key)} is ${list.join(',')}, expected four whole numbers >= 1 (one per stage), e.g. 8,16,32,64`);
+    }
+  }
+  return resolved;
+}
+
+/** The warm-up actually used: the config's, or SparK's 40 of 1600 epochs scaled down for shorter runs. */
+export function warmupEpochsOf(config: PretrainConfig): number {
+  return config.warmupEpochs ?? Math.min(40, Math.floor(config.epochs / 40));
+}
+
+function convert(raw: unknown, kind: Kind, where: string): unknown {
+  if (kind === 'string') {
+    if (typeof raw !== 'string' || raw === '') throw new UsageError(`${where} is ${JSON.stringify(raw)}, expected a non-empty string`);
+    return raw;
+  }
+  if (kind === 'ints') {
+    const parts = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [raw];
+    return parts.map((part) => {
+      const value = typeof part === 'number' ? part : Number(String(part).trim());
+      if (!Number.isInteger(value)) throw new UsageError(`${where} is ${JSON.stringify(raw)}, expected whole numbers separated by commas, e.g. 8,16,32,64`);
+      return value;
+    });
+  }
+  const value = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+  if (!Number.isFinite(value)) throw new UsageError(`${where} is ${JSON.stringify(raw)}, expected a ${kind === 'int' ? 'whole number' : 'number'}`);
+  return value;
+}
+
+/** The flag values parseArgs gave, as config values (absent flags left out). */
+export function flagValues(values: Record<string, unknown>): Values {
+  const result: Values = {};
+  for (const key of CONFIG_KEYS) {
+    const value = values[KEYS[key].flag];
+    if (value !== undefined) result[key] = value;
+  }
+  return result;
+}
+
+/** `key value` lines, one per setting, for the terminal. */
+export function formatConfig(config: PretrainConfig): string {
+  const width = Math.max(...CONFIG_KEYS.map((key) => key.length));
+  return CONFIG_KEYS.filter((key) => config[key] !== undefined)
+    .map((key) => `  ${key.padEnd(width)}  ${Array.isArray(config[key]) ? (config[key] as number[]).join(',') : String(config[key])}`)
+    .join('\n');
+}

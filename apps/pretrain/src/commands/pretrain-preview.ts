@@ -1,0 +1,73 @@
+// Preview grids of `sparkmim pretrain`: for a fixed set of images and a fixed mask, one row per image and
+// four columns: input, masked input, reconstruction, reconstruction with the visible patches pasted back.
+import { mkdir } from 'node:fs/promises';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type Sharp from 'sharp';
+import { denormalizeImages, type DataSource, type SparkModel } from '@sparkmim/trainer';
+
+/**
+ * sharp, imported on first use through a name in a variable, so that the bundle leaves it out (it is a
+ * native package) and the other commands run where it is not installed.
+ */
+async function loadSharp(): Promise<typeof Sharp> {
+  const moduleName = 'sharp';
+  const loaded = (await import(/* @vite-ignore */ moduleName)) as { default?: typeof Sharp } & typeof Sharp;
+  return loaded.default ?? loaded;
+}
+
+/** Gap between the pictures, in pixels (white). */
+const GAP = 2;
+
+/**
+ * The first batch of `count` images of the source's order under `seed` (augmented as training batches
+ * are, but always the same), kept for every preview of the run. The caller disposes it.
+ */
+export async function previewImages(source: DataSource, count: number, seed: number): Promise<tf.Tensor4D> {
+  const iterator = source.epochBatches(0, { batchSize: count, seed })[Symbol.asyncIterator]();
+  try {
+    const next = await iterator.next();
+    if (next.done) throw new Error('pretrain: the data source gave no batch for the previews');
+    return next.value.images;
+  } finally {
+    await iterator.return?.();
+  }
+}
+
+/**
+ * Writes the grid for `images` `[N, S, S, 3]` (normalised) with the mask drawn from `maskSeed` (the same
+ * every time), in evaluation mode so that previews leave the batch-norm statistics alone. Returns the file.
+ */
+export async function writePreview(model: SparkModel, images: tf.Tensor4D, maskSeed: number, file: string): Promise<string> {
+  model.eval();
+  let columns: tf.Tensor4D[] = [];
+  try {
+    const vis = model.visualize(images, { seed: maskSeed });
+    columns = [vis.input, vis.masked, vis.reconstruction, vis.recOrInput].map((picture) => denormalizeImages(picture));
+    tf.dispose(vis);
+    const pixels = await Promise.all(columns.map((column) => column.data() as Promise<Int32Array>));
+    const [count, size] = images.shape;
+    const width = 4 * size + 5 * GAP;
+    const height = count * size + (count + 1) * GAP;
+    const grid = Buffer.alloc(width * height * 3, 255);
+    for (let row = 0; row < count; row++) {
+      for (let column = 0; column < 4; column++) {
+        const values = pixels[column];
+        const left = GAP + column * (size + GAP);
+        const top = GAP + row * (size + GAP);
+        for (let y = 0; y < size; y++) {
+          const from = ((row * size + y) * size) * 3;
+          const to = ((top + y) * width + left) * 3;
+          for (let i = 0; i < size * 3; i++) grid[to + i] = values[from + i];
+        }
+      }
+    }
+    await mkdir(path.dirname(file), { recursive: true });
+    const sharp = await loadSharp();
+    await sharp(grid, { raw: { width, height, channels: 3 } }).png().toFile(file);
+    return file;
+  } finally {
+    tf.dispose(columns);
+    model.train(true);
+  }
+}

@@ -1,0 +1,156 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import sharp from 'sharp';
+import { decodeSafetensors } from '@sparkmim/trainer';
+import { runCli } from '../testing/run-cli';
+
+let folder: string;
+let images: string;
+beforeAll(async () => {
+  folder = fs.mkdtempSync(path.join(os.tmpdir(), 'sparkmim-pretrain-'));
+  images = path.join(folder, 'images');
+  fs.mkdirSync(images);
+  // Seven 64x64 gradients, each with its own colours, and a broken file: 4 steps of batch 2 per epoch.
+  fs.writeFileSync(path.join(images, 'broken.png'), 'not a png');
+  for (let i = 0; i < 7; i++) {
+    const pixels = Buffer.alloc(64 * 64 * 3);
+    for (let p = 0; p < 64 * 64; p++) {
+      const x = p % 64;
+      const y = Math.floor(p / 64);
+      pixels[3 * p] = (4 * x + 30 * i) & 255;
+      pixels[3 * p + 1] = (4 * y) & 255;
+      pixels[3 * p + 2] = (8 * (x ^ y) + 10 * i) & 255;
+    }
+    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(path.join(images, `image${i}.png`));
+  }
+});
+afterAll(() => {
+  fs.rmSync(folder, { recursive: true, force: true });
+});
+
+// resnet18 with tiny widths and the narrowest decoder LightDecoder allows: ~0.4 s a step in plain node.
+const TINY = { model: 'resnet18', stemWidth: 4, widths: [4, 8, 8, 8], decoderWidth: 32, inputSize: 64 };
+
+function writeJson(name: string, value: unknown): string {
+  const file = path.join(folder, name);
+  fs.writeFileSync(file, JSON.stringify(value));
+  return file;
+}
+
+function readJsonLines(file: string): { type: string; [key: string]: unknown }[] {
+  return fs.readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+}
+
+describe('sparkmim pretrain [cpu]', () => {
+  it('trains from a config file and flags, writes the run folder, and resumes for the remaining epochs only', async () => {
+    const out = path.join(folder, 'run');
+    // The config asks for batches of 4; the flag overrides it.
+    const config = writeJson('tiny.json', { ...TINY, batchSize: 4, epochs: 1, backend: 'cpu', previewEvery: 1 });
+    const first = await runCli(['pretrain', '--config', config, '--data', images, '--batch-size', '2', '--out', out]);
+    expect(first.stderr).toMatch(/^sparkmim: skipped .*broken\.png: .*\n$/);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/^ {2}batchSize +2$/m);
+    expect(first.stdout).toMatch(/^epoch 1\/1 {2}loss \d\.\d{4} \(mean\) {2}lr .* img\/s .*ETA/m);
+    expect(first.stdout).toMatch(/^done: 1 epoch\(s\) run \(now at 1 of 1\), 4 steps, mean loss .* 1 files skipped, .* images\/s$/m);
+
+    const saved = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    expect(saved).toMatchObject({ ...TINY, batchSize: 2, epochs: 1, data: images, out, optimizer: 'lamb', maskRatio: 0.6 });
+    const manifest = JSON.parse(fs.readFileSync(path.join(out, 'checkpoint.json'), 'utf8'));
+    expect(manifest.progress).toEqual({ epoch: 1, iterationInEpoch: 0, iteration: 4 });
+    for (const file of [manifest.files.model, manifest.files.optimizer]) expect(fs.existsSync(path.join(out, file))).toBe(true);
+    const encoder = decodeSafetensors(new Uint8Array(fs.readFileSync(path.join(out, 'encoder.safetensors'))));
+    expect(encoder.tensors.get('conv1.weight')?.shape).toEqual([4, 3, 7, 7]);
+    expect(readJsonLines(path.join(out, 'metrics.jsonl')).map((line) => line.type)).toEqual(['step', 'step', 'step', 'step', 'epoch', 'summary']);
+    const preview = await sharp(path.join(out, 'previews', 'epoch-0001.png')).metadata();
+    // Four images in rows, four pictures in columns, 2-pixel gaps.
+    expect({ format: preview.format, width: preview.width, height: preview.height }).toEqual({ format: 'png', width: 4 * 64 + 5 * 2, height: 4 * 64 + 5 * 2 });
+
+    // The settings come from the run; only the epoch that remains runs.
+    const resumed = await runCli(['pretrain', '--resume', out, '--epochs', '2']);
+    expect(resumed.stderr).toMatch(/^sparkmim: skipped .*broken\.png: .*\n$/);
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toContain(`resuming ${out} at epoch 2\n`);
+    expect(resumed.stdout).toMatch(/^done: 1 epoch\(s\) run \(now at 2 of 2\), 4 steps,/m);
+    expect(resumed.stdout).not.toMatch(/^epoch 1\/2/m);
+    const lines = readJsonLines(path.join(out, 'metrics.jsonl'));
+    expect(lines.filter((line) => line.type === 'step').map((line) => line.iteration)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'checkpoint.json'), 'utf8')).progress).toEqual({ epoch: 2, iterationInEpoch: 0, iteration: 8 });
+    expect(fs.existsSync(path.join(out, 'previews', 'epoch-0002.png'))).toBe(true);
+
+    // Nothing left to run.
+    const again = await runCli(['pretrain', '--resume', out]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('nothing to do');
+  }, 240_000);
+
+  it('stops at the first Ctrl-C with a checkpoint and a message', async () => {
+    const out = path.join(folder, 'interrupted');
+    const before = new Set(process.listeners('SIGINT'));
+    const running = runCli(['pretrain', '--data', images, ...Object.entries(TINY).flatMap(([key, value]) => [`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(value)]), '--batch-size', '2', '--epochs', '3', '--backend', 'cpu', '--out', out]);
+    // Once the first step is written, press Ctrl-C (call the command's handler: a real SIGINT would reach jest too).
+    const metrics = path.join(out, 'metrics.jsonl');
+    while (!(fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').includes('"step"'))) await new Promise((resolve) => setTimeout(resolve, 20));
+    const handlers = process.listeners('SIGINT').filter((listener) => !before.has(listener));
+    expect(handlers).toHaveLength(1);
+    (handlers[0] as () => void)();
+    const result = await running;
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain('sparkmim: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+    expect(result.stdout).toMatch(/^stopped: 0 epoch\(s\) run \(now at 0 of 3\), \d steps,/m);
+    expect(result.stdout).toContain(`continue with: sparkmim pretrain --resume ${out}`);
+    const { progress } = JSON.parse(fs.readFileSync(path.join(out, 'checkpoint.json'), 'utf8'));
+    expect(progress.epoch).toBe(0);
+    expect(progress.iteration).toBeGreaterThanOrEqual(1);
+    expect(process.listeners('SIGINT').filter((listener) => !before.has(listener))).toHaveLength(0);
+  }, 120_000);
+
+  it('prints its help, and the top-level help lists it', async () => {
+    const help = await runCli(['pretrain', '--help']);
+    expect(help.code).toBe(0);
+    for (const flag of ['--config', '--data', '--model', '--input-size', '--mask-ratio', '--batch-size', '--epochs', '--base-lr', '--warmup-epochs', '--weight-decay-end', '--optimizer', '--backend', '--seed', '--out', '--resume', '--init-weights', '--checkpoint-every', '--preview-every']) {
+      expect(help.stdout).toContain(flag);
+    }
+    expect((await runCli(['--help'])).stdout).toContain('pretrain --data FOLDER');
+  });
+
+  describe('errors the user can fix: one line, exit code 2', () => {
+    async function expectUsageError(argv: string[], message: string | RegExp): Promise<void> {
+      const result = await runCli(['pretrain', ...argv]);
+      expect(result.code).toBe(2);
+      expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+      if (typeof message === 'string') expect(result.stderr).toBe(`sparkmim: ${message}\n`);
+      else expect(result.stderr).toMatch(message);
+    }
+    const tinyFlags = ['--model', 'resnet18', '--stem-width', '4', '--widths', '4,8,8,8', '--decoder-width', '32', '--backend', 'cpu'];
+
+    it('a missing data folder, an empty one, one with only broken files', async () => {
+      const missing = path.join(folder, 'no-such-folder');
+      await expectUsageError(['--data', missing, ...tinyFlags, '--input-size', '64'], `--data: image folder not found: ${missing}`);
+      const empty = fs.mkdtempSync(path.join(folder, 'empty-'));
+      await expectUsageError(['--data', empty, ...tinyFlags, '--input-size', '64'], /^sparkmim: --data: no images in .*empty-.*: none of its 0 files/);
+      const broken = fs.mkdtempSync(path.join(folder, 'broken-'));
+      fs.writeFileSync(path.join(broken, 'a.png'), 'not a png');
+      fs.writeFileSync(path.join(broken, 'b.jpg'), '');
+      await expectUsageError(['--data', broken, ...tinyFlags, '--input-size', '64'], /^sparkmim: --data: none of the 2 image files in .*broken-.* could be decoded/);
+    });
+
+    it('a negative batch size, a mask ratio of 1.2, an input size that is not a multiple of 32', async () => {
+      await expectUsageError(['--data', images, ...tinyFlags, '--batch-size=-2'], '--batch-size is -2, expected a whole number >= 1');
+      await expectUsageError(['--data', images, ...tinyFlags, '--mask-ratio', '1.2'], '--mask-ratio is 1.2, expected a number between 0 and 1 (exclusive), e.g. 0.6');
+      await expectUsageError(
+        ['--data', images, ...tinyFlags, '--input-size', '100'],
+        "--input-size is 100, which is not a multiple of resnet18's downsample ratio 32 (use 96 or 128)",
+      );
+    });
+
+    it('an unknown model, an unknown flag, an unknown config key', async () => {
+      await expectUsageError(['--data', images, '--model', 'resnet19', '--backend', 'cpu'], /^sparkmim: --model: unknown model 'resnet19': expected one of resnet18, .*convnext_large\n$/);
+      await expectUsageError(['--data', images, '--learning-rate', '1'], /^sparkmim: pretrain: Unknown option '--learning-rate'.*\(run 'sparkmim pretrain --help'\)\n$/);
+      const config = writeJson('typo.json', { batchsize: 2 });
+      await expectUsageError(['--config', config, '--data', images], /^sparkmim: --config: .*typo\.json: unknown key\(s\) batchsize; valid keys: data, model, .*batchSize.*previewEvery\n$/);
+      const negative = writeJson('negative.json', { batchSize: -2 });
+      await expectUsageError(['--config', negative, '--data', images], /^sparkmim: batchSize in .*negative\.json is -2, expected a whole number >= 1\n$/);
+    });
+  });
+});
