@@ -73,38 +73,43 @@ describeBackends('train over an image folder with broken files', () => {
     const optimizer = new Lamb(paramGroupsFromVariables(model.namedParameters()), { betas: [0.9, 0.95] });
     const steps: StepMetrics[] = [];
 
-    const result = await train({ model, optimizer, data, batchSize: 2, epochs: 1, seed: 4, metricsFile, onStep: (m) => void steps.push(m) });
+    try {
+      const result = await train({ model, optimizer, data, batchSize: 2, epochs: 1, seed: 4, metricsFile, onStep: (m) => void steps.push(m) });
 
-    // 8 files found (the broken ones count in `size`), so 4 batches of 2, each filled with decodable images.
-    expect(source.size).toBe(8);
-    expect(result).toMatchObject({ stopped: false, steps: 4, progress: { epoch: 1, iterationInEpoch: 0, iteration: 4 } });
-    expect(steps.map((m) => m.batchSize)).toEqual([2, 2, 2, 2]);
-    expect(steps.every((m) => Number.isFinite(m.loss) && Number.isFinite(m.gradNorm))).toBe(true);
-    expect(Number.isFinite(result.lastLoss)).toBe(true);
-    // The grayscale image is decoded (to RGB) and trained on, never skipped.
-    expect(used.has('gray.png')).toBe(true);
-    expect([...used].sort()).toEqual(['colour0.png', 'colour1.png', 'colour2.png', 'colour3.png', 'gray.png']);
+      // 8 files found (the broken ones count in `size`), so 4 batches of 2, each filled with decodable images.
+      expect(source.size).toBe(8);
+      expect(result).toMatchObject({ stopped: false, steps: 4, progress: { epoch: 1, iterationInEpoch: 0, iteration: 4 } });
+      expect(steps.map((m) => m.batchSize)).toEqual([2, 2, 2, 2]);
+      expect(steps.every((m) => Number.isFinite(m.loss) && Number.isFinite(m.gradNorm))).toBe(true);
+      expect(Number.isFinite(result.lastLoss)).toBe(true);
+      // The grayscale image is decoded (to RGB) and trained on, never skipped.
+      expect(used.has('gray.png')).toBe(true);
+      expect([...used].sort()).toEqual(['colour0.png', 'colour1.png', 'colour2.png', 'colour3.png', 'gray.png']);
 
-    // The summary: exactly the 3 broken files, with their paths and the decoder's reasons.
-    const broken = ['corrupt.jpg', 'empty.png', 'text.png'];
-    expect(result.skipped).toHaveLength(3);
-    expect(result.skipped!.map((skipped) => skipped.path).sort()).toEqual(broken.map((name) => path.join(path.resolve(folder), name)).sort());
-    const reasons = Object.fromEntries(result.skipped!.map((skipped) => [path.basename(skipped.path), skipped.reason]));
-    expect(reasons['corrupt.jpg']).toMatch(/premature end/i);
-    expect(reasons['text.png']).toMatch(/unsupported image format/i);
-    expect(reasons['empty.png']).toBe('empty file');
-    expect(warned.sort()).toEqual(broken);
+      // The summary: exactly the 3 broken files, with their paths and the decoder's reasons.
+      const broken = ['corrupt.jpg', 'empty.png', 'text.png'];
+      expect(result.skipped).toHaveLength(3);
+      expect(result.skipped!.map((skipped) => skipped.path).sort()).toEqual(broken.map((name) => path.join(path.resolve(folder), name)).sort());
+      const reasons = Object.fromEntries(result.skipped!.map((skipped) => [path.basename(skipped.path), skipped.reason]));
+      // libvips reports a truncated JPEG either as the premature end itself or, when the truncation is first
+      // seen as a warning, as sharp's failOn refusal; both are the decoder rejecting this file.
+      expect(reasons['corrupt.jpg']).toMatch(/premature end|warning treated as error/i);
+      expect(reasons['text.png']).toMatch(/unsupported image format/i);
+      expect(reasons['empty.png']).toBe('empty file');
+      expect(warned.sort()).toEqual(broken);
 
-    // The metrics file ends with the same summary.
-    const lines = fs.readFileSync(metricsFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-    expect(lines.filter((line) => line.type === 'step')).toHaveLength(4);
-    const summary = lines[lines.length - 1] as RunSummaryMetrics;
-    expect(summary).toMatchObject({ type: 'summary', stopped: false, steps: 4, epoch: 1, iteration: 4, lastLoss: result.lastLoss, skippedCount: 3 });
-    expect(summary.skipped).toEqual(result.skipped);
+      // The metrics file ends with the same summary.
+      const lines = fs.readFileSync(metricsFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+      expect(lines.filter((line) => line.type === 'step')).toHaveLength(4);
+      const summary = lines[lines.length - 1] as RunSummaryMetrics;
+      expect(summary).toMatchObject({ type: 'summary', stopped: false, steps: 4, epoch: 1, iteration: 4, lastLoss: result.lastLoss, skippedCount: 3 });
+      expect(summary.skipped).toEqual(result.skipped);
 
-    data.dispose();
-    optimizer.dispose();
-    model.dispose();
+    } finally {
+      data.dispose();
+      optimizer.dispose();
+      model.dispose();
+    }
     expect(tf.memory().numTensors).toBe(tensorsBefore);
   });
 });
