@@ -4,32 +4,19 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
 import { decodeSafetensors, encodeSafetensors } from '../io/safetensors';
-import { InMemorySource } from '../data/in-memory';
 import { Lamb } from '../optim/lamb';
-import { paramGroupsFromVariables } from '../optim/param-groups';
 import { initFromWeights, loadCheckpoint, readCheckpointManifest, resumeFromCheckpoint, saveCheckpoint, saveEncoderWeights } from './checkpoint';
 import type { SaveCheckpointOptions } from './checkpoint';
 import { train } from './loop';
-import { TinyModel, randomImages } from './test-fixtures';
+import { disposeTinyRun, setupTinyRun, stateValues } from './test-fixtures';
+import type { TinyRun } from './test-fixtures';
 import { modelTorchState } from './trainable';
 
-function setup(initSeed = 1): { model: TinyModel; optimizer: Lamb; data: InMemorySource; batchSize: number } {
-  const model = new TinyModel(initSeed);
-  const optimizer = new Lamb(paramGroupsFromVariables(model.namedParameters()), { betas: [0.9, 0.95] });
-  return { model, optimizer, data: randomImages(8), batchSize: 4 };
+function setup(initSeed = 1): TinyRun {
+  return setupTinyRun(initSeed, 8);
 }
 
-function dispose(run: { model: TinyModel; optimizer: Lamb; data: InMemorySource }): void {
-  run.data.dispose();
-  run.optimizer.dispose();
-  run.model.dispose();
-}
-
-async function stateValues(model: TinyModel): Promise<Record<string, number[]>> {
-  const values: Record<string, number[]> = {};
-  for (const { name, variable } of model.stateEntries()) values[name] = Array.from(await variable.data());
-  return values;
-}
+const dispose = disposeTinyRun;
 
 const TINY_STATE_KEYS = [
   'dense_decoder.proj.bias',

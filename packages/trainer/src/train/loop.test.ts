@@ -2,10 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { describeBackends } from '@sparkmim/test-utils';
-import { InMemorySource } from '../data/in-memory';
 import type { DataSource } from '../data/source';
-import { Lamb } from '../optim/lamb';
-import { paramGroupsFromVariables } from '../optim/param-groups';
 import { lrWdAt } from '../optim/schedule';
 import type { LrWdSchedule } from '../optim/schedule';
 import { readCheckpointManifest, resumeFromCheckpoint } from './checkpoint';
@@ -13,7 +10,8 @@ import { Trainer, train } from './loop';
 import type { TrainOptions } from './loop';
 import type { EpochMetrics, StepMetrics } from './metrics';
 import { NonFiniteLossError } from './step';
-import { TinyModel, randomImages } from './test-fixtures';
+import { disposeTinyRun, setupTinyRun, stateValues } from './test-fixtures';
+import type { TinyRun } from './test-fixtures';
 
 const EPOCHS = 4;
 
@@ -23,23 +21,11 @@ function schedule(): LrWdSchedule {
   return { peakLr: 0.02, weightDecay: 0.04, weightDecayEnd: 0.2, warmupIterations: BATCHES_PER_EPOCH, maxIterations: EPOCHS * BATCHES_PER_EPOCH };
 }
 
-function setup(initSeed = 1): { model: TinyModel; optimizer: Lamb; data: InMemorySource; batchSize: number } {
-  const model = new TinyModel(initSeed);
-  const optimizer = new Lamb(paramGroupsFromVariables(model.namedParameters()), { betas: [0.9, 0.95] });
-  return { model, optimizer, data: randomImages(12), batchSize: 4 };
+function setup(initSeed = 1): TinyRun {
+  return setupTinyRun(initSeed, 12);
 }
 
-function dispose(run: { model: TinyModel; optimizer: Lamb; data: InMemorySource }): void {
-  run.data.dispose();
-  run.optimizer.dispose();
-  run.model.dispose();
-}
-
-async function stateValues(model: TinyModel): Promise<Record<string, number[]>> {
-  const values: Record<string, number[]> = {};
-  for (const { name, variable } of model.stateEntries()) values[name] = Array.from(await variable.data());
-  return values;
-}
+const dispose = disposeTinyRun;
 
 describeBackends('train', () => {
   let folder: string;

@@ -6,6 +6,8 @@ import { applyMask, randomPatchMask, upsampleMask } from '@sparkmim/masking';
 import { Module } from '@sparkmim/sparse-ops';
 import type { LossOptions } from './trainable';
 import { InMemorySource } from '../data/in-memory';
+import { Lamb } from '../optim/lamb';
+import { paramGroupsFromVariables } from '../optim/param-groups';
 
 class Conv extends Module {
   readonly weight: tf.Variable;
@@ -110,4 +112,31 @@ export function randomImages(count: number, size = 8, seed = 0): InMemorySource 
   const source = InMemorySource.fromTensor(pixels, { flip: true });
   pixels.dispose();
   return source;
+}
+
+/** A tiny model, LAMB over its parameters and `imageCount` random images: what the loop and checkpoint specs train. */
+export interface TinyRun {
+  model: TinyModel;
+  optimizer: Lamb;
+  data: InMemorySource;
+  batchSize: number;
+}
+
+export function setupTinyRun(initSeed: number, imageCount: number): TinyRun {
+  const model = new TinyModel(initSeed);
+  const optimizer = new Lamb(paramGroupsFromVariables(model.namedParameters()), { betas: [0.9, 0.95] });
+  return { model, optimizer, data: randomImages(imageCount), batchSize: 4 };
+}
+
+export function disposeTinyRun(run: { model: TinyModel; optimizer: Lamb; data: InMemorySource }): void {
+  run.data.dispose();
+  run.optimizer.dispose();
+  run.model.dispose();
+}
+
+/** Every state entry's values by name, for exact comparisons between runs. */
+export async function stateValues(model: TinyModel): Promise<Record<string, number[]>> {
+  const values: Record<string, number[]> = {};
+  for (const { name, variable } of model.stateEntries()) values[name] = Array.from(await variable.data());
+  return values;
 }
