@@ -107,3 +107,18 @@ export function withActiveSites<T>(active: ActiveMask | undefined, fn: (sites: A
     sites.dispose();
   }
 }
+
+/**
+ * The `depths` option of a named backbone (`createBackbone('resnet18', { depths: [1, 1, 1, 1] })`): the
+ * variant's own when absent, else checked to be four block counts, one per stage.
+ */
+export function depthsOption(caller: string, name: string, depths: readonly number[] | undefined, variantDepths: readonly number[]): readonly number[] {
+  if (depths === undefined) return variantDepths;
+  if (!Array.isArray(depths) || depths.length !== 4 || !depths.every((depth) => Number.isInteger(depth) && depth >= 1)) {
+    const given = Array.isArray(depths) ? `[${depths.join(', ')}]` : JSON.stringify(depths);
+    throw new Error(
+      `${caller}: depths of '${name}' must be four whole numbers >= 1 (blocks per stage; ${name} has [${variantDepths.join(', ')}]), got ${given}`,
+    );
+  }
+  return depths;
+}

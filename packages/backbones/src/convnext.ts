@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList, SparseConv2d, SparseLayerNorm, activeAt, type ActiveSites } from '@sparkmim/sparse-ops';
-import { checkBackboneInput, withActiveSites, type Backbone, type BackboneForwardOptions } from './backbone';
+import { checkBackboneInput, depthsOption, withActiveSites, type Backbone, type BackboneForwardOptions } from './backbone';
 import { dropPath, gelu, Linear, linearDropPathRates } from './layers';
 import { BackboneRandom, constant } from './random';
 
@@ -193,8 +193,11 @@ export function createConvNeXt(config: ConvNeXtConfig): ConvNeXt {
   return new ConvNeXt(config);
 }
 
-/** Options of the named ConvNeXt factories: everything but the depths, plus optional narrower `dims`. */
-export type ConvNeXtOptions = Omit<ConvNeXtConfig, 'depths' | 'dims'> & { dims?: readonly number[] };
+/**
+ * Options of the named ConvNeXt factories: `depths` (blocks per stage) and `dims` (channels per stage)
+ * default to the variant's; fewer blocks or narrower stages make a smaller model of the same family.
+ */
+export type ConvNeXtOptions = Omit<ConvNeXtConfig, 'depths' | 'dims'> & { depths?: readonly number[]; dims?: readonly number[] };
 
 /** Depths and widths of the official ConvNeXts (`convnext.py`). */
 export const CONVNEXT_VARIANTS = {
@@ -206,9 +209,9 @@ export const CONVNEXT_VARIANTS = {
 
 export type ConvNeXtName = keyof typeof CONVNEXT_VARIANTS;
 
-function named(name: ConvNeXtName, { dims, ...options }: ConvNeXtOptions): ConvNeXt {
+function named(name: ConvNeXtName, { depths, dims, ...options }: ConvNeXtOptions): ConvNeXt {
   const variant = CONVNEXT_VARIANTS[name];
-  return new ConvNeXt({ name, ...options, depths: variant.depths, dims: dims ?? variant.dims });
+  return new ConvNeXt({ name, ...options, depths: depthsOption(name, name, depths, variant.depths), dims: dims ?? variant.dims });
 }
 
 /**

@@ -5,7 +5,9 @@ import {
   backboneConfigFromState,
   createBackbone,
   createBackboneFromConfig,
+  convnextTiny,
   namedBackboneConfig,
+  resnet18,
   type BackboneConfig,
 } from './index';
 
@@ -73,6 +75,22 @@ describe('namedBackboneConfig', () => {
     expect(namedBackboneConfig('convnext_base', { dims: [8, 16, 32, 64] })).toMatchObject({ depths: [3, 3, 27, 3], dims: [8, 16, 32, 64] });
   });
 
+  it('takes other depths: a smaller model of the same family', () => {
+    expect(namedBackboneConfig('resnet18', { depths: [1, 1, 1, 1] })).toMatchObject({ kind: 'resnet', depths: [1, 1, 1, 1], block: 'basic' });
+    expect(namedBackboneConfig('convnext_tiny', { depths: [1, 1, 2, 1] })).toMatchObject({ depths: [1, 1, 2, 1], dims: [96, 192, 384, 768] });
+  });
+
+  it("rejects depths that are not four whole numbers >= 1, naming the variant's", () => {
+    expect(() => createBackbone('resnet18', { depths: [1, 1, 1] })).toThrow(
+      "createBackbone: depths of 'resnet18' must be four whole numbers >= 1 (blocks per stage; resnet18 has [2, 2, 2, 2]), got [1, 1, 1]",
+    );
+    expect(() => createBackbone('convnext_small', { depths: [1, 0, 1, 1] })).toThrow(
+      "createBackbone: depths of 'convnext_small' must be four whole numbers >= 1 (blocks per stage; convnext_small has [3, 3, 27, 3]), got [1, 0, 1, 1]",
+    );
+    expect(() => createBackbone('resnet50', { depths: 2 } as never)).toThrow("depths of 'resnet50' must be four whole numbers >= 1 (blocks per stage; resnet50 has [3, 4, 6, 3]), got 2");
+    expect(() => convnextTiny({ depths: [1, 1, 1.5, 1] })).toThrow("convnext_tiny: depths of 'convnext_tiny' must be four whole numbers >= 1");
+  });
+
   it('rejects an unknown name, listing the valid ones', () => {
     expect(() => createBackbone('resnet19')).toThrow(
       "createBackbone: unknown model 'resnet19': expected one of resnet18, resnet34, resnet50, resnet101, resnet152, resnet200, convnext_tiny, convnext_small, convnext_base, convnext_large",
@@ -95,6 +113,26 @@ describe('namedBackboneConfig', () => {
       'convnext: dims must be 4 positive integers (channels per stage), got [8, 16, 0, 64]',
     );
     expect(() => createBackboneFromConfig({ kind: 'vit' } as never)).toThrow("unknown kind 'vit'");
+  });
+});
+
+describeBackends('named backbones with other depths', () => {
+  const blocks = (module: Module, pattern: RegExp) => [...new Set(module.stateEntries().map((entry) => pattern.exec(entry.name)?.[1]).filter(Boolean))];
+
+  it('build one block per stage, or any other count, under the official names', () => {
+    const resnet = createBackbone('resnet18', { depths: [1, 1, 1, 1], stemWidth: 4, channels: [4, 4, 8, 8], seed: 0 });
+    const resnetBlocks = blocks(resnet, /^(layer\d\.\d+)\./);
+    resnet.dispose();
+    expect(resnetBlocks).toEqual(['layer1.0', 'layer2.0', 'layer3.0', 'layer4.0']);
+    const convnext = convnextTiny({ depths: [1, 1, 2, 1], dims: [4, 4, 8, 8], seed: 0 });
+    const convnextBlocks = blocks(convnext, /^(stages\.\d\.\d+)\./);
+    convnext.dispose();
+    expect(convnextBlocks).toEqual(['stages.0.0', 'stages.1.0', 'stages.2.0', 'stages.2.1', 'stages.3.0']);
+    // The named factories take the option as createBackbone does.
+    const factory = resnet18({ depths: [1, 2, 1, 1], stemWidth: 4, channels: [4, 4, 8, 8] });
+    const factoryDepths = factory.config.depths;
+    factory.dispose();
+    expect(factoryDepths).toEqual([1, 2, 1, 1]);
   });
 });
 

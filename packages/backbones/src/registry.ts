@@ -1,4 +1,4 @@
-import type { Backbone } from './backbone';
+import { depthsOption, type Backbone } from './backbone';
 import { CONVNEXT_VARIANTS, ConvNeXt, type ConvNeXtConfig, type ConvNeXtName, type ConvNeXtOptions } from './convnext';
 import { RESNET_VARIANTS, ResNet, type ResNetConfig, type ResNetName, type ResNetOptions } from './resnet';
 
@@ -25,18 +25,20 @@ const CONVNEXT_ONLY_OPTIONS = ['dims', 'layerScaleInit'] as const;
  *
  * @example
  * namedBackboneConfig('resnet50'); // { kind: 'resnet', name: 'resnet50', depths: [3, 4, 6, 3], block: 'bottleneck' }
+ * namedBackboneConfig('resnet18', { depths: [1, 1, 1, 1] }); // a smaller ResNet-18: one basic block per stage
  */
 export function namedBackboneConfig(name: string, options: BackboneOptions = {}): BackboneConfig {
   if (name in RESNET_VARIANTS) {
     rejectOptions(name, options, CONVNEXT_ONLY_OPTIONS);
     const variant = RESNET_VARIANTS[name as ResNetName];
-    return { kind: 'resnet', name, ...(options as ResNetOptions), depths: variant.depths, block: variant.block };
+    const { depths, ...rest } = options as ResNetOptions;
+    return { kind: 'resnet', name, ...rest, depths: depthsOption('createBackbone', name, depths, variant.depths), block: variant.block };
   }
   if (name in CONVNEXT_VARIANTS) {
     rejectOptions(name, options, RESNET_ONLY_OPTIONS);
     const variant = CONVNEXT_VARIANTS[name as ConvNeXtName];
-    const { dims, ...rest } = options as ConvNeXtOptions;
-    return { kind: 'convnext', name, ...rest, depths: variant.depths, dims: dims ?? variant.dims };
+    const { depths, dims, ...rest } = options as ConvNeXtOptions;
+    return { kind: 'convnext', name, ...rest, depths: depthsOption('createBackbone', name, depths, variant.depths), dims: dims ?? variant.dims };
   }
   throw new Error(`createBackbone: unknown model '${name}': expected one of ${BACKBONE_NAMES.join(', ')}`);
 }
@@ -47,6 +49,7 @@ export function namedBackboneConfig(name: string, options: BackboneOptions = {})
  *
  * @example
  * const backbone = createBackbone('convnext_small', { dropPathRate: 0.2, seed: 0 });
+ * const small = createBackbone('resnet18', { depths: [1, 1, 1, 1], channels: [16, 32, 64, 128] });
  */
 export function createBackbone(name: string, options: BackboneOptions = {}): Backbone {
   return createBackboneFromConfig(namedBackboneConfig(name, options));

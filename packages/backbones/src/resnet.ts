@@ -8,7 +8,7 @@ import {
   type ActiveSites,
   type Initializer,
 } from '@sparkmim/sparse-ops';
-import { checkBackboneInput, withActiveSites, type Backbone, type BackboneForwardOptions } from './backbone';
+import { checkBackboneInput, depthsOption, withActiveSites, type Backbone, type BackboneForwardOptions } from './backbone';
 import { dropPath, linearDropPathRates } from './layers';
 import { BackboneRandom } from './random';
 
@@ -291,8 +291,11 @@ export function createResNet(config: ResNetConfig): ResNet {
   return new ResNet(config);
 }
 
-/** Options of the named ResNet factories: everything but the depths and block type. */
-export type ResNetOptions = Omit<ResNetConfig, 'depths' | 'block'>;
+/**
+ * Options of the named ResNet factories: everything but the block type; `depths` (blocks per stage)
+ * defaults to the variant's, and fewer blocks make a smaller model of the same family.
+ */
+export type ResNetOptions = Omit<ResNetConfig, 'depths' | 'block'> & { depths?: readonly number[] };
 
 /** Depths and block type of timm's named ResNets. */
 export const RESNET_VARIANTS = {
@@ -306,8 +309,9 @@ export const RESNET_VARIANTS = {
 
 export type ResNetName = keyof typeof RESNET_VARIANTS;
 
-function named(name: ResNetName, options: ResNetOptions): ResNet {
-  return new ResNet({ name, ...options, ...RESNET_VARIANTS[name] });
+function named(name: ResNetName, { depths, ...options }: ResNetOptions): ResNet {
+  const variant = RESNET_VARIANTS[name];
+  return new ResNet({ name, ...options, depths: depthsOption(name, name, depths, variant.depths), block: variant.block });
 }
 
 /**
@@ -315,6 +319,7 @@ function named(name: ResNetName, options: ResNetOptions): ResNet {
  *
  * @example
  * const model = resnet18({ seed: 0 });
+ * const small = resnet18({ depths: [1, 1, 1, 1], channels: [16, 32, 64, 128] });
  */
 export function resnet18(options: ResNetOptions = {}): ResNet {
   return named('resnet18', options);

@@ -47,6 +47,19 @@ describeBackends('SparkModel', () => {
     convnext.dispose();
   });
 
+  it('create() passes the backbone options through, depths included, and fromSafetensors() rebuilds those depths', async () => {
+    const model = SparkModel.create('resnet18', { backbone: { depths: [1, 2, 1, 1], stemWidth: 8, channels: [8, 8, 16, 16] }, decoderWidth: 32, seed: 0 });
+    const blocksOf = (names: string[]) => [...new Set(names.map((name) => /^sparse_encoder\.sp_cnn\.(layer\d\.\d+)\./.exec(name)?.[1]).filter(Boolean))];
+    const names = model.stateEntries().map((entry) => entry.name);
+    const loaded = await SparkModel.fromSafetensors(await model.toSafetensors());
+    const loadedNames = loaded.stateEntries().map((entry) => entry.name);
+    model.dispose();
+    loaded.dispose();
+    expect(blocksOf(names)).toEqual(['layer1.0', 'layer2.0', 'layer2.1', 'layer3.0', 'layer4.0']);
+    expect(loadedNames).toEqual(names);
+    expect(() => SparkModel.create('resnet18', { backbone: { depths: [1, 1, 1] } })).toThrow("createBackbone: depths of 'resnet18' must be four whole numbers >= 1");
+  });
+
   it('rebuilds itself from its own state dict (safetensors round trip), whatever the input size', async () => {
     for (const original of [tinyResNet(1), tinyConvNeXt(1)]) {
       const bytes = await original.toSafetensors({ note: 'round trip' });

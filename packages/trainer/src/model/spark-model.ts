@@ -173,9 +173,12 @@ export class SparkModel extends Module {
 
   /**
    * A new model around a named backbone: 'resnet18' … 'resnet200', 'convnext_tiny' … 'convnext_large'.
+   * `backbone` takes the options of {@link createBackbone}: drop path, widths, and `depths` for a model
+   * with fewer (or more) blocks per stage than the named one.
    *
    * @example
    * const model = SparkModel.create('resnet50', { backbone: { dropPathRate: 0.05 }, seed: 0 });
+   * const small = SparkModel.create('resnet18', { backbone: { depths: [1, 1, 1, 1], channels: [16, 32, 64, 128] }, decoderWidth: 128 });
    */
   static create(name: string, options: Omit<SparkModelConfig, 'backbone'> & { backbone?: BackboneOptions } = {}): SparkModel {
     if (!(BACKBONE_NAMES as readonly string[]).includes(name)) {
