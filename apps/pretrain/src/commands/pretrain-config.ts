@@ -15,6 +15,8 @@ export interface PretrainConfig {
   widths?: number[];
   /** ConvNeXt: channels of the four stages. */
   dims?: number[];
+  /** Blocks of the four stages (ResNet layers, ConvNeXt stages); default: the named model's. */
+  depths?: number[];
   /** Decoder channels at the smallest map (SparK's 768). */
   decoderWidth: number;
   inputSize: number;
@@ -66,6 +68,7 @@ const KEYS: Record<keyof PretrainConfig, { flag: string; kind: Kind }> = {
   stemWidth: { flag: 'stem-width', kind: 'int' },
   widths: { flag: 'widths', kind: 'ints' },
   dims: { flag: 'dims', kind: 'ints' },
+  depths: { flag: 'depths', kind: 'ints' },
   decoderWidth: { flag: 'decoder-width', kind: 'int' },
   inputSize: { flag: 'input-size', kind: 'int' },
   maskRatio: { flag: 'mask-ratio', kind: 'number' },
@@ -161,10 +164,10 @@ export function resolveConfig(layers: { values: Values; from: 'flag' | string }[
   if (!['lamb', 'adamw', 'sgd'].includes(resolved.optimizer)) {
     throw new UsageError(`${where('optimizer')} is '${resolved.optimizer}', expected lamb, adamw or sgd`);
   }
-  for (const key of ['widths', 'dims'] as const) {
+  for (const [key, example] of [['widths', '8,16,32,64'], ['dims', '8,16,32,64'], ['depths', '1,1,1,1']] as const) {
     const list = resolved[key];
     if (list !== undefined && (list.length !== 4 || !list.every((value) => Number.isInteger(value) && value >= 1))) {
-      throw new UsageError(`${where(key)} is ${list.join(',')}, expected four whole numbers >= 1 (one per stage), e.g. 8,16,32,64`);
+      throw new UsageError(`${where(key)} is ${list.join(',')}, expected four whole numbers >= 1 (one per stage), e.g. ${example}`);
     }
   }
   return resolved;

@@ -7,6 +7,8 @@ import { runCli } from '../testing/run-cli';
 
 let folder: string;
 let images: string;
+/** Two of the images: one step of batch 2 per epoch, for the runs that only need to run. */
+let few: string;
 beforeAll(async () => {
   folder = fs.mkdtempSync(path.join(os.tmpdir(), 'sparkmim-pretrain-'));
   images = path.join(folder, 'images');
@@ -24,6 +26,9 @@ beforeAll(async () => {
     }
     await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(path.join(images, `image${i}.png`));
   }
+  few = path.join(folder, 'few');
+  fs.mkdirSync(few);
+  for (const name of ['image0.png', 'image1.png']) fs.copyFileSync(path.join(images, name), path.join(few, name));
 });
 afterAll(() => {
   fs.rmSync(folder, { recursive: true, force: true });
@@ -31,6 +36,15 @@ afterAll(() => {
 
 // resnet18 with tiny widths and the narrowest decoder LightDecoder allows: ~0.4 s a step in plain node.
 const TINY = { model: 'resnet18', stemWidth: 4, widths: [4, 8, 8, 8], decoderWidth: 32, inputSize: 64 };
+
+/** Settings as flags: `{ batchSize: 2, widths: [4, 8] }` → `--batch-size 2 --widths 4,8`. */
+function flagsOf(settings: Record<string, unknown>): string[] {
+  return Object.entries(settings).flatMap(([key, value]) => [`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(value)]);
+}
+
+// TINY with one block per stage, on the two images in batches of 2: one quick step per epoch (and at least
+// two epochs: the schedule needs two steps).
+const QUICK = { ...TINY, depths: [1, 1, 1, 1], batchSize: 2, backend: 'cpu' };
 
 function writeJson(name: string, value: unknown): string {
   const file = path.join(folder, name);
@@ -84,6 +98,25 @@ describe('sparkmim pretrain [cpu]', () => {
     expect(again.stdout).toContain('nothing to do');
   }, 240_000);
 
+  it('builds --depths 1,1,1,1 (one block per stage), and a resumed run rebuilds those depths from its config', async () => {
+    const out = path.join(folder, 'depths');
+    const first = await runCli(['pretrain', '--data', few, ...flagsOf(QUICK), '--epochs', '2', '--out', out]);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/^ {2}depths +1,1,1,1$/m);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).depths).toEqual([1, 1, 1, 1]);
+    const encoder = decodeSafetensors(new Uint8Array(fs.readFileSync(path.join(out, 'encoder.safetensors'))));
+    const blocks = [...new Set([...encoder.tensors.keys()].map((key) => /^(layer\d\.\d+)\./.exec(key)?.[1]).filter(Boolean))];
+    expect(blocks).toEqual(['layer1.0', 'layer2.0', 'layer3.0', 'layer4.0']);
+
+    // Without the saved depths, the resumed run would build resnet18's 2,2,2,2 and its checkpoint would not fit.
+    const resumed = await runCli(['pretrain', '--resume', out, '--epochs', '3']);
+    expect(resumed.stderr).toBe('');
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toMatch(/^ {2}depths +1,1,1,1$/m);
+    expect(resumed.stdout).toMatch(/^done: 1 epoch\(s\) run \(now at 3 of 3\), 1 steps,/m);
+  }, 120_000);
+
   it('stops at the first Ctrl-C with a checkpoint and a message', async () => {
     const out = path.join(folder, 'interrupted');
     const before = new Set(process.listeners('SIGINT'));
@@ -108,7 +141,7 @@ describe('sparkmim pretrain [cpu]', () => {
   it('prints its help, and the top-level help lists it', async () => {
     const help = await runCli(['pretrain', '--help']);
     expect(help.code).toBe(0);
-    for (const flag of ['--config', '--data', '--model', '--input-size', '--mask-ratio', '--batch-size', '--epochs', '--base-lr', '--warmup-epochs', '--weight-decay-end', '--optimizer', '--backend', '--seed', '--out', '--resume', '--init-weights', '--checkpoint-every', '--preview-every']) {
+    for (const flag of ['--config', '--data', '--model', '--depths', '--input-size', '--mask-ratio', '--batch-size', '--epochs', '--base-lr', '--warmup-epochs', '--weight-decay-end', '--optimizer', '--backend', '--seed', '--out', '--resume', '--init-weights', '--checkpoint-every', '--preview-every']) {
       expect(help.stdout).toContain(flag);
     }
     expect((await runCli(['--help'])).stdout).toContain('pretrain --data FOLDER');
@@ -151,6 +184,12 @@ describe('sparkmim pretrain [cpu]', () => {
       await expectUsageError(['--config', config, '--data', images], /^sparkmim: --config: .*typo\.json: unknown key\(s\) batchsize; valid keys: data, model, .*batchSize.*previewEvery\n$/);
       const negative = writeJson('negative.json', { batchSize: -2 });
       await expectUsageError(['--config', negative, '--data', images], /^sparkmim: batchSize in .*negative\.json is -2, expected a whole number >= 1\n$/);
+    });
+
+    it('depths that are not four whole numbers >= 1', async () => {
+      await expectUsageError(['--data', images, ...tinyFlags, '--depths', '1,1,1'], '--depths is 1,1,1, expected four whole numbers >= 1 (one per stage), e.g. 1,1,1,1');
+      await expectUsageError(['--data', images, ...tinyFlags, '--depths', '2,0,2,2'], '--depths is 2,0,2,2, expected four whole numbers >= 1 (one per stage), e.g. 1,1,1,1');
+      await expectUsageError(['--data', images, ...tinyFlags, '--depths', '1,1,x,1'], '--depths is "1,1,x,1", expected whole numbers separated by commas, e.g. 8,16,32,64');
     });
   });
 });

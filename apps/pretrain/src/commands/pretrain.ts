@@ -57,6 +57,8 @@ are printed and saved as config.json in the run folder.
   --stem-width N           ResNet: stem channels (default 64)
   --widths A,B,C,D         ResNet: channels of the four stages (default 64,128,256,512)
   --dims A,B,C,D           ConvNeXt: channels of the four stages
+  --depths A,B,C,D         blocks of the four stages (ResNet layers, ConvNeXt stages), e.g. 1,1,1,1 for a
+                           small resnet18 (default: the model's, e.g. 2,2,2,2 for resnet18)
   --decoder-width N        decoder channels at the smallest map (default 768)
   --input-size N           image size, a multiple of the model's downsample ratio, 32 (default 224)
   --mask-ratio X           fraction of patches hidden, in (0, 1) (default 0.6)
@@ -116,6 +118,7 @@ function buildModel(config: PretrainConfig, seed: number): SparkModel {
   if (config.stemWidth !== undefined) backbone.stemWidth = config.stemWidth;
   if (config.widths !== undefined) backbone.channels = config.widths;
   if (config.dims !== undefined) backbone.dims = config.dims;
+  if (config.depths !== undefined) backbone.depths = config.depths;
   let model: SparkModel;
   try {
     model = SparkModel.create(config.model, { backbone, decoderWidth: config.decoderWidth, maskRatio: config.maskRatio, seed });
