@@ -1,6 +1,8 @@
-// The settings of `sparkmim pretrain`: defaults, a JSON config file, flags over it, and the checks that turn
-// a bad value into one line naming where it came from (`--batch-size` or `batchSize in run.json`).
+// The settings of `sparkmim pretrain`: defaults, a JSON or YAML config file, flags over it, and the checks
+// that turn a bad value into one line naming where it came from (`--batch-size` or `batchSize in run.json`).
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseDocument } from 'yaml';
 import { UsageError } from '../errors';
 
 /** Everything a pre-training run is made of; saved as the run folder's `config.json`. */
@@ -94,7 +96,14 @@ export const CONFIG_FLAG_OPTIONS = Object.fromEntries(CONFIG_KEYS.map((key) => [
 
 type Values = Partial<Record<keyof PretrainConfig, unknown>>;
 
-/** Reads a JSON config file; unknown keys are an error that lists the valid ones. */
+/** Keys holding paths: in a config file they are relative to the file's folder (`out` is not: see the help). */
+const FILE_RELATIVE_KEYS = ['data', 'initWeights'] as const;
+
+/**
+ * Reads a JSON or YAML (`.yaml`, `.yml`) config file; unknown keys are an error that lists the valid ones.
+ * Relative `data` and `initWeights` are resolved against the file's folder, so that a config file can sit
+ * beside its data and be used from anywhere.
+ */
 export function readConfigFile(file: string, label = file): Values {
   let text: string;
   try {
@@ -103,19 +112,35 @@ export function readConfigFile(file: string, label = file): Values {
     const code = (error as { code?: string }).code;
     throw new UsageError(`--config: cannot read ${file}${code === 'ENOENT' ? ': no such file' : `: ${(error as Error).message}`}`);
   }
-  if (/\.ya?ml$/i.test(file)) throw new UsageError(`--config: ${file}: YAML is not supported (no YAML parser is installed), write the config as JSON`);
+  const yaml = /\.ya?ml$/i.test(file);
   let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(`--config: ${label} is not valid JSON: ${(error as Error).message}`);
+  if (yaml) {
+    const document = parseDocument(text);
+    // The parser's messages end with a picture of the line; their first line says what and where.
+    if (document.errors.length) {
+      throw new UsageError(`--config: ${label} is not valid YAML: ${document.errors[0].message.split('\n')[0].replace(/:$/, '')}`);
+    }
+    parsed = document.toJS();
+  } else {
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      throw new UsageError(`--config: ${label} is not valid JSON: ${(error as Error).message}`);
+    }
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`--config: ${label} must hold a JSON object`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError(`--config: ${label} must hold ${yaml ? 'a YAML mapping (key: value lines)' : 'a JSON object'}`);
+  }
   const unknown = Object.keys(parsed).filter((key) => !(key in KEYS));
   if (unknown.length) {
     throw new UsageError(`--config: ${label}: unknown key(s) ${unknown.join(', ')}; valid keys: ${CONFIG_KEYS.join(', ')}`);
   }
-  return parsed as Values;
+  const values = { ...parsed } as Values;
+  for (const key of FILE_RELATIVE_KEYS) {
+    const value = values[key];
+    if (typeof value === 'string' && value !== '' && !path.isAbsolute(value)) values[key] = path.join(path.dirname(file), value);
+  }
+  return values;
 }
 
 /**

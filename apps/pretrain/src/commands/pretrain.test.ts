@@ -52,6 +52,12 @@ function writeJson(name: string, value: unknown): string {
   return file;
 }
 
+function writeText(name: string, text: string): string {
+  const file = path.join(folder, name);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
 function readJsonLines(file: string): { type: string; [key: string]: unknown }[] {
   return fs.readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
 }
@@ -97,6 +103,39 @@ describe('sparkmim pretrain [cpu]', () => {
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('nothing to do');
   }, 240_000);
+
+  it('reads a YAML config: data and initWeights relative to the file, out relative to the current folder', async () => {
+    const configs = path.join(folder, 'configs');
+    fs.mkdirSync(configs, { recursive: true });
+    const yamlFile = path.join(configs, 'quick.yaml');
+    fs.writeFileSync(
+      yamlFile,
+      ['# two quick epochs', 'data: ../few', 'model: resnet18', 'stemWidth: 4', 'widths: [4, 8, 8, 8]', 'depths: 1,1,1,1', 'decoderWidth: 32', 'inputSize: 64', 'batchSize: 2', 'epochs: 2', 'baseLr: 3e-4', 'backend: cpu', 'out: yaml-run', ''].join('\n'),
+    );
+    const cwd = fs.mkdtempSync(path.join(folder, 'cwd-'));
+    const before = process.cwd();
+    process.chdir(cwd);
+    let result: Awaited<ReturnType<typeof runCli>>;
+    try {
+      result = await runCli(['pretrain', '--config', path.relative(cwd, yamlFile)]);
+    } finally {
+      process.chdir(before);
+    }
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const saved = JSON.parse(fs.readFileSync(path.join(cwd, 'yaml-run', 'config.json'), 'utf8'));
+    expect(saved).toMatchObject({ ...TINY, depths: [1, 1, 1, 1], batchSize: 2, epochs: 2, baseLr: 3e-4, out: 'yaml-run' });
+    expect(path.resolve(cwd, saved.data)).toBe(few);
+    expect(fs.existsSync(path.join(configs, 'yaml-run'))).toBe(false);
+
+    // initWeights too is looked for beside the config file (here it is missing: the message names where).
+    const withWeights = path.join(configs, 'weights.yml');
+    fs.writeFileSync(withWeights, fs.readFileSync(yamlFile, 'utf8').replace('out: yaml-run', 'initWeights: weights/none.safetensors'));
+    const missing = await runCli(['pretrain', '--config', withWeights]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^sparkmim: --init-weights: .*\n$/);
+    expect(missing.stderr).toContain(path.join(configs, 'weights', 'none.safetensors'));
+  }, 120_000);
 
   it('builds --depths 1,1,1,1 (one block per stage), and a resumed run rebuilds those depths from its config', async () => {
     const out = path.join(folder, 'depths');
@@ -144,6 +183,8 @@ describe('sparkmim pretrain [cpu]', () => {
     for (const flag of ['--config', '--data', '--model', '--depths', '--input-size', '--mask-ratio', '--batch-size', '--epochs', '--base-lr', '--warmup-epochs', '--weight-decay-end', '--optimizer', '--backend', '--seed', '--out', '--resume', '--init-weights', '--checkpoint-every', '--preview-every']) {
       expect(help.stdout).toContain(flag);
     }
+    expect(help.stdout).toContain('JSON or YAML (.yaml, .yml)');
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('data and initWeights in a config file are relative to the file');
     expect((await runCli(['--help'])).stdout).toContain('pretrain --data FOLDER');
   });
 
@@ -186,10 +227,25 @@ describe('sparkmim pretrain [cpu]', () => {
       await expectUsageError(['--config', negative, '--data', images], /^sparkmim: batchSize in .*negative\.json is -2, expected a whole number >= 1\n$/);
     });
 
+    it('a YAML config with an unknown key, one that does not parse, one that is not a mapping, a bad value', async () => {
+      const typo = writeText('typo.yaml', 'batchsize: 2\n');
+      await expectUsageError(['--config', typo, '--data', images], /^sparkmim: --config: .*typo\.yaml: unknown key\(s\) batchsize; valid keys: data, model, .*depths.*batchSize.*previewEvery\n$/);
+      const broken = writeText('broken.yml', 'batchSize: 2\nwidths: [4, 8\n');
+      await expectUsageError(['--config', broken, '--data', images], /^sparkmim: --config: .*broken\.yml is not valid YAML: .+ at line 3, column 1\n$/);
+      const twice = writeText('twice.yaml', 'epochs: 2\nepochs: 3\n');
+      await expectUsageError(['--config', twice, '--data', images], /^sparkmim: --config: .*twice\.yaml is not valid YAML: Map keys must be unique at line 2, column 1\n$/);
+      const list = writeText('list.yaml', '- batchSize: 2\n');
+      await expectUsageError(['--config', list, '--data', images], /^sparkmim: --config: .*list\.yaml must hold a YAML mapping \(key: value lines\)\n$/);
+      const negative = writeText('negative.yml', 'batchSize: -2\n');
+      await expectUsageError(['--config', negative, '--data', images], /^sparkmim: batchSize in .*negative\.yml is -2, expected a whole number >= 1\n$/);
+    });
+
     it('depths that are not four whole numbers >= 1', async () => {
       await expectUsageError(['--data', images, ...tinyFlags, '--depths', '1,1,1'], '--depths is 1,1,1, expected four whole numbers >= 1 (one per stage), e.g. 1,1,1,1');
       await expectUsageError(['--data', images, ...tinyFlags, '--depths', '2,0,2,2'], '--depths is 2,0,2,2, expected four whole numbers >= 1 (one per stage), e.g. 1,1,1,1');
       await expectUsageError(['--data', images, ...tinyFlags, '--depths', '1,1,x,1'], '--depths is "1,1,x,1", expected whole numbers separated by commas, e.g. 8,16,32,64');
+      const config = writeText('depths.yaml', 'depths: [1, 1.5, 1, 1]\n');
+      await expectUsageError(['--config', config, '--data', images], /^sparkmim: depths in .*depths\.yaml is \[1,1\.5,1,1\], expected whole numbers separated by commas, e\.g\. 8,16,32,64\n$/);
     });
   });
 });

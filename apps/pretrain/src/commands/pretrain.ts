@@ -49,8 +49,9 @@ SparK pre-training (masked image modelling) of a convnet on a folder of images (
 searched recursively). Settings come from the defaults, then --config, then the flags; the resolved settings
 are printed and saved as config.json in the run folder.
 
-  --config FILE            settings as JSON, keys named as the flags in camelCase (inputSize, batchSize, ...);
-                           an unknown key is an error
+  --config FILE            settings as JSON or YAML (.yaml, .yml), keys named as the flags in camelCase
+                           (inputSize, batchSize, ...); an unknown key is an error; data and initWeights in a
+                           config file are relative to the file (out stays relative to the current folder)
   --data FOLDER            the images
   --model NAME             resnet18, resnet34, resnet50 (default), resnet101, resnet152, resnet200,
                            convnext_tiny, convnext_small, convnext_base, convnext_large
