@@ -10,7 +10,7 @@ import { denormalizeImages, type DataSource, type SparkModel } from '@sparkmim/t
  * sharp, imported on first use through a name in a variable, so that the bundle leaves it out (it is a
  * native package) and the other commands run where it is not installed.
  */
-async function loadSharp(): Promise<typeof Sharp> {
+export async function loadSharp(): Promise<typeof Sharp> {
   const moduleName = 'sharp';
   const loaded = (await import(/* @vite-ignore */ moduleName)) as { default?: typeof Sharp } & typeof Sharp;
   return loaded.default ?? loaded;

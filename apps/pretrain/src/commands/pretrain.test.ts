@@ -4,6 +4,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import { decodeSafetensors } from '@sparkmim/trainer';
 import { runCli } from '../testing/run-cli';
+import { LOSS_CURVE_SIZE, drawLossCurve, lossCurveScale, lossHistory } from './pretrain-loss-curve';
 
 let folder: string;
 let images: string;
@@ -85,6 +86,9 @@ describe('sparkmim pretrain [cpu]', () => {
     const preview = await sharp(path.join(out, 'previews', 'epoch-0001.png')).metadata();
     // Four images in rows, four pictures in columns, 2-pixel gaps.
     expect({ format: preview.format, width: preview.width, height: preview.height }).toEqual({ format: 'png', width: 4 * 64 + 5 * 2, height: 4 * 64 + 5 * 2 });
+    const curve = await sharp(path.join(out, 'loss-curve.png')).metadata();
+    expect({ format: curve.format, width: curve.width, height: curve.height }).toEqual({ format: 'png', ...LOSS_CURVE_SIZE });
+    expect(first.stdout).toMatch(/^run folder .*: checkpoint\.json \(full checkpoint\), encoder\.safetensors, metrics\.jsonl, loss-curve\.png, config\.json, previews\/ \(last: epoch-0001\.png\)$/m);
 
     // The settings come from the run; only the epoch that remains runs.
     const resumed = await runCli(['pretrain', '--resume', out, '--epochs', '2']);
@@ -97,6 +101,17 @@ describe('sparkmim pretrain [cpu]', () => {
     expect(lines.filter((line) => line.type === 'step').map((line) => line.iteration)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(JSON.parse(fs.readFileSync(path.join(out, 'checkpoint.json'), 'utf8')).progress).toEqual({ epoch: 2, iterationInEpoch: 0, iteration: 8 });
     expect(fs.existsSync(path.join(out, 'previews', 'epoch-0002.png'))).toBe(true);
+    // The loss curve is redrawn from metrics.jsonl: it covers both runs, each step on the curve.
+    const history = lossHistory(fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8'));
+    expect(history.steps.map((step) => step.iteration)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    const { data: curvePixels, info } = await sharp(path.join(out, 'loss-curve.png')).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height, info.channels]).toEqual([LOSS_CURVE_SIZE.width, LOSS_CURVE_SIZE.height, 3]);
+    const scale = lossCurveScale(history);
+    for (const { iteration, loss } of history.steps) {
+      const at = (scale.y(loss) * info.width + scale.x(iteration)) * 3;
+      expect({ iteration, rgb: [...curvePixels.subarray(at, at + 3)] }).not.toEqual({ iteration, rgb: [255, 255, 255] });
+    }
+    expect(Buffer.compare(curvePixels, drawLossCurve(history))).toBe(0);
 
     // Nothing left to run.
     const again = await runCli(['pretrain', '--resume', out]);
@@ -185,6 +200,7 @@ describe('sparkmim pretrain [cpu]', () => {
     }
     expect(help.stdout).toContain('JSON or YAML (.yaml, .yml)');
     expect(help.stdout.replace(/\s+/g, ' ')).toContain('data and initWeights in a config file are relative to the file');
+    expect(help.stdout).toContain('loss-curve.png');
     expect((await runCli(['--help'])).stdout).toContain('pretrain --data FOLDER');
   });
 

@@ -40,6 +40,7 @@ import {
   warmupEpochsOf,
   type PretrainConfig,
 } from './pretrain-config';
+import { LOSS_CURVE_FILE, writeLossCurve } from './pretrain-loss-curve';
 import { previewImages, writePreview } from './pretrain-preview';
 import { ProgressReporter, formatDuration } from './pretrain-progress';
 
@@ -84,8 +85,10 @@ are printed and saved as config.json in the run folder.
 
 The run folder holds checkpoint.json with model.*.safetensors and optimizer.*.safetensors (the full
 checkpoint, official SparK names), encoder.safetensors (the encoder alone, timm names, for fine-tuning),
-metrics.jsonl (one JSON line per step and per epoch, and a summary), previews/epoch-NNNN.png (rows: fixed
-images; columns: input, masked, reconstruction, reconstruction with the visible patches) and config.json.
+metrics.jsonl (one JSON line per step and per epoch, and a summary), loss-curve.png (drawn at the end of
+each run from metrics.jsonl: the loss of every step, light, and the mean of every epoch, dark, against the
+iteration), previews/epoch-NNNN.png (rows: fixed images; columns: input, masked, reconstruction,
+reconstruction with the visible patches) and config.json.
 
 Ctrl-C once: finish the step, save a checkpoint and exit (continue with --resume); twice: quit at once.
 `;
@@ -341,6 +344,13 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       process.off('SIGINT', onInterrupt);
     }
     const seconds = (performance.now() - started) / 1000;
+    // From the metrics file, not this run's steps alone: a resumed run's curve covers the whole run.
+    let lossCurve: string | undefined;
+    try {
+      lossCurve = await writeLossCurve(path.join(out, 'metrics.jsonl'), path.join(out, LOSS_CURVE_FILE));
+    } catch (error) {
+      process.stderr.write(`sparkmim: could not draw ${LOSS_CURVE_FILE}: ${oneLine((error as Error).message)}\n`);
+    }
 
     const skipped = result.skipped?.length ?? skippedWhileRunning;
     const images = result.steps * config.batchSize;
@@ -357,7 +367,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       );
     }
     process.stdout.write(
-      `run folder ${out}: ${CHECKPOINT_MANIFEST} (full checkpoint), ${ENCODER_WEIGHTS_FILE}, metrics.jsonl, config.json` +
+      `run folder ${out}: ${CHECKPOINT_MANIFEST} (full checkpoint), ${ENCODER_WEIGHTS_FILE}, metrics.jsonl${lossCurve ? `, ${LOSS_CURVE_FILE}` : ''}, config.json` +
         `${previewFiles.length ? `, previews/ (last: ${path.basename(previewFiles[previewFiles.length - 1])})` : ''}\n`,
     );
     return 0;
