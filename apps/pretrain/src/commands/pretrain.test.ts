@@ -1,8 +1,10 @@
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { decodeSafetensors } from '@sparkmim/trainer';
+import { setupBackend } from '@sparkmim/runtime';
+import { SparkModel, decodeSafetensors } from '@sparkmim/trainer';
 import { runCli } from '../testing/run-cli';
 import { LOSS_CURVE_SIZE, drawLossCurve, lossCurveScale, lossHistory } from './pretrain-loss-curve';
 
@@ -171,6 +173,53 @@ describe('sparkmim pretrain [cpu]', () => {
     expect(resumed.stdout).toMatch(/^done: 1 epoch\(s\) run \(now at 3 of 3\), 1 steps,/m);
   }, 120_000);
 
+  it('--init-weights starts from those weights', async () => {
+    await setupBackend('cpu');
+    const start = SparkModel.create('resnet18', { backbone: { depths: [1, 1, 1, 1], stemWidth: 4, channels: [4, 8, 8, 8] }, decoderWidth: 32, seed: 7 });
+    const weights = path.join(folder, 'init.safetensors');
+    try {
+      fs.writeFileSync(weights, await start.toSafetensors());
+    } finally {
+      start.dispose();
+    }
+    const out = path.join(folder, 'init');
+    // A learning rate so small that the two steps leave the weights where they started, to float precision;
+    // the run's own initialisation (seed 0, not 7) is far from them.
+    const result = await runCli(['pretrain', '--data', few, ...flagsOf(QUICK), '--epochs', '2', '--base-lr', '1e-9', '--init-weights', weights, '--out', out]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).initWeights).toBe(weights);
+    const initial = decodeSafetensors(new Uint8Array(fs.readFileSync(weights))).tensors;
+    const trained = decodeSafetensors(new Uint8Array(fs.readFileSync(path.join(out, 'encoder.safetensors')))).tensors;
+    const convs = [...trained].filter(([, tensor]) => tensor.shape.length === 4);
+    expect(convs.length).toBeGreaterThanOrEqual(9);
+    for (const [key, tensor] of convs) {
+      const expected = initial.get(`sparse_encoder.sp_cnn.${key}`)!.data as Float32Array;
+      const actual = tensor.data as Float32Array;
+      let worst = 0;
+      for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
+      // Shows the difference when it is too large.
+      expect({ key, differenceOver1e6: worst < 1e-6 ? 0 : worst }).toEqual({ key, differenceOver1e6: 0 });
+    }
+  }, 120_000);
+
+  it('--checkpoint-every 2 keeps a whole checkpoint in checkpoints/epoch-0002 of 3 epochs, and no other', async () => {
+    const out = path.join(folder, 'every');
+    const result = await runCli(['pretrain', '--data', few, ...flagsOf(QUICK), '--epochs', '3', '--checkpoint-every', '2', '--preview-every', '0', '--out', out]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    // Not epoch 1, not the last one (3): only the multiples of 2.
+    expect(fs.readdirSync(path.join(out, 'checkpoints'))).toEqual(['epoch-0002']);
+    const copy = path.join(out, 'checkpoints', 'epoch-0002');
+    const manifest = JSON.parse(fs.readFileSync(path.join(copy, 'checkpoint.json'), 'utf8'));
+    expect(manifest.progress).toEqual({ epoch: 2, iterationInEpoch: 0, iteration: 2 });
+    expect(fs.readdirSync(copy).sort()).toEqual(['checkpoint.json', 'encoder.safetensors', manifest.files.model, manifest.files.optimizer].sort());
+    // A copy of epoch 2, not of the end: its weights are not those of epoch 3.
+    const encoderBytes = (dir: string) => fs.readFileSync(path.join(dir, 'encoder.safetensors'));
+    expect(encoderBytes(copy).equals(encoderBytes(out))).toBe(false);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'checkpoint.json'), 'utf8')).progress.epoch).toBe(3);
+  }, 120_000);
+
   it('stops at the first Ctrl-C with a checkpoint and a message', async () => {
     const out = path.join(folder, 'interrupted');
     const before = new Set(process.listeners('SIGINT'));
@@ -191,6 +240,72 @@ describe('sparkmim pretrain [cpu]', () => {
     expect(progress.iteration).toBeGreaterThanOrEqual(1);
     expect(process.listeners('SIGINT').filter((listener) => !before.has(listener))).toHaveLength(0);
   }, 120_000);
+
+  describe('Ctrl-C in a real process (node bin/sparkmim.mjs, real SIGINTs)', () => {
+    const bin = path.resolve(__dirname, '../../bin/sparkmim.mjs');
+    beforeAll(() => {
+      // The launcher rebuilds the bundle when the sources are newer: done here, before any waiting on a run.
+      const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
+      expect({ status: help.status, stderr: help.stderr }).toEqual({ status: 0, stderr: '' });
+    }, 180_000);
+
+    /**
+     * Starts 3 epochs of 4 steps in a child process and resolves once its first step is in metrics.jsonl
+     * (not on stdout: a pipe gets one line per epoch); `ended` resolves when the child has exited.
+     */
+    async function startRun(out: string, inputSize = TINY.inputSize) {
+      const child = spawn(process.execPath, [bin, 'pretrain', '--data', images, ...flagsOf({ ...TINY, inputSize, batchSize: 2, epochs: 3, backend: 'cpu', out })], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk) => (stdout += chunk));
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      let exited = false;
+      const ended = new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) =>
+        child.on('close', (code, signal) => {
+          exited = true;
+          resolve({ code, signal, stdout, stderr });
+        }),
+      );
+      const metrics = path.join(out, 'metrics.jsonl');
+      while (!exited && !(fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').includes('"step"'))) await new Promise((resolve) => setTimeout(resolve, 20));
+      if (exited) throw new Error(`the run ended before its first step: ${JSON.stringify(await ended)}`);
+      return { child, ended };
+    }
+
+    it('the first SIGINT finishes the step, saves a checkpoint and exits 0 with the line to continue', async () => {
+      const out = path.join(folder, 'sigint-once');
+      const { child, ended } = await startRun(out);
+      child.kill('SIGINT');
+      const result = await ended;
+      expect({ code: result.code, signal: result.signal }).toEqual({ code: 0, signal: null });
+      expect(result.stderr).toContain('sparkmim: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+      expect(result.stdout).toMatch(/^stopped: 0 epoch\(s\) run \(now at 0 of 3\), \d steps,/m);
+      expect(result.stdout).toContain(`continue with: sparkmim pretrain --resume ${out}\n`);
+      expect(result.stdout).toMatch(/^run folder .*loss-curve\.png/m);
+      const { progress } = JSON.parse(fs.readFileSync(path.join(out, 'checkpoint.json'), 'utf8'));
+      expect(progress.epoch).toBe(0);
+      expect(progress.iteration).toBeGreaterThanOrEqual(1);
+      expect(fs.existsSync(path.join(out, 'loss-curve.png'))).toBe(true);
+    }, 120_000);
+
+    it("a second SIGINT quits at once with code 130 and 'quit without saving', leaving no checkpoint", async () => {
+      const out = path.join(folder, 'sigint-twice');
+      // Steps of about a second (plain node): both signals land within the second step, long before the
+      // first epoch's checkpoint. Apart by 100 ms, as two Ctrl-C presses are: signals sent at the same
+      // moment can reach the process as one.
+      const { child, ended } = await startRun(out, 128);
+      child.kill('SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      child.kill('SIGINT');
+      const result = await ended;
+      expect({ code: result.code, signal: result.signal }).toEqual({ code: 130, signal: null });
+      expect(result.stderr).toContain('sparkmim: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\nsparkmim: quit without saving\n');
+      expect(result.stdout).not.toContain('continue with');
+      expect(fs.existsSync(path.join(out, 'checkpoint.json'))).toBe(false);
+    }, 120_000);
+  });
 
   it('prints its help, and the top-level help lists it', async () => {
     const help = await runCli(['pretrain', '--help']);
