@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, uniformFanIn, type Initializer } from '@sparkmim/sparse-ops';
+import { Module, conv2dTranspose, uniformFanIn, type Initializer } from '@sparkmim/sparse-ops';
 
 export interface ConvTranspose2dConfig {
   inChannels: number;
@@ -55,7 +55,7 @@ export class ConvTranspose2d extends Module {
     return tf.tidy(() => {
       // A numeric pad here is the padding of the convolution this one transposes, which is exactly
       // PyTorch's ConvTranspose2d `padding` (the output is cropped by `pad` on every side).
-      const y = tf.conv2dTranspose(x, this.filter as tf.Tensor4D, outputShape, strides, pad);
+      const y = conv2dTranspose(x, this.filter as tf.Tensor4D, outputShape, strides, pad);
       return this.bias ? tf.add(y, this.bias) : y;
     });
   }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { maskOrDense, type ActiveMask } from './active-sites';
+import { conv2d } from './conv-filter-gradient';
 import { pair, toTfPadding, type Padding2d } from './padding';
 
 export interface SparseConv2dOptions {
@@ -60,7 +61,7 @@ export function sparseConv2d(x: tf.Tensor4D, filter: tf.Tensor4D, options: Spars
     const stride = pair(strides);
     let y: tf.Tensor4D;
     if (groups === 1) {
-      y = tf.conv2d(x, effectiveFilter, stride, tfPad);
+      y = conv2d(x, effectiveFilter, stride, pad);
     } else if (groups === inC) {
       // Depthwise: output channel c * multiplier + m reads input channel c, as tfjs's layout has it.
       const multiplier = outC / inC;
@@ -69,7 +70,7 @@ export function sparseConv2d(x: tf.Tensor4D, filter: tf.Tensor4D, options: Spars
     } else {
       const inputs = tf.split(x, groups, 3) as tf.Tensor4D[];
       const filters = tf.split(effectiveFilter, groups, 3);
-      y = tf.concat(inputs.map((input, g) => tf.conv2d(input, filters[g] as tf.Tensor4D, stride, tfPad)), 3) as tf.Tensor4D;
+      y = tf.concat(inputs.map((input, g) => conv2d(input, filters[g] as tf.Tensor4D, stride, pad)), 3) as tf.Tensor4D;
     }
     if (bias) y = tf.add(y, bias);
     const mask = maskOrDense(active, y, caller);

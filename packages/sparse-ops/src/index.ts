@@ -8,6 +8,8 @@ export type { SparseAvgPool2dOptions, SparsePool2dOptions } from './pool';
 export { activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
 export type { BatchStatistics, SparseBatchNormOptions, SparseLayerNormOptions } from './norm';
 export { densify } from './densify';
+export { conv2d, conv2dFilterGradient, conv2dTranspose } from './conv-filter-gradient';
+export type { ConvGradientOptions, FilterGradientMethod } from './conv-filter-gradient';
 export { toTfPadding } from './padding';
 export type { Padding2d } from './padding';
 export { Module, ModuleList, uniformFanIn } from './module';
