@@ -34,7 +34,11 @@ if (!existsSync(entry)) {
 // package, tfjs-node when installed) resolve from the package that declares them.
 const outDir = path.join(repoRoot, 'packages/runtime/node_modules/.cache/run-ts');
 mkdirSync(outDir, { recursive: true });
-const outfile = path.join(outDir, `${path.relative(repoRoot, entry).replace(/[\\/]/g, '__').replace(/\.[cm]?tsx?$/, '')}.mjs`);
+// RUN_TS_OUTFILE: only bundle, to that file (e.g. for a machine without this workspace), and do not run.
+const bundleOnly = process.env.RUN_TS_OUTFILE;
+const outfile = bundleOnly
+  ? path.resolve(bundleOnly)
+  : path.join(outDir, `${path.relative(repoRoot, entry).replace(/[\\/]/g, '__').replace(/\.[cm]?tsx?$/, '')}.mjs`);
 
 const esbuild = await loadEsbuild();
 await esbuild.build({
@@ -44,7 +48,7 @@ await esbuild.build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  sourcemap: 'inline',
+  sourcemap: bundleOnly ? false : 'inline',
   conditions: ['@sparkmim/source'],
   mainFields: ['module', 'main'],
   external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'],
@@ -53,5 +57,6 @@ await esbuild.build({
   logLevel: 'warning',
 });
 
+if (bundleOnly) process.exit(0);
 const result = spawnSync(process.execPath, ['--enable-source-maps', outfile, ...forwardedArgs], { stdio: 'inherit' });
 process.exit(result.status ?? 1);

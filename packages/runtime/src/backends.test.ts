@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BackendUnavailableError, gradientsRegistered, setupBackend } from './index';
+import { BackendUnavailableError, gradientsRegistered, isSoftwareAdapter, setupBackend, setupFastestBackend } from './index';
 
 describe('setupBackend', () => {
   it('lists the valid names for an unknown backend', async () => {
@@ -42,5 +42,29 @@ describe('setupBackend', () => {
     const sum = tf.tidy(() => tf.tensor1d([1, 2, 3]).sum());
     expect(Array.from(await sum.data())).toEqual([6]);
     sum.dispose();
+  });
+});
+
+describe('setupFastestBackend', () => {
+  it('tells software WebGPU adapters (SwiftShader, llvmpipe) from GPUs', () => {
+    expect(isSoftwareAdapter({ vendor: 'google', architecture: 'swiftshader', description: '', device: '' })).toBe(true);
+    expect(isSoftwareAdapter({ vendor: 'mesa', architecture: '', description: 'llvmpipe (LLVM 15.0.6, 256 bits)', device: '' })).toBe(true);
+    expect(isSoftwareAdapter({ vendor: 'nvidia', architecture: 'hopper', description: 'NVIDIA H100', device: '' })).toBe(false);
+    expect(isSoftwareAdapter(undefined)).toBe(false);
+  });
+
+  it('passes a software WebGPU adapter over for cpu, and keeps it when it is the last choice', async () => {
+    if (!(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu && process.env.CI !== 'true') {
+      console.warn('no WebGPU here: skipping');
+      return;
+    }
+    const only = await setupBackend('webgpu');
+    if (!isSoftwareAdapter(only.adapter)) {
+      console.warn(`a hardware adapter (${only.adapter?.description}): nothing to pass over here`);
+      return;
+    }
+    expect((await setupFastestBackend(['webgpu', 'cpu'])).name).toBe('cpu');
+    expect(tf.getBackend()).toBe('cpu');
+    expect((await setupFastestBackend(['webgpu'])).name).toBe('webgpu');
   });
 });

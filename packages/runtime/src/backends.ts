@@ -166,7 +166,17 @@ function readAdapterInfo(): BackendInfo['adapter'] {
 }
 
 /**
- * The fastest backend that can be set up here, in order: tensorflow-gpu, tensorflow, webgpu, cpu.
+ * Whether a WebGPU adapter runs on the CPU (SwiftShader, Mesa's llvmpipe/lavapipe): correct, but about
+ * 1000x slower than a GPU and slower than the cpu backend, so never the fastest choice.
+ */
+export function isSoftwareAdapter(adapter: BackendInfo['adapter']): boolean {
+  if (!adapter) return false;
+  return /swiftshader|llvmpipe|lavapipe|software/i.test(`${adapter.vendor} ${adapter.architecture} ${adapter.description} ${adapter.device}`);
+}
+
+/**
+ * The fastest backend that can be set up here, in order: tensorflow-gpu, tensorflow, webgpu, cpu. A
+ * WebGPU adapter that runs on the CPU (see {@link isSoftwareAdapter}) is passed over.
  *
  * @example
  * const info = await setupFastestBackend();
@@ -175,9 +185,14 @@ export async function setupFastestBackend(
   candidates: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'cpu'],
 ): Promise<BackendInfo> {
   const failures: string[] = [];
-  for (const candidate of candidates) {
+  for (const [index, candidate] of candidates.entries()) {
     try {
-      return await setupBackend(candidate);
+      const info = await setupBackend(candidate);
+      if (candidate === 'webgpu' && isSoftwareAdapter(info.adapter) && index < candidates.length - 1) {
+        failures.push(`webgpu: the adapter (${info.adapter!.architecture || info.adapter!.vendor}) runs on the CPU, slower than the cpu backend`);
+        continue;
+      }
+      return info;
     } catch (error) {
       failures.push((error as Error).message);
     }

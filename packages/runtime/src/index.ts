@@ -5,6 +5,7 @@ export {
   gradientsRegistered,
   installNodeWebGpu,
   setupBackend,
+  isSoftwareAdapter,
   setupFastestBackend,
 } from './backends';
 export type { BackendInfo, BackendName } from './backends';
