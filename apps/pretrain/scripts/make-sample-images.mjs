@@ -25,7 +25,7 @@ const sharp = require('sharp');
 /**
  * Crops per photograph: more from the large, varied ones, fewer from textures and maps. Star fields
  * (scikit-image's Hubble deep field, NASA's night lights) and fine textures (gravel, grass) are left out:
- * at 64 pixels their per-patch-normalised pixels are noise that no model predicts, which only flattens the
+ * at the quickstart's size their per-patch-normalised pixels are noise that no model predicts, which only flattens the
  * loss curve of the quickstart run.
  */
 const CROPS = {
@@ -57,6 +57,33 @@ function generator(seed) {
   };
 }
 
+/**
+ * Whether every 32x32 block of the crop (SparK's patch), seen at 64x64 in grey, varies by at least
+ * MIN_BLOCK_STD levels.
+ * SparK's loss normalises each patch by its own deviation: a flat patch (sky, a blurred background) turns
+ * into amplified noise that no model can predict, so such crops teach nothing in a five-minute run.
+ */
+const MIN_BLOCK_STD = 5;
+async function hasStructure(crop) {
+  const grey = await crop.resize(64, 64, { kernel: 'cubic' }).greyscale().raw().toBuffer();
+  for (let by = 0; by < 64; by += 32) {
+    for (let bx = 0; bx < 64; bx += 32) {
+      let sum = 0;
+      let sumSquares = 0;
+      for (let y = by; y < by + 32; y++) {
+        for (let x = bx; x < bx + 32; x++) {
+          const value = grey[y * 64 + x];
+          sum += value;
+          sumSquares += value * value;
+        }
+      }
+      const mean = sum / 1024;
+      if (Math.sqrt(Math.max(0, sumSquares / 1024 - mean * mean)) < MIN_BLOCK_STD) return false;
+    }
+  }
+  return true;
+}
+
 const [sourceDir, outDir] = process.argv.slice(2);
 if (!sourceDir || !outDir) {
   console.error('usage: node make-sample-images.mjs PHOTO_FOLDER OUT_FOLDER');
@@ -71,20 +98,26 @@ for (const [file, count] of Object.entries(CROPS)) {
   const { width, height } = await sharp(path.join(sourceDir, file)).metadata();
   const shortSide = Math.min(width, height);
   const stem = path.basename(file, path.extname(file)).replace(/_by_.*$/, '').replace(/_/g, '-');
-  for (let index = 0; index < count; index++) {
+  let attempts = 0;
+  for (let index = 0; index < count; ) {
+    if (++attempts > count * 100) {
+      console.warn(`${file}: only ${index} of ${count} crops have structure in every patch`);
+      break;
+    }
     // A square of 25-70% of the short side (large photographs: 8-30%, so that crops show objects, not
     // whole scenes shrunk to a few pixels), anywhere in the picture.
     const [low, high] = shortSide > 1500 ? [0.08, 0.3] : [0.25, 0.7];
     const side = Math.max(SIZE / 2, Math.round(shortSide * (low + (high - low) * random())));
     const left = Math.floor(random() * (width - side + 1));
     const top = Math.floor(random() * (height - side + 1));
-    await sharp(path.join(sourceDir, file))
-      .removeAlpha()
-      .extract({ left, top, width: side, height: side })
+    const crop = sharp(path.join(sourceDir, file)).removeAlpha().extract({ left, top, width: side, height: side });
+    if (!(await hasStructure(crop.clone()))) continue;
+    await crop
       .resize(SIZE, SIZE, { kernel: 'lanczos3' })
       .toColourspace('srgb')
       .jpeg({ quality: 88, mozjpeg: true })
       .toFile(path.join(outDir, `${stem}-${String(index).padStart(3, '0')}.jpg`));
+    index++;
     written++;
   }
 }

@@ -16,6 +16,9 @@ export async function loadSharp(): Promise<typeof Sharp> {
   return loaded.default ?? loaded;
 }
 
+/** Pictures smaller than this many pixels are shown enlarged by a whole factor (nearest neighbour). */
+const MIN_PICTURE_SIZE = 128;
+
 /** Gap between the pictures, in pixels (white). */
 const GAP = 2;
 
@@ -47,18 +50,26 @@ export async function writePreview(model: SparkModel, images: tf.Tensor4D, maskS
     tf.dispose(vis);
     const pixels = await Promise.all(columns.map((column) => column.data() as Promise<Int32Array>));
     const [count, size] = images.shape;
-    const width = 4 * size + 5 * GAP;
-    const height = count * size + (count + 1) * GAP;
+    // Small inputs (the quickstart's 64 pixels) are enlarged by whole pixels, so that patches stay sharp.
+    const scale = Math.max(1, Math.ceil(MIN_PICTURE_SIZE / size));
+    const cell = size * scale;
+    const width = 4 * cell + 5 * GAP;
+    const height = count * cell + (count + 1) * GAP;
     const grid = Buffer.alloc(width * height * 3, 255);
     for (let row = 0; row < count; row++) {
       for (let column = 0; column < 4; column++) {
         const values = pixels[column];
-        const left = GAP + column * (size + GAP);
-        const top = GAP + row * (size + GAP);
-        for (let y = 0; y < size; y++) {
-          const from = ((row * size + y) * size) * 3;
+        const left = GAP + column * (cell + GAP);
+        const top = GAP + row * (cell + GAP);
+        for (let y = 0; y < cell; y++) {
+          const from = (row * size + Math.floor(y / scale)) * size * 3;
           const to = ((top + y) * width + left) * 3;
-          for (let i = 0; i < size * 3; i++) grid[to + i] = values[from + i];
+          for (let x = 0; x < cell; x++) {
+            const source = from + Math.floor(x / scale) * 3;
+            grid[to + x * 3] = values[source];
+            grid[to + x * 3 + 1] = values[source + 1];
+            grid[to + x * 3 + 2] = values[source + 2];
+          }
         }
       }
     }

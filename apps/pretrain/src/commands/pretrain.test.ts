@@ -86,8 +86,8 @@ describe('sparkmim pretrain [cpu]', () => {
     expect(encoder.tensors.get('conv1.weight')?.shape).toEqual([4, 3, 7, 7]);
     expect(readJsonLines(path.join(out, 'metrics.jsonl')).map((line) => line.type)).toEqual(['step', 'step', 'step', 'step', 'epoch', 'summary']);
     const preview = await sharp(path.join(out, 'previews', 'epoch-0001.png')).metadata();
-    // Four images in rows, four pictures in columns, 2-pixel gaps.
-    expect({ format: preview.format, width: preview.width, height: preview.height }).toEqual({ format: 'png', width: 4 * 64 + 5 * 2, height: 4 * 64 + 5 * 2 });
+    // Four images in rows, four pictures in columns, 2-pixel gaps; 64-pixel inputs shown twice as large.
+    expect({ format: preview.format, width: preview.width, height: preview.height }).toEqual({ format: 'png', width: 4 * 128 + 5 * 2, height: 4 * 128 + 5 * 2 });
     const curve = await sharp(path.join(out, 'loss-curve.png')).metadata();
     expect({ format: curve.format, width: curve.width, height: curve.height }).toEqual({ format: 'png', ...LOSS_CURVE_SIZE });
     expect(first.stdout).toMatch(/^run folder .*: checkpoint\.json \(full checkpoint\), encoder\.safetensors, metrics\.jsonl, loss-curve\.png, config\.json, previews\/ \(last: epoch-0001\.png\)$/m);
@@ -346,6 +346,15 @@ describe('sparkmim pretrain [cpu]', () => {
       await expectUsageError(
         ['--data', images, ...tinyFlags, '--input-size', '100'],
         "--input-size is 100, which is not a multiple of resnet18's downsample ratio 32 (use 96 or 128)",
+      );
+      // One 32-pixel patch: 60% masked keeps none of it; 10% masked of a 2x2 grid hides none.
+      await expectUsageError(
+        ['--data', images, ...tinyFlags, '--input-size', '32'],
+        '--input-size 32 gives a 1x1 grid of 32-pixel patches, of which --mask-ratio 0.6 keeps none: use a larger --input-size (e.g. 64) or another --mask-ratio',
+      );
+      await expectUsageError(
+        ['--data', images, ...tinyFlags, '--input-size', '64', '--mask-ratio', '0.1'],
+        '--input-size 64 gives a 2x2 grid of 32-pixel patches, of which --mask-ratio 0.1 hides none: use a larger --input-size (e.g. 96) or another --mask-ratio',
       );
     });
 

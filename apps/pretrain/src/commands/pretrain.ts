@@ -3,6 +3,7 @@
 import { copyFile, mkdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { keepCount } from '@sparkmim/masking';
 import { setupBackend, setupFastestBackend, type BackendInfo } from '@sparkmim/runtime';
 import {
   AdamW,
@@ -45,10 +46,14 @@ import { previewImages, writePreview } from './pretrain-preview';
 import { ProgressReporter, formatDuration } from './pretrain-progress';
 
 export const PRETRAIN_HELP = `usage: sparkmim pretrain --data FOLDER [options]
+       sparkmim pretrain --config FILE [options]
 
 SparK pre-training (masked image modelling) of a convnet on a folder of images (.jpg, .jpeg, .png, .webp,
 searched recursively). Settings come from the defaults, then --config, then the flags; the resolved settings
 are printed and saved as config.json in the run folder.
+
+First run: --config apps/pretrain/configs/quickstart.json trains a small ResNet-18 on the 320 embedded sample
+images (apps/pretrain/data/sample-images) at 96x96 for 4 epochs: about 7 minutes on 2 CPU cores.
 
   --config FILE            settings as JSON or YAML (.yaml, .yml), keys named as the flags in camelCase
                            (inputSize, batchSize, ...); an unknown key is an error; data and initWeights in a
@@ -137,6 +142,21 @@ function buildModel(config: PretrainConfig, seed: number): SparkModel {
     const lower = Math.floor(config.inputSize / ratio) * ratio;
     const suggestion = lower > 0 ? `${lower} or ${lower + ratio}` : `${ratio}`;
     throw new UsageError(`--input-size is ${config.inputSize}, which is not a multiple of ${config.model}'s downsample ratio ${ratio} (use ${suggestion})`);
+  }
+  // The mask must keep at least one patch and hide at least one, or there is nothing to encode or to learn.
+  const grid = config.inputSize / ratio;
+  let kept: number;
+  try {
+    kept = keepCount(grid, grid, config.maskRatio);
+  } catch {
+    kept = 0;
+  }
+  if (kept === 0 || kept === grid * grid) {
+    model.dispose();
+    throw new UsageError(
+      `--input-size ${config.inputSize} gives a ${grid}x${grid} grid of ${ratio}-pixel patches, of which --mask-ratio ${config.maskRatio} ` +
+        `${kept === 0 ? 'keeps none' : 'hides none'}: use a larger --input-size (e.g. ${Math.max(2, grid + 1) * ratio}) or another --mask-ratio`,
+    );
   }
   return model;
 }
