@@ -52,7 +52,8 @@ async function draw(image: tf.Tensor4D, title: string): Promise<void> {
 }
 
 async function start(): Promise<void> {
-  const info = await setupFastestBackend(['webgpu', 'cpu']);
+  // The page exists to show WebGPU; its few small ops run fine on a software adapter (SwiftShader) too.
+  const info = await setupFastestBackend(['webgpu', 'cpu'], { acceptSoftwareAdapter: true });
   const adapter = info.adapter ? ` (${info.adapter.vendor} ${info.adapter.architecture})` : '';
   status.textContent = `backend: ${info.tfjsBackend}${adapter}`;
   const image = syntheticImage(IMAGE_SIZE);

@@ -66,5 +66,6 @@ describe('setupFastestBackend', () => {
     expect((await setupFastestBackend(['webgpu', 'cpu'])).name).toBe('cpu');
     expect(tf.getBackend()).toBe('cpu');
     expect((await setupFastestBackend(['webgpu'])).name).toBe('webgpu');
+    expect((await setupFastestBackend(['webgpu', 'cpu'], { acceptSoftwareAdapter: true })).name).toBe('webgpu');
   });
 });

@@ -176,19 +176,23 @@ export function isSoftwareAdapter(adapter: BackendInfo['adapter']): boolean {
 
 /**
  * The fastest backend that can be set up here, in order: tensorflow-gpu, tensorflow, webgpu, cpu. A
- * WebGPU adapter that runs on the CPU (see {@link isSoftwareAdapter}) is passed over.
+ * WebGPU adapter that runs on the CPU (see {@link isSoftwareAdapter}) is passed over unless
+ * `acceptSoftwareAdapter` (for pages that exist to show WebGPU, where a few small ops run fine on it).
  *
  * @example
  * const info = await setupFastestBackend();
+ * const shown = await setupFastestBackend(['webgpu', 'cpu'], { acceptSoftwareAdapter: true });
  */
 export async function setupFastestBackend(
   candidates: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'cpu'],
+  { acceptSoftwareAdapter = false }: { acceptSoftwareAdapter?: boolean } = {},
 ): Promise<BackendInfo> {
   const failures: string[] = [];
   for (const [index, candidate] of candidates.entries()) {
     try {
       const info = await setupBackend(candidate);
-      if (candidate === 'webgpu' && isSoftwareAdapter(info.adapter) && index < candidates.length - 1) {
+      const slow = candidate === 'webgpu' && !acceptSoftwareAdapter && isSoftwareAdapter(info.adapter);
+      if (slow && index < candidates.length - 1) {
         failures.push(`webgpu: the adapter (${info.adapter!.architecture || info.adapter!.vendor}) runs on the CPU, slower than the cpu backend`);
         continue;
       }
