@@ -161,21 +161,16 @@ export function conv2d(
   const stride = pair(strides);
   const tfPad = toTfPadding(pad);
   if (filterGradient === 'backend') return tf.conv2d(x, filter, stride, tfPad);
-  const run = tf.customGrad(((input: tf.Tensor, weights: tf.Tensor, save: tf.GradSaveFunc) => {
-    save([input, weights]);
-    return {
-      value: tf.conv2d(input as tf.Tensor4D, weights as tf.Tensor4D, stride, tfPad),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [savedInput, savedWeights] = saved as [tf.Tensor4D, tf.Tensor4D];
-        // tfjs's conv2d gradient with respect to x is this transposed convolution too.
-        const dx = tf.conv2dTranspose(dy as tf.Tensor4D, savedWeights, savedInput.shape, stride, tfPad as never);
-        const dFilter = conv2dFilterGradient(savedInput, dy as tf.Tensor4D, savedWeights.shape, stride, pad, { method: filterGradient });
-        return [dx, dFilter];
-      },
-    };
-    // customGrad's type has the save function among the tensors; it is passed last, as here.
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return run(x, filter) as tf.Tensor4D;
+  return withGradients(
+    x,
+    filter,
+    (input, weights) => tf.conv2d(input, weights, stride, tfPad),
+    (dy, input, weights) => [
+      // tfjs's conv2d gradient with respect to x is this transposed convolution too.
+      tf.conv2dTranspose(dy, weights, input.shape, stride, tfPad as never),
+      conv2dFilterGradient(input, dy, weights.shape, stride, pad, { method: filterGradient }),
+    ],
+  );
 }
 
 /**
@@ -200,18 +195,34 @@ export function conv2dTranspose(
   const stride = pair(strides);
   const tfPad = toTfPadding(pad);
   if (filterGradient === 'backend') return tf.conv2dTranspose(x, filter, outputShape, stride, tfPad as never);
-  const run = tf.customGrad(((input: tf.Tensor, weights: tf.Tensor, save: tf.GradSaveFunc) => {
+  return withGradients(
+    x,
+    filter,
+    (input, weights) => tf.conv2dTranspose(input, weights, outputShape, stride, tfPad as never),
+    (dy, input, weights) => [
+      // The transposed convolution's output is the input of the convolution it transposes, and this
+      // op's input is that convolution's output gradient: the roles of x and dy swap.
+      tf.conv2d(dy, weights, stride, tfPad),
+      conv2dFilterGradient(dy, input, weights.shape, stride, pad, { method: filterGradient }),
+    ],
+  );
+}
+
+/**
+ * `forward(x, filter)` under `tf.customGrad`, with `backward(dy, x, filter)` giving `[dx, dFilter]`: the
+ * one custom-gradient scaffold of {@link conv2d} and {@link conv2dTranspose}.
+ */
+function withGradients(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  forward: (input: tf.Tensor4D, weights: tf.Tensor4D) => tf.Tensor4D,
+  backward: (dy: tf.Tensor4D, input: tf.Tensor4D, weights: tf.Tensor4D) => [tf.Tensor, tf.Tensor],
+): tf.Tensor4D {
+  const run = tf.customGrad(((input: tf.Tensor4D, weights: tf.Tensor4D, save: tf.GradSaveFunc) => {
     save([input, weights]);
     return {
-      value: tf.conv2dTranspose(input as tf.Tensor4D, weights as tf.Tensor4D, outputShape, stride, tfPad as never),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [savedInput, savedWeights] = saved as [tf.Tensor4D, tf.Tensor4D];
-        // The transposed convolution's output is the input of the convolution it transposes, and this
-        // op's input is that convolution's output gradient: the roles of x and dy swap.
-        const dx = tf.conv2d(dy as tf.Tensor4D, savedWeights, stride, tfPad);
-        const dFilter = conv2dFilterGradient(dy as tf.Tensor4D, savedInput, savedWeights.shape, stride, pad, { method: filterGradient });
-        return [dx, dFilter];
-      },
+      value: forward(input, weights),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => backward(dy as tf.Tensor4D, saved[0] as tf.Tensor4D, saved[1] as tf.Tensor4D),
     };
     // customGrad's type has the save function among the tensors; it is passed last, as here.
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
