@@ -15,6 +15,12 @@ export interface BackboneForwardOptions {
    * The image must already be zero at masked pixels, as SparK masks it before the encoder.
    */
   active?: ActiveMask;
+  /**
+   * Uniform numbers in [0, 1) for the training-time draws (drop path: one per sample and block with a rate
+   * above 0, in forward order). Default: the backbone's own seeded stream. The trainer passes the run's
+   * stream, whose position checkpoints save, so a resumed run drops the same paths as one never stopped.
+   */
+  random?: () => number;
 }
 
 /**

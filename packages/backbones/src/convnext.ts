@@ -64,8 +64,8 @@ export class ConvNeXtBlock extends Module {
     if (layerScaleInit > 0) this.gamma = this.registerParameter('gamma', constant(layerScaleInit)([dim]));
   }
 
-  /** `x: [B, H, W, dim]` → `[B, H, W, dim]`. */
-  apply(x: tf.Tensor4D, active?: ActiveSites): tf.Tensor4D {
+  /** `x: [B, H, W, dim]` → `[B, H, W, dim]`; `random` for drop path (default: the block's stream). */
+  apply(x: tf.Tensor4D, active?: ActiveSites, random: BackboneRandom | (() => number) = this.random): tf.Tensor4D {
     return tf.tidy(() => {
       let branch = this.dwconv.apply(x, { active });
       branch = this.norm.apply(branch, { active });
@@ -73,7 +73,7 @@ export class ConvNeXtBlock extends Module {
       branch = this.pwconv2.apply(gelu(this.pwconv1.apply(branch)));
       if (this.gamma) branch = tf.mul(branch, this.gamma);
       if (active) branch = tf.mul(branch, activeAt(active, branch, 'ConvNeXtBlock'));
-      return tf.add(x, dropPath(branch, this.dropPathRate, this.training, this.random));
+      return tf.add(x, dropPath(branch, this.dropPathRate, this.training, random));
     });
   }
 }
@@ -166,7 +166,7 @@ export class ConvNeXt extends Module implements Backbone {
    * `x: [B, H, W, 3]` (H, W multiples of 32; zero at masked pixels when `active` is given) → the output of
    * each stage: `[B, H/4, W/4, d0]`, `[B, H/8, W/8, d1]`, `[B, H/16, W/16, d2]`, `[B, H/32, W/32, d3]`.
    */
-  forward(x: tf.Tensor4D, { active }: BackboneForwardOptions = {}): tf.Tensor4D[] {
+  forward(x: tf.Tensor4D, { active, random }: BackboneForwardOptions = {}): tf.Tensor4D[] {
     checkBackboneInput(x, this.downsampleRatio, `${this.name}.forward`, { active });
     return withActiveSites(active, (sites) =>
       tf.tidy(() => {
@@ -174,7 +174,7 @@ export class ConvNeXt extends Module implements Backbone {
         const features: tf.Tensor4D[] = [];
         this.stages.items.forEach((stage, i) => {
           y = this.downsampleLayers.items[i].apply(y, sites);
-          for (const block of stage.items) y = block.apply(y, sites);
+          for (const block of stage.items) y = block.apply(y, sites, random);
           features.push(y);
         });
         return features;

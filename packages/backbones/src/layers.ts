@@ -64,21 +64,25 @@ export function gelu<T extends tf.Tensor>(x: T): T {
 /**
  * Stochastic depth (timm's `DropPath`): in training, each sample's residual branch is zeroed with
  * probability `rate` and otherwise scaled by `1 / (1 - rate)`; in evaluation, or at rate 0, `x` itself is
- * returned. The per-sample coins come from `random`, so a seeded backbone drops the same samples on
- * every run.
+ * returned and nothing is drawn. Sample i is kept when the i-th number drawn from `random` is below
+ * `1 - rate` (one draw per sample, in batch order), so a seeded stream drops the same samples on every run
+ * and a stream of 0s and 1s replays given decisions (what the golden tests do with PyTorch's draws).
  *
  * @param x `[B, ...]` the residual branch
+ * @param random a {@link BackboneRandom} or any source of uniform numbers in [0, 1) (e.g. the training run's)
  *
  * @example
  * const branch = dropPath(residual, 0.1, model.training, new BackboneRandom(0));
+ * const same = dropPath(residual, 0.1, true, () => Math.random()); // a plain () => number works too
  */
-export function dropPath<T extends tf.Tensor>(x: T, rate: number, training: boolean, random: BackboneRandom): T {
+export function dropPath<T extends tf.Tensor>(x: T, rate: number, training: boolean, random: BackboneRandom | (() => number)): T {
   if (!(rate >= 0 && rate < 1)) throw new Error(`dropPath: rate must be in [0, 1), got ${rate}`);
   if (!training || rate === 0) return x;
+  const next = typeof random === 'function' ? random : random.next;
   const keep = 1 - rate;
   const batch = x.shape[0];
   const scale = new Float32Array(batch);
-  for (let i = 0; i < batch; i++) scale[i] = random.next() < keep ? 1 / keep : 0;
+  for (let i = 0; i < batch; i++) scale[i] = next() < keep ? 1 / keep : 0;
   return tf.tidy(() => tf.mul(x, tf.tensor(scale, [batch, ...x.shape.slice(1).map(() => 1)])) as T);
 }
 

@@ -118,12 +118,12 @@ export class BasicBlock extends Module {
     }
   }
 
-  /** `x: [B, H, W, inC]` → `[B, H/stride, W/stride, planes]`. */
-  apply(x: tf.Tensor4D, active?: ActiveSites): tf.Tensor4D {
+  /** `x: [B, H, W, inC]` → `[B, H/stride, W/stride, planes]`; `random` for drop path (default: the block's stream). */
+  apply(x: tf.Tensor4D, active?: ActiveSites, random: BackboneRandom | (() => number) = this.random): tf.Tensor4D {
     return tf.tidy(() => {
       let branch = tf.relu(this.bn1.apply(this.conv1.apply(x, { active }), { active }));
       branch = this.bn2.apply(this.conv2.apply(branch, { active }), { active });
-      branch = dropPath(branch, this.dropPathRate, this.training, this.random);
+      branch = dropPath(branch, this.dropPathRate, this.training, random);
       const shortcut = this.downsample ? this.downsample.apply(x, active) : x;
       return tf.relu(tf.add(branch, shortcut) as tf.Tensor4D);
     });
@@ -178,13 +178,13 @@ export class Bottleneck extends Module {
     }
   }
 
-  /** `x: [B, H, W, inC]` → `[B, H/stride, W/stride, 4 planes]`. */
-  apply(x: tf.Tensor4D, active?: ActiveSites): tf.Tensor4D {
+  /** `x: [B, H, W, inC]` → `[B, H/stride, W/stride, 4 planes]`; `random` for drop path (default: the block's stream). */
+  apply(x: tf.Tensor4D, active?: ActiveSites, random: BackboneRandom | (() => number) = this.random): tf.Tensor4D {
     return tf.tidy(() => {
       let branch = tf.relu(this.bn1.apply(this.conv1.apply(x, { active }), { active }));
       branch = tf.relu(this.bn2.apply(this.conv2.apply(branch, { active }), { active }));
       branch = this.bn3.apply(this.conv3.apply(branch, { active }), { active });
-      branch = dropPath(branch, this.dropPathRate, this.training, this.random);
+      branch = dropPath(branch, this.dropPathRate, this.training, random);
       const shortcut = this.downsample ? this.downsample.apply(x, active) : x;
       return tf.relu(tf.add(branch, shortcut) as tf.Tensor4D);
     });
@@ -264,7 +264,7 @@ export class ResNet extends Module implements Backbone {
    * `layer1` … `layer4`: `[B, H/4, W/4, C0]`, `[B, H/8, W/8, C1]`, `[B, H/16, W/16, C2]`, `[B, H/32, W/32, C3]`.
    * In training mode batch norms use (active-site) batch statistics and update their running statistics.
    */
-  forward(x: tf.Tensor4D, { active }: BackboneForwardOptions = {}): tf.Tensor4D[] {
+  forward(x: tf.Tensor4D, { active, random }: BackboneForwardOptions = {}): tf.Tensor4D[] {
     checkBackboneInput(x, this.downsampleRatio, `${this.name}.forward`, { active });
     return withActiveSites(active, (sites) =>
       tf.tidy(() => {
@@ -272,7 +272,7 @@ export class ResNet extends Module implements Backbone {
         y = this.maxpool.apply(y, { active: sites });
         const features: tf.Tensor4D[] = [];
         for (const layer of this.layers) {
-          for (const block of layer.items) y = block.apply(y, sites);
+          for (const block of layer.items) y = block.apply(y, sites, random);
           features.push(y);
         }
         return features;

@@ -18,6 +18,8 @@ export type {
   StepResult,
 } from './optim/optimizer';
 export { defaultBetas } from './optim/betas';
+export { recipeFamily, sparkRecipe, SPARK_DROP_PATH_RATES } from './recipe';
+export type { RecipeFamily, SparkRecipe } from './recipe';
 export { SPARK_NO_WEIGHT_DECAY_KEYS, hasWeightDecay, paramGroupsFromVariables, weightDecayGroups } from './optim/param-groups';
 export type { ParamShape, WeightDecayGroup, WeightDecayGroupOptions } from './optim/param-groups';
 export { applyLrWd, lrWdAt, peakLearningRate, sparkSchedule } from './optim/schedule';
