@@ -16,4 +16,9 @@ for lib in $libraries; do
   node -e "const m = require('@sparkmim/$lib'); if (typeof m !== 'object') process.exit(1);"
   node --input-type=module -e "const m = await import('@sparkmim/$lib'); if (typeof m !== 'object') process.exit(1);"
 done
+# Second entries (Node-only parts of a library)
+for entry in @sparkmim/trainer/node; do
+  node -e "const m = require('$entry'); if (typeof m.ImageFolderSource !== 'function') process.exit(1);"
+  node --input-type=module -e "const m = await import('$entry'); if (typeof m.ImageFolderSource !== 'function') process.exit(1);"
+done
 echo "check-pack: $(echo $libraries | wc -w) tarballs install and import in ESM and CJS"

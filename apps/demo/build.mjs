@@ -13,9 +13,8 @@ await build({
   outfile: 'dist/main.js',
   conditions: ['@sparkmim/source'],
   mainFields: ['module', 'browser', 'main'],
-  // Node-only optional packages that @sparkmim/runtime imports by variable name never reach the bundle;
-  // these stay external in case a dependency names them statically.
-  external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'fs', 'path', 'worker_threads', 'perf_hooks', 'os', 'crypto'],
+  // No externals: every library entry bundles for the browser as it is (a Node built-in reaching the
+  // bundle fails the build; test/browser-bundles.test.ts checks the same for each library).
   sourcemap: true,
   logLevel: 'warning',
 });

@@ -1,4 +1,7 @@
-// Public API of @sparkmim/trainer: see README.md.
+// Public API of @sparkmim/trainer: see README.md. This entry runs anywhere (browser, Node, workers): the
+// model, optimisers, schedules, one training step, in-memory data and the safetensors codec. What needs a
+// file system or sharp (the image-folder source, the training loop with its metrics file and checkpoints,
+// atomic writes) is in the Node entry, `@sparkmim/trainer/node` (src/node.ts).
 
 // Optimisers, parameter groups, schedules
 export { Lamb } from './optim/lamb';
@@ -25,7 +28,7 @@ export type { ParamShape, WeightDecayGroup, WeightDecayGroupOptions } from './op
 export { applyLrWd, lrWdAt, peakLearningRate, sparkSchedule } from './optim/schedule';
 export type { AppliedLrWd, LrWd, LrWdSchedule, SparkScheduleOptions } from './optim/schedule';
 
-// Safetensors and atomic file writes
+// Safetensors (bytes in, bytes out: files are written by the Node entry)
 export { decodeSafetensors, encodeSafetensors } from './io/safetensors';
 export type {
   DecodeSafetensorsOptions,
@@ -37,8 +40,6 @@ export type {
   SafetensorsWriteDtype,
 } from './io/safetensors';
 export { safetensorsEntriesFromTensors, tensorsFromSafetensors } from './io/tensors';
-export { writeFileAtomic } from './io/atomic-write';
-export type { AtomicWriteData } from './io/atomic-write';
 
 // The SparK model
 export { SparkModel, sparkArchitectureFromState } from './model/spark-model';
@@ -56,8 +57,6 @@ export type { ReadStateOptions, TorchStateDict } from './model/state';
 // Data: sources of training batches, SparK's augmentation, normalisation and previews
 export { batchesPerEpoch } from './data/source';
 export type { Batch, DataSource, EpochOptions, SkippedFile } from './data/source';
-export { ImageFolderError, ImageFolderSource, IMAGE_EXTENSIONS } from './data/image-folder';
-export type { ImageFolderErrorCode, ImageFolderSourceOptions, SkippedImage } from './data/image-folder';
 export { InMemorySource } from './data/in-memory';
 export type { InMemorySourceOptions, PixelImage } from './data/in-memory';
 export { DEFAULT_CROP_RATIO, SPARK_CROP_SCALE, randomResizedCropParams } from './data/crop';
@@ -65,32 +64,11 @@ export type { CropBox, ResizedCropOptions } from './data/crop';
 export { IMAGENET_MEAN, IMAGENET_STD, denormalizeImages, imagesToRgba, normalizeImages } from './data/normalize';
 export type { RgbaImage } from './data/normalize';
 
-// Training: step, loop, checkpoints
+// Training: one step (the loop with files and checkpoints is in the Node entry)
 export { NonFiniteLossError, currentLrWd, trainStep } from './train/step';
 export type { TrainStepOptions, TrainStepResult } from './train/step';
-export { Trainer, train } from './train/loop';
-export type { LrWdSource, TrainOptions, TrainResult } from './train/loop';
-export type { EpochMetrics, RunSummaryMetrics, StepMetrics } from './train/metrics';
+export type { EpochMetrics, RunSummaryMetrics, StepMetrics } from './train/metric-records';
 export { TrainingRandom, deriveSeeds } from './train/random';
 export type { RunSeeds } from './train/random';
-export { ENCODER_STATE_PREFIX, assignModelState, modelTorchState } from './train/trainable';
-export type { AssignStateOptions, AssignStateReport, LossOptions, TrainableModel } from './train/trainable';
-export {
-  CHECKPOINT_MANIFEST,
-  ENCODER_WEIGHTS_FILE,
-  initFromWeights,
-  loadCheckpoint,
-  readCheckpointManifest,
-  resumeFromCheckpoint,
-  saveCheckpoint,
-  saveEncoderWeights,
-} from './train/checkpoint';
-export type {
-  CheckpointManifest,
-  InitFromWeightsOptions,
-  LoadedCheckpoint,
-  RandomState,
-  ResumeOptions,
-  SaveCheckpointOptions,
-  TrainingProgress,
-} from './train/checkpoint';
+export { ENCODER_STATE_PREFIX } from './train/trainable';
+export type { LossOptions, TrainableModel } from './train/trainable';

@@ -7,10 +7,12 @@ import {
   SparkModel,
   encodeSafetensors,
   stateFromSafetensors,
-  writeFileAtomic,
   type SafetensorsEntry,
   type SafetensorsTensor,
 } from '@sparkmim/trainer';
+import {
+  writeFileAtomic,
+} from '@sparkmim/trainer/node';
 import { UsageError } from '../errors';
 import { nhwcFromNchw, oneLine, readBytes, readTensor } from './inputs';
 

@@ -7,28 +7,30 @@ import { keepCount } from '@sparkmim/masking';
 import { setupBackend, setupFastestBackend, type BackendInfo } from '@sparkmim/runtime';
 import {
   AdamW,
-  ENCODER_WEIGHTS_FILE,
-  CHECKPOINT_MANIFEST,
-  ImageFolderError,
-  ImageFolderSource,
   Lamb,
   NonFiniteLossError,
   Sgd,
   SparkModel,
-  Trainer,
   batchesPerEpoch,
   defaultBetas,
   deriveSeeds,
-  initFromWeights,
   paramGroupsFromVariables,
-  readCheckpointManifest,
-  resumeFromCheckpoint,
   sparkSchedule,
-  writeFileAtomic,
-  type CheckpointManifest,
   type EpochMetrics,
   type Optimizer,
 } from '@sparkmim/trainer';
+import {
+  ENCODER_WEIGHTS_FILE,
+  CHECKPOINT_MANIFEST,
+  ImageFolderError,
+  ImageFolderSource,
+  Trainer,
+  initFromWeights,
+  readCheckpointManifest,
+  resumeFromCheckpoint,
+  writeFileAtomic,
+  type CheckpointManifest,
+} from '@sparkmim/trainer/node';
 import { UsageError } from '../errors';
 import { oneLine } from './inputs';
 import {

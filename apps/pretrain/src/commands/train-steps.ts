@@ -15,7 +15,9 @@ import {
   modelTorchState,
   paramGroupsFromVariables,
   trainStep,
+import {
   writeFileAtomic,
+} from '@sparkmim/trainer/node';
 } from '@sparkmim/trainer';
 import type { Optimizer, SafetensorsEntry } from '@sparkmim/trainer';
 import { UsageError } from '../errors';

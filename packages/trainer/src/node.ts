@@ -1,0 +1,35 @@
+// Public API of `@sparkmim/trainer/node`: the parts of the trainer that need Node.js (a file system, sharp
+// for decoding images, signals). Kept out of the main entry so that a browser bundle of
+// `@sparkmim/trainer` holds nothing Node-only (STYLE.md, "main entries run anywhere"). Everything in the
+// main entry is also usable from Node; import it from `@sparkmim/trainer`.
+
+// Atomic file writes
+export { writeFileAtomic } from './io/atomic-write';
+export type { AtomicWriteData } from './io/atomic-write';
+
+// Data: a folder of images decoded with sharp
+export { ImageFolderError, ImageFolderSource, IMAGE_EXTENSIONS } from './data/image-folder';
+export type { ImageFolderErrorCode, ImageFolderSourceOptions, SkippedImage } from './data/image-folder';
+
+// Training: the loop (metrics file, periodic checkpoints), checkpoints on disk
+export { Trainer, train } from './train/loop';
+export type { LrWdSource, TrainOptions, TrainResult } from './train/loop';
+export {
+  CHECKPOINT_MANIFEST,
+  ENCODER_WEIGHTS_FILE,
+  initFromWeights,
+  loadCheckpoint,
+  readCheckpointManifest,
+  resumeFromCheckpoint,
+  saveCheckpoint,
+  saveEncoderWeights,
+} from './train/checkpoint';
+export type {
+  CheckpointManifest,
+  InitFromWeightsOptions,
+  LoadedCheckpoint,
+  RandomState,
+  ResumeOptions,
+  SaveCheckpointOptions,
+  TrainingProgress,
+} from './train/checkpoint';
