@@ -120,6 +120,37 @@ describe('decodeSafetensors', () => {
     notJson[8] = 0x5b; // '['
     expect(() => decodeSafetensors(notJson)).toThrow('safetensors: the 2-byte header is not valid UTF-8 JSON');
   });
+
+  it('refuses overlapping, repeated, gapped and trailing layouts before decoding anything, and inherited dtype names', () => {
+    const f32 = (begin: number, end: number, shape = [(end - begin) / 4]) => ({ dtype: 'F32', shape, data_offsets: [begin, end] });
+    const zeros = (count: number) => new Array(count).fill(0);
+    // 2000 entries pointing at the same 4 KiB would decode to 8 MB from a 4 KiB data section (the issue's
+    // 1.2 MB file decoding to 2.1 GB, scaled down).
+    const repeated = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`t${i}`, f32(0, 4096)]));
+    expect(() => decodeSafetensors(handMade(repeated, zeros(4096)), { source: 'bomb.safetensors' })).toThrow(
+      "safetensors (bomb.safetensors): tensor 't1' has data_offsets [0, 4096], which overlap tensor 't0' [0, 4096]: each byte of the data must belong to one tensor",
+    );
+    expect(() => decodeSafetensors(handMade({ a: f32(0, 8), b: f32(4, 12) }, zeros(12)))).toThrow(
+      "safetensors: tensor 'b' has data_offsets [4, 12], which overlap tensor 'a' [0, 8]",
+    );
+    expect(() => decodeSafetensors(handMade({ a: f32(0, 4), b: f32(8, 12) }, zeros(12)))).toThrow(
+      "safetensors: data bytes [4, 8) belong to no tensor (a hole before tensor 'b'): the tensors must cover the data without gaps",
+    );
+    expect(() => decodeSafetensors(handMade({ a: f32(4, 8) }, zeros(8)))).toThrow("safetensors: data bytes [0, 4) belong to no tensor (a hole before tensor 'a')");
+    const trailing = handMade({ a: f32(0, 4) }, zeros(10));
+    expect(() => decodeSafetensors(trailing)).toThrow(`safetensors: 6 bytes follow the last tensor's data (which ends at ${trailing.byteLength - 6} of ${trailing.byteLength} bytes): expected none`);
+    // Empty tensors take no bytes and may sit anywhere in the tiling.
+    expect([...decodeSafetensors(handMade({ a: f32(0, 4), e: f32(4, 4, [0, 3]), b: f32(4, 8) }, zeros(8))).tensors.keys()]).toEqual(['a', 'e', 'b']);
+    for (const inherited of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
+      expect(() => decodeSafetensors(handMade({ a: { dtype: inherited, shape: [1], data_offsets: [0, 4] } }, zeros(4)))).toThrow(
+        `safetensors: tensor 'a' has dtype "${inherited}", expected one of BOOL, U8`,
+      );
+    }
+    // A shape whose size overflows: refused by its size, not by an allocation.
+    expect(() => decodeSafetensors(handMade({ a: { dtype: 'F32', shape: [2 ** 31, 2 ** 31, 2 ** 31], data_offsets: [0, 4] } }, zeros(4)))).toThrow(
+      "safetensors: tensor 'a' [2147483648, 2147483648, 2147483648] F32 needs",
+    );
+  });
 });
 
 describe('encodeSafetensors', () => {

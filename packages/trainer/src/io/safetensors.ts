@@ -128,7 +128,9 @@ function decodeValues(bytes: Uint8Array, dtype: SafetensorsDtype, count: number,
 /**
  * Decodes the bytes of a `.safetensors` file: every tensor (values copied out of `bytes`) and the
  * `__metadata__` strings. Throws, naming the file size and what was expected, when the file is
- * truncated or its header is malformed.
+ * truncated or its header is malformed: a header over 100 MB, an unknown dtype, a shape whose size does not
+ * match its data_offsets, and tensors that overlap, leave holes between them or leave bytes after the last
+ * (the format's rules, as the safetensors crate checks them) are all refused before any value is decoded.
  *
  * @example
  * const { tensors, metadata } = decodeSafetensors(new Uint8Array(await (await fetch(url)).arrayBuffer()));
@@ -163,7 +165,7 @@ export function decodeSafetensors(bytes: Uint8Array, options: DecodeSafetensorsO
 
   const dataStart = 8 + headerLength;
   const dataLength = size - dataStart;
-  const decoded: { name: string; begin: number; tensor: SafetensorsTensor }[] = [];
+  const planned: { name: string; begin: number; end: number; dtype: SafetensorsDtype; shape: number[]; count: number; describe: () => string }[] = [];
   let metadata: Record<string, string> = {};
   const entries = Object.entries(header as Record<string, unknown>);
   for (const [name, entry] of entries) {
@@ -176,7 +178,8 @@ export function decodeSafetensors(bytes: Uint8Array, options: DecodeSafetensorsO
     }
     const describe = () => `${prefix}: tensor '${name}'`;
     const { dtype, shape, data_offsets: offsets } = (entry ?? {}) as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_INFO)) {
+    // Own keys only: `'toString' in DTYPE_INFO` is true.
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_INFO, dtype)) {
       throw new Error(`${describe()} has dtype ${JSON.stringify(dtype)}, expected one of ${Object.keys(DTYPE_INFO).join(', ')}`);
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
@@ -188,7 +191,7 @@ export function decodeSafetensors(bytes: Uint8Array, options: DecodeSafetensorsO
     const [begin, end] = offsets as [number, number];
     const info = DTYPE_INFO[dtype as SafetensorsDtype];
     const count = elementCount(shape as number[]);
-    if (end - begin !== count * info.bytes) {
+    if (!Number.isSafeInteger(count * info.bytes) || end - begin !== count * info.bytes) {
       throw new Error(
         `${describe()} ${formatShape(shape as number[])} ${dtype} needs ${count * info.bytes} bytes, ` +
           `but its data_offsets [${begin}, ${end}] span ${end - begin}`,
@@ -200,11 +203,37 @@ export function decodeSafetensors(bytes: Uint8Array, options: DecodeSafetensorsO
           `least ${dataStart + end} bytes, but it is ${size} bytes: the file is truncated`,
       );
     }
-    const data = decodeValues(bytes.subarray(dataStart + begin, dataStart + end), dtype as SafetensorsDtype, count, describe);
-    decoded.push({ name, begin, tensor: { dtype: dtype as SafetensorsDtype, shape: [...(shape as number[])], data } });
+    planned.push({ name, begin, end, dtype: dtype as SafetensorsDtype, shape: [...(shape as number[])], count, describe });
   }
-  // Keep file order (by offset), whatever order the JSON keys came in.
-  decoded.sort((a, b) => a.begin - b.begin || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // File order (by offset), whatever order the JSON keys came in.
+  planned.sort((a, b) => a.begin - b.begin || a.end - b.end || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // As the format requires (and the safetensors crate checks): the tensors tile the data exactly, with no
+  // overlap, no hole and nothing after the last. Checked before any value is decoded: overlapping entries
+  // would otherwise decode the same bytes again and again (a small file growing to gigabytes).
+  let covered = 0;
+  let previous: (typeof planned)[number] | undefined;
+  for (const entry of planned) {
+    if (entry.begin < covered) {
+      throw new Error(
+        `${entry.describe()} has data_offsets [${entry.begin}, ${entry.end}], which overlap tensor '${previous!.name}' [${previous!.begin}, ${previous!.end}]: ` +
+          'each byte of the data must belong to one tensor',
+      );
+    }
+    if (entry.begin > covered) {
+      throw new Error(
+        `${prefix}: data bytes [${covered}, ${entry.begin}) belong to no tensor (a hole before tensor '${entry.name}'): the tensors must cover the data without gaps`,
+      );
+    }
+    covered = entry.end;
+    previous = entry;
+  }
+  if (covered !== dataLength) {
+    throw new Error(`${prefix}: ${dataLength - covered} bytes follow the last tensor's data (which ends at ${dataStart + covered} of ${size} bytes): expected none`);
+  }
+  const decoded = planned.map(({ name, begin, end, dtype, shape, count, describe }) => ({
+    name,
+    tensor: { dtype, shape, data: decodeValues(bytes.subarray(dataStart + begin, dataStart + end), dtype, count, describe) },
+  }));
   return { tensors: new Map(decoded.map(({ name, tensor }) => [name, tensor])), metadata };
 }
 
