@@ -43,11 +43,15 @@ export function goldenFileNames(): string[] {
 
 const cache = new Map<string, GoldenFile>();
 
-/** Reads a golden safetensors file (all tensors F32, as its README says). Cached per file. */
-export function loadGolden(fileName: string): GoldenFile {
-  const cached = cache.get(fileName);
+/**
+ * Reads a golden safetensors file (all tensors F32, as its README says) from `dir` (default
+ * {@link goldensDir}; a package's own goldens, e.g. `test/goldens`, pass their folder). Cached per file.
+ */
+export function loadGolden(fileName: string, dir = goldensDir()): GoldenFile {
+  const file = path.join(dir, fileName);
+  const cached = cache.get(file);
   if (cached) return cached;
-  const bytes = fs.readFileSync(path.join(goldensDir(), fileName));
+  const bytes = fs.readFileSync(file);
   const headerLength = Number(bytes.readBigUInt64LE(0));
   const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, unknown>;
   const dataStart = 8 + headerLength;
@@ -78,7 +82,7 @@ export function loadGolden(fileName: string): GoldenFile {
       return [...tensors.keys()].filter((key) => key.startsWith(prefix)).sort();
     },
   };
-  cache.set(fileName, golden);
+  cache.set(file, golden);
   return golden;
 }
 

@@ -65,7 +65,11 @@ export interface SparkForwardOptions {
   active?: tf.Tensor4D;
   /** Seed for the random mask of this call. */
   seed?: number;
-  /** Source of uniform numbers in [0, 1) for the random mask (default: the model's own stream). */
+  /**
+   * Source of uniform numbers in [0, 1) for this call's draws: the random mask (when `active` is not given),
+   * then the encoder's drop path in training mode (one per sample and block with a rate above 0). Default:
+   * the model's own mask stream and the backbone's own drop-path stream.
+   */
   random?: () => number;
 }
 
@@ -410,7 +414,8 @@ export class SparkModel extends Module {
     const sites = new ActiveSites(active);
     try {
       const masked = applyMask(images, active);
-      const features = this.backbone.forward(masked, { active: this.sparse ? sites : undefined });
+      // Drop path draws from the caller's stream when given (the training run's), else the backbone's own.
+      const features = this.backbone.forward(masked, { active: this.sparse ? sites : undefined, random: options.random });
       // The decoder goes from the smallest map up; the encoder returns the largest first.
       const toDecoder = this.densify.apply([...features].reverse(), sites);
       const reconstruction = this.decoder.apply(toDecoder);
