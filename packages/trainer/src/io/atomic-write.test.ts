@@ -86,7 +86,14 @@ describe('writeFileAtomic', () => {
 
   it('rejects, creating nothing, when the folder does not exist', async () => {
     const target = path.join(folder, 'missing', 'last.safetensors');
-    await expect(writeFileAtomic(target, checkpoint(1))).rejects.toThrow(/ENOENT/);
+    // The message names the file asked for and its folder, not the hidden temporary file the system call saw.
+    await expect(writeFileAtomic(target, checkpoint(1))).rejects.toThrow(
+      `writeFileAtomic: cannot write ${target}: its folder ${path.dirname(target)} does not exist (ENOENT)`,
+    );
+    await expect(writeFileAtomic(target, checkpoint(1))).rejects.toMatchObject({ code: 'ENOENT' });
     expect(fs.readdirSync(folder)).toEqual([]);
+    fs.writeFileSync(path.join(folder, 'file'), 'x');
+    const underFile = path.join(folder, 'file', 'last.safetensors');
+    await expect(writeFileAtomic(underFile, checkpoint(1))).rejects.toThrow(`writeFileAtomic: cannot write ${underFile}: a part of the path is not a folder (ENOTDIR)`);
   });
 });
