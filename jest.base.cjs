@@ -33,6 +33,9 @@ module.exports = (packageDir) => ({
     '^@tensorflow/tfjs-core$': esmEntry('@tensorflow/tfjs-core'),
     '^@tensorflow/tfjs-backend-cpu$': esmEntry('@tensorflow/tfjs-backend-cpu'),
     '^@tensorflow/tfjs-backend-webgpu$': esmEntry('@tensorflow/tfjs-backend-webgpu'),
+    // The wasm backend's ESM build loads its Emscripten scripts from ../wasm-out, which stay CommonJS
+    // (untransformed), so they find their .wasm files beside them through their real __dirname.
+    '^@tensorflow/tfjs-backend-wasm$': esmEntry('@tensorflow/tfjs-backend-wasm'),
   },
   transform: {
     '^.+\\.[cm]?[tj]s$': [
@@ -51,7 +54,7 @@ module.exports = (packageDir) => ({
     ],
   },
   // Transform our sources and the ESM builds of tfjs; leave every other node_module alone.
-  transformIgnorePatterns: ['^(?!.*/@tensorflow/tfjs-(core|backend-cpu|backend-webgpu)/dist/(?!tf-)).*/node_modules/'],
+  transformIgnorePatterns: ['^(?!.*/@tensorflow/tfjs-(core|backend-cpu|backend-webgpu|backend-wasm)/dist/(?!tf-)).*/node_modules/'],
   setupFilesAfterEnv: [require.resolve('./packages/test-utils/src/jest-setup.cjs')],
   testTimeout: 120000,
   maxWorkers: 1,

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import './registrations';
+import { prepareWasmBackend } from './wasm';
 
 /** Backends sparkmim knows how to set up. */
 export const BACKEND_NAMES = ['cpu', 'wasm', 'webgpu', 'tensorflow', 'tensorflow-gpu'] as const;
@@ -85,11 +86,9 @@ async function registerBackend(name: BackendName): Promise<string> {
     case 'cpu':
       await import('@tensorflow/tfjs-backend-cpu');
       return 'cpu';
-    case 'wasm': {
-      const wasm = await import('@tensorflow/tfjs-backend-wasm');
-      void wasm;
+    case 'wasm':
+      await prepareWasmBackend();
       return 'wasm';
-    }
     case 'webgpu': {
       if (!(await installNodeWebGpu())) {
         throw new BackendUnavailableError(

@@ -1,0 +1,1 @@
+export { registerWasmTrainingKernels, WASM_TRAINING_KERNELS } from './register';

@@ -1,0 +1,177 @@
+// Every kernel of this package against tfjs-cpu's (a different implementation of the same definitions),
+// on shapes that exercise padding, strides, ties and chunking. The cross-backend comparison is the point,
+// so these specs set both backends up themselves rather than through describeBackends.
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import { registerWasmTrainingKernels } from './index';
+import { KernelScope } from './compose';
+import { filterGradientByMatMul } from './kernels/Conv2DBackpropFilter';
+
+type Values = { shape: number[]; values: Float32Array }[];
+
+/** Runs `fn` on `backend` and reads its results back. */
+function on(backend: string, fn: () => tf.Tensor | tf.Tensor[]): Values {
+  tf.setBackend(backend);
+  const before = tf.memory().numTensors;
+  const dataBefore = tf.engine().backend.numDataIds();
+  const results = tf.tidy(fn);
+  const list = Array.isArray(results) ? results : [results];
+  const read = list.map((t) => ({ shape: t.shape, values: Float32Array.from(t.dataSync()) }));
+  tf.dispose(list);
+  // No tensor and no backend buffer (our kernels' intermediates) left behind.
+  expect({ backend, tensors: tf.memory().numTensors, buffers: tf.engine().backend.numDataIds() }).toEqual({ backend, tensors: before, buffers: dataBefore });
+  return read;
+}
+
+function expectClose(actual: Values, expected: Values, tolerance = 1e-4): void {
+  expect(actual.map((a) => a.shape)).toEqual(expected.map((e) => e.shape));
+  actual.forEach((a, n) => {
+    const e = expected[n].values;
+    const scale = Math.max(1, ...Array.from(e, Math.abs));
+    let worst = 0;
+    a.values.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - e[i]))));
+    expect({ output: n, worstError: worst / scale < tolerance ? 'ok' : worst / scale }).toEqual({ output: n, worstError: 'ok' });
+  });
+}
+
+/** The same computation on cpu and wasm. */
+function compare(fn: () => tf.Tensor | tf.Tensor[], tolerance?: number): void {
+  expectClose(on('wasm', fn), on('cpu', fn), tolerance);
+}
+
+const random = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 'float32', seed);
+
+beforeAll(async () => {
+  tf.env().set('IS_TEST', true);
+  registerWasmTrainingKernels();
+  expect(await tf.setBackend('wasm')).toBe(true);
+  expect(await tf.setBackend('cpu')).toBe(true);
+});
+
+describe('conv2d gradients on wasm (Conv2DBackpropFilter, Conv2DBackpropInput)', () => {
+  const cases: { name: string; x: number[]; filter: number[]; stride: number; pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding }[] = [
+    { name: '3x3 stride 1 same', x: [2, 7, 6, 3], filter: [3, 3, 3, 4], stride: 1, pad: 'same' },
+    { name: '3x3 stride 2 pad 1 (odd size)', x: [2, 9, 7, 4], filter: [3, 3, 4, 5], stride: 2, pad: [[0, 0], [1, 1], [1, 1], [0, 0]] },
+    { name: '7x7 stride 2 pad 3 (a stem)', x: [1, 12, 10, 3], filter: [7, 7, 3, 4], stride: 2, pad: [[0, 0], [3, 3], [3, 3], [0, 0]] },
+    { name: '1x1 stride 2 (a downsample shortcut)', x: [2, 8, 8, 4], filter: [1, 1, 4, 6], stride: 2, pad: 'valid' },
+    { name: '2x2 stride 2 valid on an odd size', x: [2, 7, 9, 3], filter: [2, 2, 3, 2], stride: 2, pad: 'valid' },
+    { name: '3x3 valid, uneven explicit padding', x: [1, 6, 5, 2], filter: [3, 3, 2, 3], stride: 1, pad: [[0, 0], [0, 2], [1, 0], [0, 0]] },
+  ];
+  for (const { name, x: xShape, filter: filterShape, stride, pad } of cases) {
+    it(name, () => {
+      compare(() => {
+        const x = random(xShape, 1) as tf.Tensor4D;
+        const filter = random(filterShape, 2) as tf.Tensor4D;
+        const y = tf.conv2d(x, filter, stride, pad as never);
+        const weights = random(y.shape, 3);
+        const [dx, dFilter] = tf.grads((a, b) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad as never), weights)))([x, filter]);
+        return [y, dx, dFilter];
+      });
+    });
+  }
+
+  it('conv2dTranspose 4x4 stride 2 pad 1 (the decoder upsampling): forward and both gradients', () => {
+    compare(() => {
+      const x = random([2, 5, 4, 6], 4) as tf.Tensor4D;
+      const filter = random([4, 4, 3, 6], 5) as tf.Tensor4D;
+      const outShape: [number, number, number, number] = [2, 10, 8, 3];
+      const pad: tf.backend_util.ExplicitPadding = [[0, 0], [1, 1], [1, 1], [0, 0]];
+      const y = tf.conv2dTranspose(x, filter, outShape, 2, pad as never);
+      const weights = random(outShape, 6);
+      const [dx, dFilter] = tf.grads((a, b) => tf.sum(tf.mul(tf.conv2dTranspose(a as tf.Tensor4D, b as tf.Tensor4D, outShape, 2, pad as never), weights)))([x, filter]);
+      return [y, dx, dFilter];
+    });
+  });
+
+  it('splits a large filter gradient over the batch and sums the parts', () => {
+    // maxPatchElements 500 forces one image per part (9 taps * 3 channels * 16 positions = 432 per image).
+    const run = (backend: string, maxPatchElements?: number) =>
+      on(backend, () => {
+        const x = random([3, 4, 4, 3], 7);
+        const dy = random([3, 4, 4, 2], 8);
+        if (backend === 'cpu') {
+          return tf.grad((f) => tf.sum(tf.mul(tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 1, 'same'), dy)))(tf.zeros([3, 3, 3, 2]));
+        }
+        const scope = new KernelScope(tf.backend() as never);
+        try {
+          const info = scope.keep(filterGradientByMatMul(scope, x, dy, [3, 3, 3, 2], [1, 1], { top: 1, bottom: 1, left: 1, right: 1 }, maxPatchElements));
+          return tf.engine().makeTensorFromTensorInfo(info);
+        } finally {
+          scope.dispose();
+        }
+      });
+    expectClose(run('wasm', 500), run('cpu'));
+  });
+});
+
+describe('depthwiseConv2d gradients on wasm (DepthwiseConv2dNativeBackpropInput/Filter)', () => {
+  const cases = [
+    { name: '7x7 pad 3 (ConvNeXt)', x: [2, 9, 8, 4], filter: [7, 7, 4, 1], stride: 1, pad: [[0, 0], [3, 3], [3, 3], [0, 0]] },
+    { name: '3x3 same, multiplier 2', x: [2, 6, 5, 3], filter: [3, 3, 3, 2], stride: 1, pad: 'same' },
+    { name: '3x3 stride 2 valid', x: [1, 9, 8, 2], filter: [3, 3, 2, 1], stride: 2, pad: 'valid' },
+  ] as const;
+  for (const { name, x: xShape, filter: filterShape, stride, pad } of cases) {
+    it(name, () => {
+      compare(() => {
+        const x = random([...xShape], 11) as tf.Tensor4D;
+        const filter = random([...filterShape], 12) as tf.Tensor4D;
+        const y = tf.depthwiseConv2d(x, filter, stride, pad as never);
+        const weights = random(y.shape, 13);
+        const [dx, dFilter] = tf.grads((a, b) => tf.sum(tf.mul(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad as never), weights)))([x, filter]);
+        return [y, dx, dFilter];
+      });
+    });
+  }
+});
+
+describe('maxPool gradient on wasm (MaxPoolGrad)', () => {
+  it('3x3 stride 2 pad 1 after a ReLU: ties go to the first maximum of each window', () => {
+    compare(() => {
+      const x = tf.relu(random([2, 9, 8, 3], 21)) as tf.Tensor4D;
+      const pad: tf.backend_util.ExplicitPadding = [[0, 0], [1, 1], [1, 1], [0, 0]];
+      const weights = random([2, 5, 4, 3], 22);
+      return tf.grad((a) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, 3, 2, pad as never), weights)))(x);
+    });
+  });
+
+  it('2x2 stride 2 valid and 3x3 same on negative values', () => {
+    compare(() => {
+      const x = tf.sub(random([1, 6, 7, 2], 23), 2) as tf.Tensor4D;
+      return [
+        tf.grad((a) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, 2, 2, 'valid'), random([1, 3, 3, 2], 24))))(x),
+        tf.grad((a) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, 3, 1, 'same'), random([1, 6, 7, 2], 25))))(x),
+      ];
+    });
+  });
+});
+
+describe('unsortedSegmentSum and gather on wasm', () => {
+  it('unsortedSegmentSum sums rows by id, and is the gradient of gather', () => {
+    compare(() => {
+      const x = random([6, 2, 3], 31);
+      const ids = tf.tensor1d([2, 0, 2, 3, 0, 2], 'int32');
+      const rows = random([5, 4], 32);
+      const picked = tf.tensor1d([4, 0, 4, 1, 4], 'int32');
+      const weights = random([5, 4], 33);
+      return [tf.unsortedSegmentSum(x, ids, 5), tf.grad((r) => tf.sum(tf.mul(tf.gather(r, picked), weights)))(rows)];
+    });
+  });
+
+  it('gather with batchDims 1 and an axis after it', () => {
+    compare(() => {
+      const x = random([2, 3, 5, 2], 34);
+      const indices = tf.tensor2d([[4, 0, 4], [1, 2, 3]], [2, 3], 'int32');
+      return [tf.gather(x, indices, 2, 1), tf.gather(x, tf.tensor2d([[2], [0]], [2, 1], 'int32'), 1, 1)];
+    });
+  });
+
+  it('an index out of range names the range', () => {
+    tf.setBackend('wasm');
+    const x = tf.zeros([2, 3]);
+    const indices = tf.tensor2d([[0], [5]], [2, 1], 'int32');
+    expect(() => tf.gather(x, indices, 1, 1)).toThrow('index 5 is not in [0, 2]');
+    tf.dispose([x, indices]);
+  });
+});
