@@ -8,7 +8,7 @@ export { writeFileAtomic } from './io/atomic-write';
 export type { AtomicWriteData } from './io/atomic-write';
 
 // Data: a folder of images decoded with sharp
-export { ImageFolderError, ImageFolderSource, IMAGE_EXTENSIONS } from './data/image-folder';
+export { ImageFolderError, ImageFolderSource, IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS } from './data/image-folder';
 export type { ImageFolderErrorCode, ImageFolderSourceOptions, SkippedImage } from './data/image-folder';
 
 // Training: the loop (metrics file, periodic checkpoints), checkpoints on disk

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import sharp from 'sharp';
 import { describeBackends, expectClose } from '@sparkmim/test-utils';
 import { randomResizedCropParams } from './crop';
@@ -190,6 +191,41 @@ describeBackends('ImageFolderSource', () => {
       const levels = tolerance[name] ?? 0;
       await expectClose(values, normalized(expected[name]), { relative: 0, absolute: (levels + 1e-3) / (255 * 0.224), label: name });
     }
+  });
+
+  it('skips images over the pixel limit from their header alone, with alpha or without, and decodes the rest', async () => {
+    // A PNG that declares 16000 x 16000 RGBA (a 1 GB decode) in a few bytes: signature, IHDR, IEND.
+    const chunk = (type: string, data: Buffer) => {
+      const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+      const length = Buffer.alloc(4);
+      length.writeUInt32BE(data.length);
+      const crc = Buffer.alloc(4);
+      crc.writeUInt32BE(zlib.crc32(body));
+      return Buffer.concat([length, body, crc]);
+    };
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(16000, 0);
+    ihdr.writeUInt32BE(16000, 4);
+    ihdr.set([8, 6, 0, 0, 0], 8); // 8-bit RGBA
+    const huge = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(Buffer.alloc(1000))), chunk('IEND', Buffer.alloc(0))]);
+    const folder = tempFolder({
+      'huge-rgba.png': huge,
+      'wide-rgb.png': await rgbPng(40, 30, 1),
+      'wide-rgba.png': encodePng(noisePixels(40 * 30 * 4, 2), 40, 30, 4),
+      'small.png': await rgbPng(8, 8, 3),
+    });
+    const source = await ImageFolderSource.open(folder, { inputSize: 8, ...quiet, maxPixels: 1000 });
+    const batches = await collect(source, 0, { batchSize: 2, seed: 0 });
+    expect(batches.map((batch) => batch.indices.map((index) => path.basename(source.files[index])))).toEqual([['small.png', 'small.png'], ['small.png', 'small.png']]);
+    expect(Object.fromEntries(source.skipped.map((skipped) => [path.basename(skipped.path), skipped.reason]))).toEqual({
+      'huge-rgba.png': '16000x16000 is 256000000 pixels, more than the limit of 1000 (maxPixels)',
+      'wide-rgb.png': '40x30 is 1200 pixels, more than the limit of 1000 (maxPixels)',
+      'wide-rgba.png': '40x30 is 1200 pixels, more than the limit of 1000 (maxPixels)',
+    });
+    // The default limit (8192 x 8192) still refuses the 16000 x 16000 header.
+    const defaults = await ImageFolderSource.open(folder, { inputSize: 8, ...quiet });
+    await collect(defaults, 0, { batchSize: 4, seed: 0 });
+    expect(defaults.skipped.map((skipped) => skipped.reason)).toEqual(['16000x16000 is 256000000 pixels, more than the limit of 67108864 (maxPixels)']);
   });
 
   it('skips broken files with a warning each, fills batches from the next files, keeps shapes fixed', async () => {

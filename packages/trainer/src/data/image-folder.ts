@@ -12,7 +12,7 @@ import type { Batch, DataSource, EpochOptions, EpochPlan } from './source';
 export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.webp'];
 
 /** Why {@link ImageFolderSource.open} failed, for a CLI that prints one line per case. */
-export type ImageFolderErrorCode = 'missing-folder' | 'not-a-folder' | 'no-images' | 'no-decodable-images';
+export type ImageFolderErrorCode = 'missing-folder' | 'not-a-folder' | 'unreadable-folder' | 'no-images' | 'no-decodable-images';
 
 /** A folder that cannot serve as a dataset. `message` is one line naming the folder. */
 export class ImageFolderError extends Error {
@@ -52,7 +52,18 @@ export interface ImageFolderSourceOptions {
   concurrency?: number;
   /** Called once per skipped file; replaces the default warning (`console.warn`). */
   onSkip?: (skipped: SkippedImage, skippedSoFar: number) => void;
+  /**
+   * Images of more pixels (width × height, read from the header before anything is decoded) are skipped.
+   * Default {@link MAX_IMAGE_PIXELS} (64 Mi pixels: 8192 × 8192), which bounds the memory one decode takes.
+   */
+  maxPixels?: number;
 }
+
+/**
+ * The default pixel limit of {@link ImageFolderSource}: 64 Mi pixels (8192 × 8192; a 24-megapixel photo is well
+ * below). A small file can declare a huge image (a 1 MB PNG of 16000 × 16000), whose decode would take gigabytes.
+ */
+export const MAX_IMAGE_PIXELS = 8192 * 8192;
 
 /** Runs at most `limit` tasks at once, the rest in the order they were queued (earlier batches first). */
 class TaskQueue {
@@ -130,6 +141,8 @@ function message(error: unknown): string {
  *   then sharp extracts it and resizes with its cubic (Catmull-Rom) kernel.
  * - Randomness: all from the epoch's `seed`: the order from (seed, epoch), each image's crop and flip from
  *   (seed, epoch, batch, position), so batches do not depend on timing or prefetching.
+ * - Size limit: an image of more than `maxPixels` pixels ({@link MAX_IMAGE_PIXELS}, 8192 × 8192, by default),
+ *   read from its header, is skipped undecoded; images with alpha have only their crop box decoded.
  * - Broken files (corrupt, truncated, not an image, empty, unreadable) are skipped with a warning, remembered
  *   in {@link skipped} and never retried; a batch that loses one takes the next file of the epoch's order
  *   instead, so every batch is full.
@@ -157,6 +170,7 @@ export class ImageFolderSource implements DataSource {
   private readonly queue: TaskQueue;
   private readonly table = normalizationTable();
   private readonly onSkip: (skipped: SkippedImage, skippedSoFar: number) => void;
+  private readonly maxPixels: number;
   private disposed = false;
 
   private constructor(
@@ -174,6 +188,7 @@ export class ImageFolderSource implements DataSource {
     this.flip = options.flip ?? true;
     this.prefetch = options.prefetch ?? 2;
     this.queue = new TaskQueue(options.concurrency ?? 4);
+    this.maxPixels = options.maxPixels ?? MAX_IMAGE_PIXELS;
     this.onSkip =
       options.onSkip ?? ((skipped, count) => console.warn(`ImageFolderSource: skipping ${skipped.path}: ${skipped.reason} (${count} skipped so far)`));
   }
@@ -189,7 +204,8 @@ export class ImageFolderSource implements DataSource {
    */
   static async open(folder: string, options: ImageFolderSourceOptions): Promise<ImageFolderSource> {
     const caller = 'ImageFolderSource.open';
-    const { inputSize, prefetch = 2, concurrency = 4 } = options;
+    const { inputSize, prefetch = 2, concurrency = 4, maxPixels = MAX_IMAGE_PIXELS } = options;
+    if (!(Number.isInteger(maxPixels) && maxPixels >= 1)) throw new Error(`${caller}: maxPixels is ${maxPixels}, expected a whole number >= 1`);
     if (!(Number.isInteger(inputSize) && inputSize >= 1)) throw new Error(`${caller}: inputSize is ${inputSize}, expected a whole number >= 1`);
     if (!(Number.isInteger(prefetch) && prefetch >= 0)) throw new Error(`${caller}: prefetch is ${prefetch}, expected a whole number >= 0`);
     if (!(Number.isInteger(concurrency) && concurrency >= 1)) {
@@ -207,7 +223,11 @@ export class ImageFolderSource implements DataSource {
       throw new ImageFolderError('missing-folder', root, `image folder ${root} cannot be read: ${message(error)}`);
     });
     if (!stats.isDirectory()) throw new ImageFolderError('not-a-folder', root, `${root} is a file, expected a folder of images`);
-    const { files, filesSeen, foldersSeen } = await scanImages(fs, path, root);
+    const { files, filesSeen, foldersSeen } = await scanImages(fs, path, root).catch((error: NodeJS.ErrnoException) => {
+      // A sub-folder that cannot be listed (EACCES, EIO ...): the scan cannot tell which images exist.
+      const reason = error.code === 'EACCES' || error.code === 'EPERM' ? 'permission denied' : message(error);
+      throw new ImageFolderError('unreadable-folder', root, `cannot read ${error.path ?? root} (in the image folder ${root}): ${reason}`);
+    });
     if (files.length === 0) {
       throw new ImageFolderError(
         'no-images',
@@ -264,18 +284,23 @@ export class ImageFolderSource implements DataSource {
         const bytes = await this.fs.readFile(this.files[index]);
         if (bytes.byteLength === 0) throw new Error('empty file');
         // failOn 'warning' (sharp's default, stated here): a truncated JPEG fails as it does in PIL.
+        const limit = this.maxPixels;
         const { width, height, hasAlpha } = await this.sharp(bytes, { failOn: 'warning' }).metadata();
         if (!width || !height) throw new Error('no image size in the header');
-        let image: SharpInstance = this.sharp(bytes, { failOn: 'warning' });
-        if (hasAlpha) {
-          // Drop alpha before resizing, as PIL's convert('RGB') does: sharp would otherwise resize
-          // premultiplied, darkening colours next to transparent pixels.
-          const rgb = await image.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-          image = this.sharp(rgb.data, { raw: { width: rgb.info.width, height: rgb.info.height, channels: 3 } });
-        }
+        if (width * height > limit) throw new Error(`${width}x${height} is ${width * height} pixels, more than the limit of ${limit} (maxPixels)`);
+        let image: SharpInstance = this.sharp(bytes, { failOn: 'warning', limitInputPixels: limit });
         const box = randomResizedCropParams(height, width, random, { scale: this.scale, ratio: this.ratio });
         const flip = this.flip && random() < 0.5;
-        image = image.extract({ left: box.left, top: box.top, width: box.width, height: box.height }).resize(size, size, { kernel: 'cubic', fit: 'fill' });
+        const region = { left: box.left, top: box.top, width: box.width, height: box.height };
+        if (hasAlpha) {
+          // Drop alpha before resizing, as PIL's convert('RGB') does: sharp would otherwise resize
+          // premultiplied, darkening colours next to transparent pixels. Only the crop box is decoded to
+          // raw RGB, under the same pixel limit as every image.
+          const rgb = await image.extract(region).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+          image = this.sharp(rgb.data, { raw: { width: rgb.info.width, height: rgb.info.height, channels: 3 } }).resize(size, size, { kernel: 'cubic', fit: 'fill' });
+        } else {
+          image = image.extract(region).resize(size, size, { kernel: 'cubic', fit: 'fill' });
+        }
         if (flip) image = image.flop();
         const { data, info } = await image.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
         if (info.width !== size || info.height !== size || info.channels !== 3) {

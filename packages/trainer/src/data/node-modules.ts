@@ -18,6 +18,8 @@ export interface SharpInstance {
 
 export interface SharpInputOptions {
   failOn?: 'none' | 'truncated' | 'error' | 'warning';
+  /** Refuse to decode images of more pixels (width × height) than this. */
+  limitInputPixels?: number;
   raw?: { width: number; height: number; channels: 1 | 2 | 3 | 4 };
 }
 
