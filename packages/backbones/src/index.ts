@@ -37,5 +37,7 @@ export type { BackboneConfig, BackboneName, BackboneOptions, StateShapes } from 
 export { dropPath, gelu, Linear } from './layers';
 export type { LinearConfig } from './layers';
 export { BackboneRandom } from './random';
+export { backboneFromModule, checkBackboneContract } from './custom';
+export type { BackboneModuleContext } from './custom';
 export { createTinyConvNet, TinyConvNet } from './examples/tiny-convnet';
 export type { TinyConvNetConfig } from './examples/tiny-convnet';

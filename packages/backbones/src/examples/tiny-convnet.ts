@@ -122,3 +122,16 @@ export class TinyConvNet extends Module implements Backbone {
 export function createTinyConvNet(config: TinyConvNetConfig = {}): TinyConvNet {
   return new TinyConvNet(config);
 }
+
+/**
+ * The default export a backbone module needs (see `backboneFromModule`): a function of the loader's context
+ * that returns the backbone, seeded with the run's seed. This file itself imports @sparkmim/sparse-ops, so
+ * it loads where that import is the caller's own copy (a test, an app built with it); a file for the
+ * `sparkmim` CLI takes its layers from the context instead (`context.sparseOps`, `context.backbones`).
+ *
+ * @example
+ * const backbone = backboneFromModule(await import('./tiny-convnet'), { tf, sparseOps, backbones, seed: 0 }, 'tiny-convnet');
+ */
+export default function tinyConvNetFromContext({ seed }: { seed?: number } = {}): TinyConvNet {
+  return new TinyConvNet({ channels: [8, 16, 32, 64], seed });
+}
