@@ -23,4 +23,4 @@ export type { Initializer, NamedVariable, TorchLayout } from './module';
 export { SparseAvgPool2d, SparseBatchNorm2d, SparseConv2d, SparseLayerNorm, SparseMaxPool2d } from './layers';
 export type { ApplyOptions, SparseBatchNormConfig, SparseConv2dConfig, SparseLayerNormConfig } from './layers';
 export { fromTorchLayout, loadTorchState, ourShapeOf, torchShapeOf, torchState, toTorchLayout } from './torch-state';
-export type { LoadStateOptions, LoadStateReport, TorchTensorData } from './torch-state';
+export type { LoadStateOptions, LoadStateReport, StateEntrySource, TorchStateOptions, TorchTensorData } from './torch-state';

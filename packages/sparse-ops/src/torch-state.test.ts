@@ -144,7 +144,7 @@ describeBackends('Module and PyTorch state', () => {
       tf.tidy(() => {
         (source.blocks.items[0] as SparseBatchNorm2d).apply(tf.randomNormal([2, 2, 2, 4]));
       });
-      const state = await torchState(source, 'sparse_encoder.');
+      const state = await torchState(source, { prefix: 'sparse_encoder.' });
       expect([...state.keys()]).toEqual(expectedKeys.map((key) => `sparse_encoder.${key}`));
       expect(state.get('sparse_encoder.stem.weight')!.shape).toEqual([4, 3, 3, 3]);
       expect(state.get('sparse_encoder.mask_token')!.shape).toEqual([1, 4, 1, 1]);
@@ -207,6 +207,44 @@ describeBackends('Module and PyTorch state', () => {
       );
     } finally {
       net.dispose();
+    }
+  });
+
+  it('stripPrefix selects and strips (loading and exporting), prefix prepends, ignore skips, value counts are checked', async () => {
+    const net = new TinyNet();
+    const copy = new TinyNet();
+    try {
+      tf.tidy(() => {
+        (net.blocks.items[0] as SparseBatchNorm2d).apply(tf.randomNormal([2, 2, 2, 4]));
+      });
+      // The exporter's stripPrefix keeps one child's entries under its own names.
+      const blocks = await torchState(net, { stripPrefix: 'blocks.' });
+      expect([...blocks.keys()]).toEqual(expectedKeys.filter((key) => key.startsWith('blocks.')).map((key) => key.slice('blocks.'.length)));
+      await expect(torchState(net, { stripPrefix: 'decoder.' })).rejects.toThrow("torchState: the module has no entry under 'decoder.' (it has mask_token, stem.weight");
+      // A golden-style file: every key under 'param.', plus a leftover that `ignore` names.
+      const golden = new Map([...(await torchState(net, { prefix: 'param.' }))]);
+      golden.set('input', { shape: [1], data: new Float32Array(1) });
+      golden.set('param.norm_black', { shape: [1], data: new Float32Array(1) });
+      expect(loadTorchState(copy, golden, { stripPrefix: 'param.', ignore: ['norm_black'] })).toEqual({ missing: [], unexpected: [] });
+      const netEntries = net.stateEntries();
+      const copyEntries = copy.stateEntries();
+      for (let i = 0; i < netEntries.length; i++) {
+        expect({ name: copyEntries[i].name, values: Array.from(await copyEntries[i].variable.data()) }).toEqual({
+          name: netEntries[i].name,
+          values: Array.from(await netEntries[i].variable.data()),
+        });
+      }
+      expect(() => loadTorchState(copy, golden, { stripPrefix: 'params.' })).toThrow(
+        "loadTorchState: no key of the state dict starts with 'params.' (it has param.mask_token",
+      );
+      expect(() => loadTorchState(copy, golden, { stripPrefix: 'param.' })).toThrow('unexpected keys:\n  norm_black');
+      // The shape is right but the data holds fewer values.
+      const short = await torchState(net);
+      short.set('stem.bias', { shape: [4], data: new Float32Array(3) });
+      expect(() => loadTorchState(copy, short)).toThrow('mis-shaped keys:\n  stem.bias: shape [4] holds 4 values, got 3');
+    } finally {
+      net.dispose();
+      copy.dispose();
     }
   });
 });

@@ -51,7 +51,7 @@ export type {
   SparkModelLoadOptions,
   SparkVisualization,
 } from './model/spark-model';
-export { DEPRECATED_SPARK_BUFFERS, stateFromSafetensors, stripStatePrefix } from './model/state';
+export { DEPRECATED_SPARK_BUFFERS, loadSparkState, stateFromSafetensors, stateToSafetensors, stripStatePrefix } from './model/state';
 export type { ReadStateOptions, TorchStateDict } from './model/state';
 
 // Data: sources of training batches, SparK's augmentation, normalisation and previews

@@ -12,14 +12,14 @@ import {
   TrainingRandom,
   defaultBetas,
   encodeSafetensors,
-  modelTorchState,
   paramGroupsFromVariables,
   trainStep,
+} from '@sparkmim/trainer';
 import {
   writeFileAtomic,
 } from '@sparkmim/trainer/node';
-} from '@sparkmim/trainer';
 import type { Optimizer, SafetensorsEntry } from '@sparkmim/trainer';
+import { torchState } from '@sparkmim/sparse-ops';
 import { UsageError } from '../errors';
 import { nhwcFromNchw, oneLine, readBytes, readTensor } from './inputs';
 
@@ -176,7 +176,7 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
       out.set(`grad_norm.${step}`, { dtype: 'F32', shape: [], data: new Float32Array([result.globalGradNorm]) });
       process.stdout.write(`step ${step}: loss ${result.loss.toPrecision(8)}, grad norm ${result.globalGradNorm.toPrecision(8)}\n`);
       if (values['record-steps'] || step === steps - 1) {
-        for (const [name, tensor] of await modelTorchState(model)) {
+        for (const [name, tensor] of await torchState(model)) {
           const entry: SafetensorsEntry = { dtype: 'F32', shape: tensor.shape, data: tensor.data };
           if (values['record-steps']) out.set(`step${step + 1}.${name}`, entry);
           if (step === steps - 1) out.set(name, entry);

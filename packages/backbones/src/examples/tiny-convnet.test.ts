@@ -19,7 +19,7 @@ describeBackends('TinyConvNet (custom backbone example)', () => {
       ...[0, 1, 2, 3].flatMap((i) => [`stages.${i}.conv.weight`, `stages.${i}.bn.weight`, `stages.${i}.bn.bias`]),
     ]);
     // Weights written by one copy and loaded by another give the same features.
-    const state = await torchState(net, 'encoder.');
+    const state = await torchState(net, { prefix: 'encoder.' });
     const copy = createTinyConvNet({ channels: [4, 8, 8, 16], seed: 1 });
     loadTorchState(copy, state, { prefix: 'encoder.' });
     const x = tf.randomNormal([1, 64, 64, 3], 0, 1, 'float32', 0) as tf.Tensor4D;

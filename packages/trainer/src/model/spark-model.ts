@@ -18,9 +18,8 @@ import {
 } from '@sparkmim/decoder';
 import { reconstructionComposite, sparkLoss } from '@sparkmim/losses';
 import { applyMask, randomPatchMask, seededRandom } from '@sparkmim/masking';
-import { ActiveSites, loadTorchState, Module, torchState, type LoadStateReport, type NamedVariable } from '@sparkmim/sparse-ops';
-import { encodeSafetensors, type SafetensorsEntry } from '../io/safetensors';
-import { DEPRECATED_SPARK_BUFFERS, stateFromSafetensors, stripStatePrefix, type ReadStateOptions, type TorchStateDict } from './state';
+import { ActiveSites, Module, torchState, type LoadStateReport, type NamedVariable } from '@sparkmim/sparse-ops';
+import { loadSparkState, stateFromSafetensors, stateToSafetensors, stripStatePrefix, type ReadStateOptions, type TorchStateDict } from './state';
 
 /** How a new {@link SparkModel} is put together. */
 export interface SparkModelConfig {
@@ -259,8 +258,7 @@ export class SparkModel extends Module {
    * model.loadState(stateFromSafetensors(bytes));
    */
   loadState(state: ReadonlyMap<string, { shape: number[]; data: Float32Array }>, { strict = true }: { strict?: boolean } = {}): LoadStateReport {
-    const relevant = new Map([...state].filter(([key]) => !DEPRECATED_SPARK_BUFFERS.includes(key)));
-    return loadTorchState(this, relevant, { strict, caller: 'SparkModel.loadState' });
+    return loadSparkState(this, state, { strict, caller: 'SparkModel.loadState' });
   }
 
   /**
@@ -280,9 +278,7 @@ export class SparkModel extends Module {
    * await writeFileAtomic('spark.safetensors', await model.toSafetensors({ epoch: '10' }));
    */
   async toSafetensors(metadata?: Record<string, string>): Promise<Uint8Array> {
-    const entries = new Map<string, SafetensorsEntry>();
-    for (const [key, tensor] of await this.stateDict()) entries.set(key, { dtype: 'F32', shape: tensor.shape, data: tensor.data });
-    return encodeSafetensors(entries, metadata);
+    return stateToSafetensors(await this.stateDict(), metadata);
   }
 
   /**

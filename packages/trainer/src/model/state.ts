@@ -1,5 +1,7 @@
-import type { TorchTensorData } from '@sparkmim/sparse-ops';
-import { decodeSafetensors } from '../io/safetensors';
+import { loadTorchState } from '@sparkmim/sparse-ops';
+import type { LoadStateOptions, LoadStateReport, StateEntrySource, TorchTensorData } from '@sparkmim/sparse-ops';
+import { decodeSafetensors, encodeSafetensors } from '../io/safetensors';
+import type { SafetensorsEntry } from '../io/safetensors';
 
 /**
  * Buffers of the official `SparK` module that nothing uses (spark.py calls them deprecated): `imn_m`,
@@ -55,4 +57,33 @@ export function stateFromSafetensors(bytes: Uint8Array, { stripPrefix = '', sour
     );
   }
   return state;
+}
+
+/**
+ * {@link loadTorchState} for SparK state dicts: the one place that skips {@link DEPRECATED_SPARK_BUFFERS}
+ * (official full checkpoints hold them, our models do not). Used by `SparkModel.loadState`, checkpoints
+ * and weight initialisation.
+ *
+ * @example
+ * loadSparkState(model, stateFromPth(bytes), { caller: 'initFromWeights(r50.pth)' });
+ */
+export function loadSparkState(
+  target: StateEntrySource,
+  state: ReadonlyMap<string, TorchTensorData>,
+  options: Omit<LoadStateOptions, 'ignore'> = {},
+): LoadStateReport {
+  return loadTorchState(target, state, { ...options, ignore: DEPRECATED_SPARK_BUFFERS });
+}
+
+/**
+ * A state dict as the bytes of a `.safetensors` file (every tensor F32, PyTorch layouts): the one
+ * state-to-safetensors helper (checkpoints, `SparkModel.toSafetensors`, the CLI).
+ *
+ * @example
+ * const bytes = stateToSafetensors(await torchState(model), { format: 'pt' });
+ */
+export function stateToSafetensors(state: ReadonlyMap<string, TorchTensorData>, metadata?: Record<string, string>): Uint8Array {
+  const entries = new Map<string, SafetensorsEntry>();
+  for (const [key, tensor] of state) entries.set(key, { dtype: 'F32', shape: tensor.shape, data: tensor.data });
+  return encodeSafetensors(entries, metadata);
 }

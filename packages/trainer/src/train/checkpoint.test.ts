@@ -10,7 +10,7 @@ import type { SaveCheckpointOptions } from './checkpoint';
 import { train } from './loop';
 import { disposeTinyRun, setupTinyRun, stateValues } from './test-fixtures';
 import type { TinyRun } from './test-fixtures';
-import { modelTorchState } from './trainable';
+import { torchState } from '@sparkmim/sparse-ops';
 
 function setup(initSeed = 1): TinyRun {
   return setupTinyRun(initSeed, 8);
@@ -103,7 +103,7 @@ describeBackends('checkpoints', () => {
   it('initFromWeights loads model weights only (full or encoder-only files) and says what did not fit', async () => {
     const trained = setup();
     await train({ ...trained, epochs: 2, seed: 9 });
-    const full = await modelTorchState(trained.model);
+    const full = await torchState(trained.model);
     const fullFile = path.join(folder, 'full.safetensors');
     fs.writeFileSync(fullFile, encodeSafetensors(new Map([...full].map(([name, t]) => [`param.${name}`, t]))));
     const encoderFile = path.join(folder, 'encoder.safetensors');
@@ -129,7 +129,7 @@ describeBackends('checkpoints', () => {
     partial.set('decoder.extra', { shape: [1], data: new Float32Array(1) });
     const partialBytes = encodeSafetensors(new Map([...partial].map(([name, t]) => [name, { shape: t.shape, data: t.data }])));
     await expect(initFromWeights(fromEncoder.model, partialBytes)).rejects.toThrow(
-      'initFromWeights(the weights): the state dict does not fit the model (missing: mask_tokens.0; unexpected: decoder.extra)',
+      'initFromWeights(the weights): the state dict does not fit the model\nmissing keys:\n  mask_tokens.0\nunexpected keys:\n  decoder.extra',
     );
     expect(await initFromWeights(fromEncoder.model, partialBytes, { strict: false })).toEqual({ missing: ['mask_tokens.0'], unexpected: ['decoder.extra'] });
     await expect(readCheckpointManifest(folder)).rejects.toThrow(`${folder} holds no checkpoint: checkpoint.json is missing`);

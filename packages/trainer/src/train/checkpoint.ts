@@ -5,11 +5,12 @@ import { writeFileAtomic } from '../io/atomic-write';
 import { decodeSafetensors, encodeSafetensors } from '../io/safetensors';
 import type { SafetensorsEntry, SafetensorsTensor } from '../io/safetensors';
 import { safetensorsEntriesFromTensors, tensorsFromSafetensors } from '../io/tensors';
-import { DEPRECATED_SPARK_BUFFERS, stateFromSafetensors } from '../model/state';
+import { loadSparkState, stateFromSafetensors, stateToSafetensors } from '../model/state';
+import { torchState, type LoadStateReport } from '@sparkmim/sparse-ops';
 import type { Optimizer } from '../optim/optimizer';
 import { nodeFiles } from './node';
-import { ENCODER_STATE_PREFIX, assignModelState, modelTorchState } from './trainable';
-import type { AssignStateReport, TrainableModel } from './trainable';
+import { ENCODER_STATE_PREFIX } from './trainable';
+import type { TrainableModel } from './trainable';
 
 /** The name of a checkpoint folder's manifest: written last, it decides which files make the checkpoint. */
 export const CHECKPOINT_MANIFEST = 'checkpoint.json';
@@ -76,10 +77,6 @@ function checkProgress(progress: TrainingProgress, caller: string): void {
   }
 }
 
-function torchEntries(state: ReadonlyMap<string, TorchTensorData>): Map<string, SafetensorsEntry> {
-  return new Map([...state].map(([name, tensor]) => [name, { dtype: 'F32' as const, shape: tensor.shape, data: tensor.data }]));
-}
-
 /**
  * Saves a full checkpoint into folder `dir` (created if needed) so that {@link resumeFromCheckpoint}
  * continues the run exactly: the model's state dict with the decoder (official names, PyTorch layouts,
@@ -103,8 +100,8 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
   const files = { model: `model.${tag}.safetensors`, optimizer: `optimizer.${tag}.safetensors` };
   const metadata = { format: 'pt', sparkmim_version: SPARKMIM_VERSION, epoch: String(progress.epoch), iteration: String(progress.iteration) };
 
-  const modelState = await modelTorchState(model);
-  await writeFileAtomic(path.join(dir, files.model), encodeSafetensors(torchEntries(modelState), metadata));
+  const modelState = await torchState(model);
+  await writeFileAtomic(path.join(dir, files.model), stateToSafetensors(modelState, metadata));
   const optimizerState = optimizer.getState();
   let optimizerEntries: Map<string, SafetensorsEntry>;
   try {
@@ -136,7 +133,7 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
     const encoderState = new Map<string, TorchTensorData>();
     for (const [name, tensor] of modelState) if (name.startsWith(ENCODER_STATE_PREFIX)) encoderState.set(name.slice(ENCODER_STATE_PREFIX.length), tensor);
     if (encoderState.size > 0) {
-      await writeFileAtomic(path.join(dir, ENCODER_WEIGHTS_FILE), encodeSafetensors(torchEntries(encoderState), metadata));
+      await writeFileAtomic(path.join(dir, ENCODER_WEIGHTS_FILE), stateToSafetensors(encoderState, metadata));
     }
   }
   return manifest;
@@ -238,7 +235,7 @@ export interface ResumeOptions {
  */
 export async function resumeFromCheckpoint(dir: string, { model, optimizer }: ResumeOptions): Promise<CheckpointManifest> {
   const { manifest, modelState, optimizerState } = await loadCheckpoint(dir);
-  assignModelState(model, modelState, { caller: `resumeFromCheckpoint(${dir})` });
+  loadSparkState(model, modelState, { caller: `resumeFromCheckpoint(${dir})` });
   const tensors = tensorsFromSafetensors(optimizerState);
   try {
     await optimizer.setState(tensors);
@@ -273,7 +270,7 @@ export interface InitFromWeightsOptions {
  * @example
  * await initFromWeights(model, 'resnet50_1kpretrained_timm_style.safetensors', { strict: false });
  */
-export async function initFromWeights(model: TrainableModel, source: string | Uint8Array, options: InitFromWeightsOptions = {}): Promise<AssignStateReport> {
+export async function initFromWeights(model: TrainableModel, source: string | Uint8Array, options: InitFromWeightsOptions = {}): Promise<LoadStateReport> {
   const { stripPrefix = '', strict = true } = options;
   let bytes: Uint8Array;
   let name = 'the weights';
@@ -285,7 +282,6 @@ export async function initFromWeights(model: TrainableModel, source: string | Ui
     bytes = source;
   }
   let state = stateFromSafetensors(bytes, { stripPrefix, source: name });
-  for (const key of DEPRECATED_SPARK_BUFFERS) state.delete(key);
   const modelNames = model.stateEntries().map((entry) => entry.name);
   const encoderOnly =
     options.encoderOnly ??
@@ -294,9 +290,9 @@ export async function initFromWeights(model: TrainableModel, source: string | Ui
     state = new Map([...state].map(([key, value]) => [ENCODER_STATE_PREFIX + key, value]));
     // Encoder weights cannot fill the decoder: strictness applies to the encoder's entries.
     const encoderView = { stateEntries: () => model.stateEntries().filter((entry) => entry.name.startsWith(ENCODER_STATE_PREFIX)) };
-    return assignModelState(encoderView, state, { strict, caller: `initFromWeights(${name})` });
+    return loadSparkState(encoderView, state, { strict, caller: `initFromWeights(${name})` });
   }
-  return assignModelState(model, state, { strict, caller: `initFromWeights(${name})` });
+  return loadSparkState(model, state, { strict, caller: `initFromWeights(${name})` });
 }
 
 /**
@@ -308,6 +304,6 @@ export async function initFromWeights(model: TrainableModel, source: string | Ui
  * await saveEncoderWeights(model, 'resnet50_1kpretrained_timm_style.safetensors');
  */
 export async function saveEncoderWeights(model: Pick<TrainableModel, 'stateEntries'>, file: string): Promise<void> {
-  const state = await modelTorchState(model, { prefix: ENCODER_STATE_PREFIX });
-  await writeFileAtomic(file, encodeSafetensors(torchEntries(state), { format: 'pt', sparkmim_version: SPARKMIM_VERSION }));
+  const state = await torchState(model, { stripPrefix: ENCODER_STATE_PREFIX });
+  await writeFileAtomic(file, stateToSafetensors(state, { format: 'pt', sparkmim_version: SPARKMIM_VERSION }));
 }

@@ -17,7 +17,7 @@ import { sparkSchedule } from '../optim/schedule';
 import { ENCODER_WEIGHTS_FILE, readCheckpointManifest, resumeFromCheckpoint } from './checkpoint';
 import { Trainer, train } from './loop';
 import { deriveSeeds } from './random';
-import { modelTorchState } from './trainable';
+import { torchState } from '@sparkmim/sparse-ops';
 
 const EPOCHS = 3;
 const BATCH = 2;
@@ -54,7 +54,7 @@ describeBackends('train with SparkModel', () => {
     const straight = setup(deriveSeeds(seed).init);
     const straightLosses: number[] = [];
     await train({ ...straight, ...options, onStep: (m) => void straightLosses.push(m.loss) });
-    const straightState = await modelTorchState(straight.model);
+    const straightState = await torchState(straight.model);
     dispose(straight);
     expect(straightLosses).toHaveLength(6);
     expect(straightLosses.every(Number.isFinite)).toBe(true);
@@ -71,7 +71,7 @@ describeBackends('train with SparkModel', () => {
     const resumedLosses: number[] = [];
     await train({ ...second, ...options, resume: manifest, onStep: (m) => void resumedLosses.push(m.loss) });
     expect(resumedLosses).toEqual(straightLosses.slice(4));
-    const resumedState = await modelTorchState(second.model);
+    const resumedState = await torchState(second.model);
     expect([...resumedState.keys()]).toEqual([...straightState.keys()]);
     for (const [name, tensor] of straightState) expect({ name, data: Array.from(resumedState.get(name)!.data) }).toEqual({ name, data: Array.from(tensor.data) });
     dispose(second);
