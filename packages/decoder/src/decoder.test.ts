@@ -4,7 +4,6 @@ import {
   createDensifyLayers,
   densifyConfigFromState,
   Identity,
-  InitRandom,
   LightDecoder,
   lightDecoderConfigFromState,
 } from './index';
@@ -248,7 +247,4 @@ describe('configuration from a state dict', () => {
     );
   });
 
-  it('InitRandom rejects a non-integer seed', () => {
-    expect(() => new InitRandom(0.5)).toThrow('InitRandom: seed must be an integer, got 0.5');
-  });
 });

@@ -7,8 +7,8 @@ import {
   SparseConv2d,
   SparseLayerNorm,
   type ActiveMask,
+  SeededRandom,
 } from '@sparkmim/sparse-ops';
-import { InitRandom } from './init';
 import { Identity } from './layers';
 import type { StateShapes } from './light-decoder';
 
@@ -42,13 +42,13 @@ export type DensifyProjection = SparseConv2d | Identity;
  * … as PyTorch's `nn.ParameterList` names them, stored as `(1, C, 1, 1)` in PyTorch layout.
  *
  * @example
- * const tokens = new MaskTokens([768, 384], new InitRandom(0));
+ * const tokens = new MaskTokens([768, 384], new SeededRandom(0));
  * tokens.token(0); // [768]
  */
 export class MaskTokens extends Module {
   readonly tokens: tf.Variable[];
 
-  constructor(channels: readonly number[], random: InitRandom = new InitRandom()) {
+  constructor(channels: readonly number[], random: SeededRandom = new SeededRandom()) {
     super();
     // spark.py: trunc_normal_(p, mean=0, std=.02, a=-.02, b=.02), i.e. cut at one standard deviation.
     const init = random.truncatedNormal(0.02, -0.02, 0.02);
@@ -164,7 +164,7 @@ export function createDensifyLayers({ featureChannels, decoderWidth, norm = 'bn'
       `createDensifyLayers: decoderWidth must be an integer of at least ${2 ** (featureChannels.length - 1)} (it halves per level), got ${decoderWidth}`,
     );
   }
-  const random = new InitRandom(seed);
+  const random = new SeededRandom(seed);
   const smallestFirst = [...featureChannels].reverse();
   const maskTokens = new MaskTokens(smallestFirst, random);
   const norms = new ModuleList<DensifyNorm>();

@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, ModuleList, SparseBatchNorm2d, SparseConv2d, type Initializer } from '@sparkmim/sparse-ops';
-import { constant, InitRandom } from './init';
+import { Module, ModuleList, SeededRandom, SparseBatchNorm2d, SparseConv2d, constant, type Initializer } from '@sparkmim/sparse-ops';
 import { ConvTranspose2d } from './layers';
 
 /** Anything that records tensor shapes by name: a state dict read from safetensors, or just its shapes. */
@@ -18,7 +17,7 @@ export interface LightDecoderConfig {
 // decoder.py initialize() checks nn.Linear, then nn.Conv2d (trunc_normal_ std .02, bias 0), then
 // (nn.Conv2d, nn.ConvTranspose2d): ConvTranspose2d is not a subclass of nn.Conv2d, so only it reaches the
 // kaiming_normal_(mode='fan_out', nonlinearity='relu') branch. BatchNorm: weight 1, bias 0.
-function convInit(random: InitRandom): Initializer {
+function convInit(random: SeededRandom): Initializer {
   return random.truncatedNormal(0.02);
 }
 
@@ -29,7 +28,7 @@ class UNetConvs extends Module {
   readonly conv2: SparseConv2d;
   readonly bn2: SparseBatchNorm2d;
 
-  constructor(inChannels: number, outChannels: number, random: InitRandom) {
+  constructor(inChannels: number, outChannels: number, random: SeededRandom) {
     super();
     const conv3x3 = (cin: number, cout: number) =>
       new SparseConv2d({ inChannels: cin, outChannels: cout, kernelSize: 3, pad: 1, bias: false, filterInit: convInit(random) });
@@ -65,7 +64,7 @@ export class UNetBlock extends Module {
   constructor(
     readonly inChannels: number,
     readonly outChannels: number,
-    random: InitRandom = new InitRandom(),
+    random: SeededRandom = new SeededRandom(),
   ) {
     super();
     // PyTorch's fan_out of a ConvTranspose2d weight (in, out, kH, kW) is size(0) * kH * kW.
@@ -124,7 +123,7 @@ export class LightDecoder extends Module {
     this.upSampleRatio = upSampleRatio;
     // Python's `width // 2 ** i`.
     this.channels = Array.from({ length: blockCount + 1 }, (_, i) => Math.floor(width / 2 ** i));
-    const random = new InitRandom(seed);
+    const random = new SeededRandom(seed);
     this.blocks = this.registerModule(
       'dec',
       new ModuleList(this.channels.slice(0, -1).map((cin, j) => new UNetBlock(cin, this.channels[j + 1], random))),

@@ -2,6 +2,10 @@
  * A seeded source of uniform numbers in [0, 1) (mulberry32: 32-bit state, period 2^32, fast, and plenty
  * for choosing which patches to hide); the same seed always gives the same sequence.
  *
+ * A twin of `SeededRandom` in @sparkmim/sparse-ops (sparkmim's one generator, with normals, initialisers
+ * and a saveable state): masking depends on no other package of ours, so it keeps this uniform step. One
+ * seed gives the same numbers from both; a test in sparse-ops checks the two against each other.
+ *
  * @example
  * const random = seededRandom(42);
  * const first = randomPatchMask(8, [7, 7], 0.6, { random }); // successive calls continue one stream

@@ -18,7 +18,8 @@ export { conv2d, conv2dFilterGradient, conv2dTranspose } from './conv-filter-gra
 export type { ConvGradientOptions, FilterGradientMethod } from './conv-filter-gradient';
 export { toTfPadding } from './padding';
 export type { Padding2d } from './padding';
-export { Module, ModuleList, uniformFanIn } from './module';
+export { Module, ModuleList } from './module';
+export { SeededRandom, constant, uniformFanIn } from './random';
 export type { Initializer, NamedVariable, TorchLayout } from './module';
 export { SparseAvgPool2d, SparseBatchNorm2d, SparseConv2d, SparseLayerNorm, SparseMaxPool2d } from './layers';
 export type { ApplyOptions, SparseBatchNormConfig, SparseConv2dConfig, SparseLayerNormConfig } from './layers';

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ActiveMask } from './active-sites';
 import { sparseConv2d } from './conv';
-import { Module, uniformFanIn, type Initializer } from './module';
+import { Module, type Initializer } from './module';
+import { uniformFanIn } from './random';
 import { activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
 import type { Padding2d } from './padding';
 import { sparseAvgPool2d, sparseMaxPool2d, type SparseAvgPool2dOptions, type SparsePool2dOptions } from './pool';

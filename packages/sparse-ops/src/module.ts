@@ -112,18 +112,6 @@ export class Module {
 export type Initializer = (shape: number[]) => tf.Tensor;
 
 /**
- * PyTorch's default for conv and linear layers: U(-1/sqrt(fanIn), 1/sqrt(fanIn)); `seed` makes it
- * reproducible.
- *
- * @example
- * const conv = new SparseConv2d({ inChannels: 16, outChannels: 32, kernelSize: 3, filterInit: uniformFanIn(16 * 3 * 3, 42) });
- */
-export function uniformFanIn(fanIn: number, seed?: number): Initializer {
-  const bound = 1 / Math.sqrt(fanIn);
-  return (shape) => tf.randomUniform(shape, -bound, bound, 'float32', seed);
-}
-
-/**
  * An ordered list of child modules named "0", "1", … (PyTorch's `nn.ModuleList` / `nn.Sequential`
  * naming), so that state-dict keys such as `layer1.0.conv1.weight` come out right.
  *

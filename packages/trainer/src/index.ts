@@ -68,7 +68,7 @@ export type { RgbaImage } from './data/normalize';
 export { NonFiniteLossError, currentLrWd, trainStep } from './train/step';
 export type { TrainStepOptions, TrainStepResult } from './train/step';
 export type { EpochMetrics, RunSummaryMetrics, StepMetrics } from './train/metric-records';
-export { TrainingRandom, deriveSeeds } from './train/random';
+export { deriveSeeds } from './train/random';
 export type { RunSeeds } from './train/random';
 export { ENCODER_STATE_PREFIX } from './train/trainable';
 export type { LossOptions, TrainableModel } from './train/trainable';

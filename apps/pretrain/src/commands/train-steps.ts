@@ -9,7 +9,6 @@ import {
   NonFiniteLossError,
   Sgd,
   SparkModel,
-  TrainingRandom,
   defaultBetas,
   encodeSafetensors,
   paramGroupsFromVariables,
@@ -19,7 +18,7 @@ import {
   writeFileAtomic,
 } from '@sparkmim/trainer/node';
 import type { Optimizer, SafetensorsEntry } from '@sparkmim/trainer';
-import { torchState } from '@sparkmim/sparse-ops';
+import { SeededRandom, torchState } from '@sparkmim/sparse-ops';
 import { UsageError } from '../errors';
 import { nhwcFromNchw, oneLine, readBytes, readTensor } from './inputs';
 
@@ -164,7 +163,7 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
     const lrWd = { lr, weightDecay };
     for (let step = 0; step < steps; step++) {
       // Without --active, every step sees the same random mask (one stream, restarted from --seed).
-      const random = new TrainingRandom(seed).next;
+      const random = new SeededRandom(seed).next;
       let result;
       try {
         result = await trainStep(model, optimizer, images, { active, random, lrWd, iteration: step });

@@ -34,7 +34,7 @@ export interface TrainingProgress {
 export interface RandomState {
   /** The run seed, when one was given (see {@link deriveSeeds}). */
   seed?: number;
-  /** Position of the mask stream ({@link TrainingRandom.state}). */
+  /** Position of the mask stream (`SeededRandom.state` of @sparkmim/sparse-ops). */
   mask: number;
   /** Position of the model's own stream (drop path), when it has one. */
   model?: number;

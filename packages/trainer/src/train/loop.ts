@@ -8,7 +8,8 @@ import { saveCheckpoint } from './checkpoint';
 import type { CheckpointManifest, RandomState, TrainingProgress } from './checkpoint';
 import { JsonlWriter } from './metrics';
 import type { EpochMetrics, RunSummaryMetrics, StepMetrics } from './metrics';
-import { TrainingRandom, deriveSeeds } from './random';
+import { SeededRandom } from '@sparkmim/sparse-ops';
+import { deriveSeeds } from './random';
 import { NonFiniteLossError, trainStep } from './step';
 import type { TrainableModel } from './trainable';
 
@@ -154,7 +155,7 @@ export class Trainer {
     }
     const seed = resume?.random.seed ?? options.seed ?? Math.floor(Math.random() * 2 ** 32);
     const seeds = deriveSeeds(seed);
-    const maskRandom = new TrainingRandom(seeds.mask);
+    const maskRandom = new SeededRandom(seeds.mask);
     if (resume) maskRandom.state = resume.random.mask;
     const randomState = (): RandomState => {
       const modelState = model.randomState?.();
