@@ -37,7 +37,7 @@ async function expectRunningStats(
 // sum in a different (tiled) order than PyTorch's CPU kernels; measured worst is 1.5e-6 on SwiftShader, so
 // 1e-4 leaves ~60x room for hardware GPUs' own summation order and fused multiply-adds, while a layout or
 // semantic error (a flipped kernel, a shifted padding, a wrong variance) shows up above 1e-2.
-const TOLERANCE: Record<string, number> = { cpu: 1e-4, webgpu: 1e-4 };
+const TOLERANCE: Record<string, number> = { cpu: 1e-4, wasm: 1e-4, webgpu: 1e-4 };
 
 describeBackends('LightDecoder on the goldens', ({ backend }) => {
   for (const fileName of goldenFileNames()) {

@@ -31,6 +31,19 @@ describe('setupBackend', () => {
     gradient.dispose();
   });
 
+  it('sets wasm up with the training kernels registered (a conv filter gradient runs)', async () => {
+    const info = await setupBackend('wasm');
+    expect(info).toMatchObject({ name: 'wasm', tfjsBackend: 'wasm', canTrain: true });
+    // d/dfilter sum(conv2d(ones, filter)) with a 2x2 input and a 1x1 filter: the sum of the input, 4.
+    const gradient = tf.tidy(() => {
+      const x = tf.ones([1, 2, 2, 1]) as tf.Tensor4D;
+      return tf.grad((filter) => tf.sum(tf.conv2d(x, filter as tf.Tensor4D, 1, 'valid')))(tf.ones([1, 1, 1, 1]));
+    });
+    expect(Array.from(gradient.dataSync())).toEqual([4]);
+    gradient.dispose();
+    await setupBackend('cpu');
+  });
+
   it('sets webgpu up and reports the adapter', async () => {
     if (!(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu && process.env.CI !== 'true') {
       console.warn('no WebGPU here: skipping');

@@ -12,7 +12,7 @@ export interface BackendInfo {
   name: BackendName;
   /** The tfjs backend name now active (`tensorflow` for both tfjs-node packages). */
   tfjsBackend: string;
-  /** Whether this backend can train every sparkmim model (wasm lacks conv filter gradients). */
+  /** Whether this backend can train every sparkmim model (wasm can, with @sparkmim/wasm-kernels, which setupBackend registers). */
   canTrain: boolean;
   /** GPU adapter details for webgpu, as the adapter reports them. */
   adapter?: { vendor: string; architecture: string; description: string; device: string };
@@ -153,7 +153,7 @@ export async function setupBackend(name: string): Promise<BackendInfo> {
     // backends (`setupFastestBackend`, the CLI's --backend), so the banner is switched off here.
     (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
   }
-  return { name: backendName, tfjsBackend, canTrain: backendName !== 'wasm', adapter: readAdapterInfo() };
+  return { name: backendName, tfjsBackend, canTrain: true, adapter: readAdapterInfo() };
 }
 
 function readAdapterInfo(): BackendInfo['adapter'] {
