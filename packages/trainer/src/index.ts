@@ -59,8 +59,8 @@ export { batchesPerEpoch } from './data/source';
 export type { Batch, DataSource, EpochOptions, SkippedFile } from './data/source';
 export { InMemorySource } from './data/in-memory';
 export type { InMemorySourceOptions, PixelImage } from './data/in-memory';
-export { DEFAULT_CROP_RATIO, SPARK_CROP_SCALE, randomResizedCropParams } from './data/crop';
-export type { CropBox, ResizedCropOptions } from './data/crop';
+export { DEFAULT_CROP_RATIO, SPARK_CROP_SCALE, cropRatioFor, imageSizeOf, randomResizedCropParams } from './data/crop';
+export type { CropBox, ImageSize, ResizedCropOptions } from './data/crop';
 export { IMAGENET_MEAN, IMAGENET_STD, denormalizeImages, imagesToRgba, normalizeImages } from './data/normalize';
 export type { RgbaImage } from './data/normalize';
 

@@ -81,3 +81,41 @@ export function randomResizedCropParams(
   }
   return { top: Math.floor((imageHeight - height) / 2), left: Math.floor((imageWidth - width) / 2), height, width };
 }
+
+/** The size of a source's images: one number for N x N, or a rectangle. */
+export type ImageSize = number | { readonly height: number; readonly width: number };
+
+/**
+ * `{ height, width }` of an {@link ImageSize}, checked: whole numbers >= 1.
+ *
+ * @example
+ * imageSizeOf(224); // { height: 224, width: 224 }
+ * imageSizeOf({ height: 192, width: 320 }); // { height: 192, width: 320 }
+ */
+export function imageSizeOf(size: ImageSize, caller = 'imageSizeOf'): { height: number; width: number } {
+  if (typeof size === 'number') {
+    if (!(Number.isInteger(size) && size >= 1)) throw new Error(`${caller}: inputSize is ${size}, expected a whole number >= 1`);
+    return { height: size, width: size };
+  }
+  const { height, width } = size ?? ({} as { height?: number; width?: number });
+  for (const [label, value] of [['height', height], ['width', width]] as const) {
+    if (!(Number.isInteger(value) && (value as number) >= 1)) {
+      throw new Error(`${caller}: inputSize ${JSON.stringify(size)} has ${label} ${value}, expected a whole number >= 1`);
+    }
+  }
+  return { height: height as number, width: width as number };
+}
+
+/**
+ * The aspect-ratio range of the crops for an output of `height` x `width`: `ratio` (width / height, relative
+ * to a square output) times the output's own aspect, so that a crop resized to a rectangle is, on average,
+ * not stretched. For a square output this is `ratio` itself, torchvision's RandomResizedCrop.
+ *
+ * @example
+ * cropRatioFor(DEFAULT_CROP_RATIO, { height: 96, width: 128 }); // [1, 16/9]
+ */
+export function cropRatioFor(ratio: readonly [number, number], { height, width }: { height: number; width: number }): readonly [number, number] {
+  if (height === width) return ratio;
+  const aspect = width / height;
+  return [ratio[0] * aspect, ratio[1] * aspect];
+}

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as FsPromises from 'node:fs/promises';
 import type * as NodePath from 'node:path';
-import { DEFAULT_CROP_RATIO, SPARK_CROP_SCALE, randomResizedCropParams } from './crop';
+import { DEFAULT_CROP_RATIO, SPARK_CROP_SCALE, cropRatioFor, imageSizeOf, randomResizedCropParams, type ImageSize } from './crop';
 import { importNode, loadSharp } from './node-modules';
 import type { SharpFactory, SharpInstance } from './node-modules';
 import { normalizationTable } from './normalize';
@@ -38,8 +38,12 @@ export interface SkippedImage {
 }
 
 export interface ImageFolderSourceOptions {
-  /** Side of the square crops: batches are `[B, inputSize, inputSize, 3]`. SparK: 224. */
-  inputSize: number;
+  /**
+   * Side of the square crops (batches `[B, inputSize, inputSize, 3]`; SparK: 224), or `{ height, width }` for
+   * rectangular crops (batches `[B, height, width, 3]`; the aspect-ratio range is then relative to the
+   * rectangle's, see {@link cropRatioFor}).
+   */
+  inputSize: ImageSize;
   /** RandomResizedCrop area range. Default SparK's (0.67, 1.0). */
   scale?: readonly [number, number];
   /** RandomResizedCrop aspect-ratio range. Default (3/4, 4/3). */
@@ -161,7 +165,10 @@ export class ImageFolderSource implements DataSource {
   readonly folder: string;
   /** Every image file found (absolute paths, sorted); `Batch.indices` index into it. */
   readonly files: readonly string[];
+  /** The crops' height (their side when square). */
   readonly inputSize: number;
+  /** The crops' height and width: batches are `[B, height, width, 3]`. */
+  readonly imageSize: { readonly height: number; readonly width: number };
   readonly scale: readonly [number, number];
   readonly ratio: readonly [number, number];
   readonly flip: boolean;
@@ -182,7 +189,8 @@ export class ImageFolderSource implements DataSource {
   ) {
     this.folder = folder;
     this.files = files;
-    this.inputSize = options.inputSize;
+    this.imageSize = imageSizeOf(options.inputSize, 'ImageFolderSource');
+    this.inputSize = this.imageSize.height;
     this.scale = options.scale ?? SPARK_CROP_SCALE;
     this.ratio = options.ratio ?? DEFAULT_CROP_RATIO;
     this.flip = options.flip ?? true;
@@ -206,7 +214,7 @@ export class ImageFolderSource implements DataSource {
     const caller = 'ImageFolderSource.open';
     const { inputSize, prefetch = 2, concurrency = 4, maxPixels = MAX_IMAGE_PIXELS } = options;
     if (!(Number.isInteger(maxPixels) && maxPixels >= 1)) throw new Error(`${caller}: maxPixels is ${maxPixels}, expected a whole number >= 1`);
-    if (!(Number.isInteger(inputSize) && inputSize >= 1)) throw new Error(`${caller}: inputSize is ${inputSize}, expected a whole number >= 1`);
+    imageSizeOf(inputSize, caller);
     if (!(Number.isInteger(prefetch) && prefetch >= 0)) throw new Error(`${caller}: prefetch is ${prefetch}, expected a whole number >= 0`);
     if (!(Number.isInteger(concurrency) && concurrency >= 1)) {
       throw new Error(`${caller}: concurrency is ${concurrency}, expected a whole number >= 1`);
@@ -277,7 +285,8 @@ export class ImageFolderSource implements DataSource {
    */
   private decodeFile(index: number, random: () => number): Promise<Uint8Array | undefined> {
     if (this.skippedByIndex.has(index)) return Promise.resolve(undefined);
-    const size = this.inputSize;
+    const size = this.imageSize;
+    const ratio = cropRatioFor(this.ratio, size);
     return this.queue.run(async () => {
       if (this.skippedByIndex.has(index)) return undefined;
       try {
@@ -289,7 +298,7 @@ export class ImageFolderSource implements DataSource {
         if (!width || !height) throw new Error('no image size in the header');
         if (width * height > limit) throw new Error(`${width}x${height} is ${width * height} pixels, more than the limit of ${limit} (maxPixels)`);
         let image: SharpInstance = this.sharp(bytes, { failOn: 'warning', limitInputPixels: limit });
-        const box = randomResizedCropParams(height, width, random, { scale: this.scale, ratio: this.ratio });
+        const box = randomResizedCropParams(height, width, random, { scale: this.scale, ratio });
         const flip = this.flip && random() < 0.5;
         const region = { left: box.left, top: box.top, width: box.width, height: box.height };
         if (hasAlpha) {
@@ -297,14 +306,14 @@ export class ImageFolderSource implements DataSource {
           // premultiplied, darkening colours next to transparent pixels. Only the crop box is decoded to
           // raw RGB, under the same pixel limit as every image.
           const rgb = await image.extract(region).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-          image = this.sharp(rgb.data, { raw: { width: rgb.info.width, height: rgb.info.height, channels: 3 } }).resize(size, size, { kernel: 'cubic', fit: 'fill' });
+          image = this.sharp(rgb.data, { raw: { width: rgb.info.width, height: rgb.info.height, channels: 3 } }).resize(size.width, size.height, { kernel: 'cubic', fit: 'fill' });
         } else {
-          image = image.extract(region).resize(size, size, { kernel: 'cubic', fit: 'fill' });
+          image = image.extract(region).resize(size.width, size.height, { kernel: 'cubic', fit: 'fill' });
         }
         if (flip) image = image.flop();
         const { data, info } = await image.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-        if (info.width !== size || info.height !== size || info.channels !== 3) {
-          throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
+        if (info.width !== size.width || info.height !== size.height || info.channels !== 3) {
+          throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size.width}x${size.height}x3`);
         }
         return data;
       } catch (error) {
@@ -321,7 +330,7 @@ export class ImageFolderSource implements DataSource {
    */
   private async decodeBatch(plan: EpochPlan, batchIndex: number): Promise<DecodedBatch> {
     const { batchSize, seed, epoch } = plan;
-    const perImage = this.inputSize * this.inputSize * 3;
+    const perImage = this.imageSize.height * this.imageSize.width * 3;
     const values = new Float32Array(batchSize * perImage);
     const indices: number[] = [];
     const table = this.table;
@@ -380,7 +389,7 @@ export class ImageFolderSource implements DataSource {
       decoding.catch(() => undefined);
       pending.push(decoding);
     };
-    const shape: [number, number, number, number] = [plan.batchSize, this.inputSize, this.inputSize, 3];
+    const shape: [number, number, number, number] = [plan.batchSize, this.imageSize.height, this.imageSize.width, 3];
     while (nextBatch < plan.batchCount || pending.length > 0) {
       while (pending.length <= this.prefetch && nextBatch < plan.batchCount) start();
       const decoded = await (pending.shift() as Promise<DecodedBatch>);

@@ -25,16 +25,19 @@ export interface PixelImage {
  * `dispose()`.
  *
  * @example
- * const source = InMemorySource.fromTensor(pixels, { flip: true }); // pixels: [N, S, S, 3], values 0..255
+ * const source = InMemorySource.fromTensor(pixels, { flip: true }); // pixels: [N, H, W, 3], values 0..255
  * for await (const batch of source.epochBatches(0, { batchSize: 8, seed: 1 })) {
- *   await step(batch.images); // [8, S, S, 3], ImageNet-normalised
+ *   await step(batch.images); // [8, H, W, 3], ImageNet-normalised
  *   batch.images.dispose();
  * }
  * source.dispose();
  */
 export class InMemorySource implements DataSource {
   readonly size: number;
+  /** The images' height (their side when square). */
   readonly inputSize: number;
+  /** The images' height and width: batches are `[B, height, width, 3]`. */
+  readonly imageSize: { readonly height: number; readonly width: number };
   readonly flip: boolean;
   private pixels: tf.Tensor4D | undefined;
 
@@ -42,27 +45,28 @@ export class InMemorySource implements DataSource {
     this.pixels = pixels;
     this.size = pixels.shape[0];
     this.inputSize = pixels.shape[1];
+    this.imageSize = { height: pixels.shape[1], width: pixels.shape[2] };
     this.flip = options.flip ?? false;
   }
 
   /**
-   * A source over `[N, S, S, 3]` RGB pixels with values 0 .. 255 (any dtype). The tensor is copied (as
-   * float32), so the caller may dispose its own.
+   * A source over `[N, H, W, 3]` RGB pixels with values 0 .. 255 (any dtype; square or not). The tensor is
+   * copied (as float32), so the caller may dispose its own.
    *
    * @example
    * const source = InMemorySource.fromTensor(tf.randomUniform([16, 32, 32, 3], 0, 255) as tf.Tensor4D);
    */
   static fromTensor(pixels: tf.Tensor4D, options: InMemorySourceOptions = {}): InMemorySource {
     const shape = pixels.shape;
-    if (pixels.rank !== 4 || shape[3] !== 3 || shape[1] !== shape[2] || shape[0] < 1 || shape[1] < 1) {
-      throw new Error(`InMemorySource.fromTensor: pixels are [${shape.join(', ')}], expected [N, S, S, 3] with N >= 1`);
+    if (pixels.rank !== 4 || shape[3] !== 3 || shape[0] < 1 || shape[1] < 1 || shape[2] < 1) {
+      throw new Error(`InMemorySource.fromTensor: pixels are [${shape.join(', ')}], expected [N, H, W, 3] with N >= 1`);
     }
     return new InMemorySource(tf.tidy(() => tf.cast(pixels, 'float32').clone()) as tf.Tensor4D, options);
   }
 
   /**
-   * A source over pictures given as pixel arrays (RGB or RGBA, e.g. canvas `ImageData`), all square and of
-   * one size.
+   * A source over pictures given as pixel arrays (RGB or RGBA, e.g. canvas `ImageData`), all of one size
+   * (square or not).
    *
    * @example
    * const source = InMemorySource.fromPixels([context.getImageData(0, 0, 64, 64)], { flip: true });
@@ -70,8 +74,8 @@ export class InMemorySource implements DataSource {
   static fromPixels(images: readonly PixelImage[], options: InMemorySourceOptions = {}): InMemorySource {
     if (images.length === 0) throw new Error('InMemorySource.fromPixels: no images, expected at least one');
     const { width, height } = images[0];
-    if (!(Number.isInteger(width) && width >= 1 && height === width)) {
-      throw new Error(`InMemorySource.fromPixels: image 0 is ${width}x${height}, expected a square of at least 1x1`);
+    if (!(Number.isInteger(width) && width >= 1 && Number.isInteger(height) && height >= 1)) {
+      throw new Error(`InMemorySource.fromPixels: image 0 is ${width}x${height}, expected at least 1x1`);
     }
     const perImage = width * height;
     const values = new Float32Array(images.length * perImage * 3);

@@ -62,8 +62,10 @@ export interface SkippedFile {
 export interface DataSource {
   /** Images in the dataset (a folder source counts every file found, broken ones included, so it never changes). */
   readonly size: number;
-  /** Side `S` of the square images of every batch: `images` is `[B, S, S, 3]`. */
+  /** Side `S` of the square images of every batch (`images` is `[B, S, S, 3]`); for rectangles, their height. */
   readonly inputSize: number;
+  /** Height and width of every batch's images (`[B, height, width, 3]`); absent: `inputSize` x `inputSize`. */
+  readonly imageSize?: { readonly height: number; readonly width: number };
   /**
    * The batches of one epoch, in order ({@link batchesPerEpoch} of them, fewer with `startBatch`). Each
    * batch's `images` belongs to the caller, who disposes it. Breaking out of the loop early is fine.
