@@ -1,0 +1,202 @@
+// The model side of the page: reading checkpoints, one reconstruction, and pre-training steps. Only the
+// browser-safe entries of the libraries are used (bytes in, tensors out; no file system).
+import * as tf from '@tensorflow/tfjs-core';
+import { randomPatchMask, seededRandom } from '@sparkmim/masking';
+import {
+  AdamW,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  InMemorySource,
+  SparkModel,
+  normalizeImages,
+  paramGroupsFromVariables,
+  sparkArchitectureFromState,
+  stateFromSafetensors,
+  trainStep,
+  type TorchStateDict,
+} from '@sparkmim/trainer';
+
+/** A loaded model and what the page says about it. */
+export interface LoadedModel {
+  model: SparkModel;
+  /** e.g. "resnet, depths 1,1,1,1, widths 8,16,32,64, decoder 32 (0.13M parameters)". */
+  description: string;
+  parameterCount: number;
+}
+
+/** A checkpoint file the page can read, or why it cannot. */
+export function checkpointKind(name: string): 'safetensors' | 'pth' | 'other' {
+  if (/\.safetensors$/i.test(name)) return 'safetensors';
+  if (/\.(pth|pt|ckpt)$/i.test(name)) return 'pth';
+  return 'other';
+}
+
+/**
+ * Builds the model a SparK state dict implies (official names: `sparse_encoder.sp_cnn.*`, `dense_decoder.*`,
+ * `densify_*`, `mask_tokens.*`) and loads it. Errors say what the file holds instead.
+ */
+export async function modelFromState(state: TorchStateDict, source: string): Promise<LoadedModel> {
+  const keys = [...state.keys()];
+  if (!keys.some((key) => key.startsWith('dense_decoder.'))) {
+    const sample = keys.slice(0, 3).join(', ');
+    const encoderOnly = keys.some((key) => key.startsWith('sparse_encoder.') || /^(conv1|layer1|stem|stages)\./.test(key));
+    throw new Error(
+      `${source} holds no SparK decoder (${keys.length} tensors, such as ${sample || 'none'})` +
+        (encoderOnly
+          ? ': it looks like encoder-only weights; reconstruction needs the full model (a run folder\'s model.*.safetensors)'
+          : ': expected the keys of a SparK model (sparse_encoder.sp_cnn.*, dense_decoder.*, densify_*, mask_tokens.*)'),
+    );
+  }
+  const architecture = sparkArchitectureFromState(state, source);
+  const model = await SparkModel.fromState(state);
+  model.eval();
+  const parameterCount = model.parameters().reduce((sum, { variable }) => sum + variable.size, 0);
+  const { backbone } = architecture;
+  const shape = Object.entries(backbone)
+    .filter(([key, value]) => ['kind', 'depths', 'widths', 'dims', 'channels', 'stemWidth'].includes(key) && value !== undefined)
+    .map(([key, value]) => `${key} ${Array.isArray(value) ? value.join(',') : String(value)}`)
+    .join(', ');
+  return {
+    model,
+    parameterCount,
+    description: `${shape}, decoder ${architecture.decoderWidth} (${(parameterCount / 1e6).toFixed(2)}M parameters)`,
+  };
+}
+
+/** Reads a `.safetensors` checkpoint (a run folder's model.*.safetensors, or one saved by this page). */
+export async function modelFromSafetensors(bytes: Uint8Array, source: string): Promise<LoadedModel> {
+  return modelFromState(stateFromSafetensors(bytes, { source }), source);
+}
+
+/** One reconstruction: every array is `[size, size, 3]` row-major. */
+export interface Reconstruction {
+  /** The model's raw output in per-patch normalised units (official `rec`); compared across backends. */
+  raw: Float32Array;
+  /** The reconstruction in pixels (0 .. 255, not rounded), de-normalised with each patch's mean and std. */
+  pixels: Float32Array;
+  /** Visible patches from the picture, hidden ones from the reconstruction, in pixels. */
+  composite: Float32Array;
+  /** The loss over the hidden patches (per-patch normalised L2, SparK's). */
+  loss: number;
+  milliseconds: number;
+}
+
+function toPixels(normalised: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => tf.mul(tf.add(tf.mul(normalised, [...IMAGENET_STD]), [...IMAGENET_MEAN]), 255) as tf.Tensor4D);
+}
+
+/**
+ * Reconstructs one picture under a mask in evaluation mode (batch norms use their running statistics).
+ * `visible[row * grid + column]` is 1 for a patch the encoder sees.
+ */
+export async function reconstruct(model: SparkModel, rgb: Uint8Array, size: number, visible: ArrayLike<number>): Promise<Reconstruction> {
+  const grid = size / model.downsampleRatio;
+  const start = performance.now();
+  model.eval();
+  const images = tf.tidy(() => normalizeImages(tf.tensor4d(rgb, [1, size, size, 3], 'int32')));
+  const active = tf.tensor4d(Float32Array.from(visible), [1, grid, grid, 1]);
+  const output = model.forwardWithIntermediates(images, { active });
+  const visualization = model.visualizeOutput(images, output);
+  const pixels = toPixels(visualization.reconstruction);
+  const composite = toPixels(visualization.recOrInput);
+  try {
+    const [raw, pixelValues, compositeValues, loss] = await Promise.all([
+      output.reconstruction.data() as Promise<Float32Array>,
+      pixels.data() as Promise<Float32Array>,
+      composite.data() as Promise<Float32Array>,
+      output.loss.data(),
+    ]);
+    return { raw, pixels: pixelValues, composite: compositeValues, loss: loss[0], milliseconds: performance.now() - start };
+  } finally {
+    tf.dispose([images, active, output, visualization, pixels, composite]);
+  }
+}
+
+/** AdamW's weight decay in the page (SparK's at the start of a run is 0.04; short sessions barely feel it). */
+const WEIGHT_DECAY = 0.04;
+
+/** Settings of a training session in the page. */
+export interface TrainOptions {
+  steps: number;
+  batchSize: number;
+  learningRate: number;
+  maskRatio: number;
+  seed: number;
+  /** Called after every step with its loss; may await (drawing previews). Return false to stop. */
+  onStep: (step: number, loss: number) => Promise<boolean> | boolean;
+}
+
+/**
+ * Pre-trains (or continues) the model in the page: `steps` iterations of SparK's loss over the pictures
+ * (`[size, size, 3]` RGB each), random masks and horizontal flips drawn from `seed`, AdamW with SparK's
+ * parameter groups (no weight decay on biases, norms and mask tokens) and gradient clipping at 5.
+ * Returns the loss on a fixed batch (the first pictures, a fixed mask) before and after, in evaluation
+ * mode: the same numbers before and after, so the two are comparable.
+ */
+export async function trainInPage(
+  model: SparkModel,
+  optimizer: AdamW,
+  pictures: Uint8Array[],
+  size: number,
+  options: TrainOptions,
+): Promise<{ fixedBefore: number; fixedAfter: number; stepsRun: number }> {
+  const { steps, batchSize, learningRate, maskRatio, seed, onStep } = options;
+  const grid = size / model.downsampleRatio;
+  const pixels = tf.tensor4d(concat(pictures), [pictures.length, size, size, 3], 'int32');
+  const source = InMemorySource.fromTensor(pixels, { flip: true });
+  pixels.dispose();
+  const fixedCount = Math.min(batchSize, pictures.length);
+  const fixedImages = tf.tidy(() => normalizeImages(tf.tensor4d(concat(pictures.slice(0, fixedCount)), [fixedCount, size, size, 3], 'int32')));
+  const fixedActive = randomPatchMask(fixedCount, [grid, grid], maskRatio, { seed: seed + 1000 });
+  const fixedLoss = async () => {
+    model.eval();
+    const loss = model.forward(fixedImages, { active: fixedActive });
+    try {
+      return (await loss.data())[0];
+    } finally {
+      loss.dispose();
+    }
+  };
+  const random = seededRandom(seed);
+  try {
+    const fixedBefore = await fixedLoss();
+    let step = 0;
+    for (let epoch = 0; step < steps; epoch++) {
+      for await (const batch of source.epochBatches(epoch, { batchSize, seed })) {
+        try {
+          if (step >= steps) break;
+          const active = randomPatchMask(batchSize, [grid, grid], maskRatio, { random });
+          try {
+            const { loss } = await trainStep(model, optimizer, batch.images, { active, iteration: step, lrWd: { lr: learningRate, weightDecay: WEIGHT_DECAY } });
+            step += 1;
+            if ((await onStep(step, loss)) === false) return { fixedBefore, fixedAfter: await fixedLoss(), stepsRun: step };
+          } finally {
+            active.dispose();
+          }
+        } finally {
+          batch.images.dispose();
+        }
+      }
+    }
+    return { fixedBefore, fixedAfter: await fixedLoss(), stepsRun: step };
+  } finally {
+    model.eval();
+    tf.dispose([fixedImages, fixedActive]);
+    source.dispose();
+  }
+}
+
+/** AdamW over the model's parameters with SparK's groups, gradients clipped at norm 5 (the official clip). */
+export function pageOptimizer(model: SparkModel, learningRate: number): AdamW {
+  return new AdamW(paramGroupsFromVariables(model.parameters()), { lr: learningRate, weightDecay: WEIGHT_DECAY, maxGradNorm: 5 });
+}
+
+function concat(arrays: Uint8Array[]): Int32Array {
+  const out = new Int32Array(arrays.reduce((sum, array) => sum + array.length, 0));
+  let offset = 0;
+  for (const array of arrays) {
+    out.set(array, offset);
+    offset += array.length;
+  }
+  return out;
+}
