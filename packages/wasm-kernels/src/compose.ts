@@ -48,13 +48,6 @@ export class KernelScope {
     return this.run('PadV2', { x: input }, { paddings: positive, constantValue: 0 });
   }
 
-  /** `x[begin : begin + (count - 1) * step + 1 : step]` per axis. */
-  stridedSlice(x: tf.TensorInfo, begin: number[], count: number[], step: number[]): tf.TensorInfo {
-    if (step.every((s) => s === 1)) return this.run('Slice', { x }, { begin, size: count });
-    const end = begin.map((start, axis) => start + (count[axis] - 1) * step[axis] + 1);
-    return this.run('StridedSlice', { x }, { begin, end, strides: step, beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0 });
-  }
-
   /** Marks `out` as the result: it survives {@link dispose}. */
   keep(out: tf.TensorInfo): tf.TensorInfo {
     const index = this.made.lastIndexOf(out);

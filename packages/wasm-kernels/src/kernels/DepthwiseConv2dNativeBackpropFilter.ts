@@ -1,8 +1,10 @@
 // dL/dfilter of depthwiseConv2d, which tfjs-backend-wasm 4.22 does not have: per tap, the input seen
 // through that tap times dy, summed over batch and positions (one multiply and one reduction per tap:
 // a depthwise filter has few taps and channels, so this is memory-bound whichever way it is laid out).
+// Channels first, so that each tap is a plain slice and each reduction runs over contiguous memory.
 import * as tf from '@tensorflow/tfjs-core';
 import { withScope } from '../compose';
+import { byStridePhase } from './Conv2DBackpropFilter';
 
 function depthwiseConv2dNativeBackpropFilter({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const { x, dy } = inputs as Record<string, tf.TensorInfo>;
@@ -17,16 +19,22 @@ function depthwiseConv2dNativeBackpropFilter({ inputs, backend, attrs }: { input
   return withScope(backend, (scope) => {
     const { top, bottom, left, right } = info.padInfo;
     const padded = scope.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]);
-    const dyPerChannel = scope.reshape(dy, [batch * outH * outW, channels, multiplier]);
+    const phases = byStridePhase(scope, padded, info.strideHeight, info.strideWidth);
+    const positions = batch * outH * outW;
+    // dy channel c * m + k as [C, m, positions], to meet each tap's [C, 1, positions].
+    const dyByChannel = scope.reshape(scope.transpose(scope.reshape(dy, [positions, channels, multiplier]), [1, 2, 0]), [channels, multiplier, positions]);
     const taps: tf.TensorInfo[] = [];
     for (let i = 0; i < kernelH; i++) {
       for (let j = 0; j < kernelW; j++) {
-        const seen = scope.stridedSlice(padded, [0, i, j, 0], [batch, outH, outW, channels], [1, info.strideHeight, info.strideWidth, 1]);
-        const product = scope.run('Multiply', { a: scope.reshape(seen, [batch * outH * outW, channels, 1]), b: dyPerChannel });
-        taps.push(scope.run('Sum', { x: product }, { axis: [0], keepDims: true }));
+        const phase = (i % info.strideHeight) * info.strideWidth + (j % info.strideWidth);
+        const begin = [phase * channels, 0, Math.floor(i / info.strideHeight), Math.floor(j / info.strideWidth)];
+        const seen = scope.run('Slice', { x: phases }, { begin, size: [channels, batch, outH, outW] });
+        const product = scope.run('Multiply', { a: scope.reshape(seen, [channels, 1, positions]), b: dyByChannel });
+        taps.push(scope.run('Sum', { x: product }, { axis: [2], keepDims: false }));
       }
     }
-    const stacked = taps.length === 1 ? taps[0] : scope.run('Concat', taps as unknown as tf.NamedTensorInfoMap, { axis: 0 });
+    // taps[t] is [C, m]; stacked [kH * kW, C, m] is the filter's row-major order.
+    const stacked = taps.length === 1 ? taps[0] : scope.run('Concat', taps.map((tap) => scope.reshape(tap, [1, channels, multiplier])) as unknown as tf.NamedTensorInfoMap, { axis: 0 });
     return scope.reshape(stacked, filterShape);
   });
 }
