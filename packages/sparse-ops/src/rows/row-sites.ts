@@ -13,10 +13,10 @@ export interface GatherPlan {
   /** int32 `[M]`, values in `[0, sourceRows + 1]`. */
   readonly index: tf.Tensor1D;
   /**
-   * int32 `[sourceRows * fanIn]`: for source row `r`, the slots `r * fanIn .. r * fanIn + fanIn - 1` list
-   * the gathered positions that read it, padded with `M` (a zero row appended to the incoming gradient).
-   * The gradient is then a gather and a sum instead of tfjs's UnsortedSegmentSum, which the cpu backend runs
-   * as one full pass per segment (quadratic in the number of rows).
+   * int32 `[fanIn * sourceRows]`, slot major: entry `k * sourceRows + r` is the `k`-th gathered position
+   * that reads source row `r`, or `M` (a zero row appended to the incoming gradient) when fewer read it.
+   * The gradient is then a gather and a sum of `fanIn` contiguous slices instead of tfjs's
+   * UnsortedSegmentSum, which the cpu backend runs as one full pass per segment (quadratic in the rows).
    */
   readonly inverse: tf.Tensor1D;
   /** The most gathered positions that read one source row (at most the window size). */
@@ -55,6 +55,13 @@ export interface NeighbourTable {
   readonly taps: number;
   /** `[N_out * taps]` (output row major, then `ky`, then `kx`), reading `[N_in + 2, C]`. */
   readonly plan: GatherPlan;
+  /**
+   * int32 `[N_in * taps]`: entry `r * taps + t` is the output row that reads input row `r` through tap `t`,
+   * or `N_out` (a zero row) when none does. At most one does, for any stride: output `o` reads input
+   * `o * stride - pad + t * dilation` through tap `t`. A convolution's input gradient is then a gather
+   * of the output gradient by this table and one plain matmul, like its forward pass.
+   */
+  readonly transposed: tf.Tensor1D;
   /** float32 `[N_out, 1]`: how many taps of each output row fall inside the map (average pooling). */
   readonly inBoundsCount: tf.Tensor2D;
 }
@@ -202,6 +209,7 @@ export class RowSites {
     for (const layout of this.layouts.values()) disposePlans([layout.toRows, layout.toSites]);
     for (const table of this.tables.values()) {
       disposePlans([table.plan]);
+      table.transposed.dispose();
       table.inBoundsCount.dispose();
     }
     this.layouts.clear();
@@ -263,7 +271,7 @@ function makePlan(index: Int32Array, sourceRows: number): GatherPlan {
   readers.fill(0);
   for (let i = 0; i < index.length; i++) {
     const row = index[i];
-    if (row < sourceRows) inverse[row * fanIn + readers[row]++] = i;
+    if (row < sourceRows) inverse[readers[row]++ * sourceRows + row] = i;
   }
   return {
     index: tf.keep(tf.tensor1d(index, 'int32')),
@@ -327,12 +335,18 @@ function buildNeighbourTable(
       }
     }
   }
+  const transposed = new Int32Array(input.rowCount * taps).fill(output.rowCount);
+  for (let position = 0; position < index.length; position++) {
+    const source = index[position];
+    if (source < input.rowCount) transposed[source * taps + (position % taps)] = Math.floor(position / taps);
+  }
   return {
     input,
     output,
     windowSize: [kernelH, kernelW],
     taps,
     plan: makePlan(index, input.rowCount),
+    transposed: tf.keep(tf.tensor1d(transposed, 'int32')),
     inBoundsCount: tf.keep(tf.tensor2d(inBounds, [output.rowCount, 1])),
   };
 }
