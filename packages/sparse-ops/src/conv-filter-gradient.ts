@@ -28,9 +28,18 @@ export interface ConvGradientOptions {
 
 const METHODS: readonly FilterGradientMethod[] = ['backend', 'conv', 'im2col'];
 const METHOD_FLAG = 'SPARKMIM_FILTER_GRADIENT';
-// Registered when this module loads, so that `tf.env().set` works before the first convolution (tfjs
-// refuses to set unregistered flags); in a browser, `?tfjsflags=SPARKMIM_FILTER_GRADIENT:im2col` works too.
-tf.env().registerFlag(METHOD_FLAG, () => 'auto');
+
+/**
+ * Registers the flag on first use, not when this module loads: a library changes no global tfjs state on
+ * import (issue 12). @sparkmim/runtime's setup registers it too, so that apps can `tf.env().set` it before
+ * the first convolution (tfjs refuses to set unregistered flags); in a browser,
+ * `?tfjsflags=SPARKMIM_FILTER_GRADIENT:im2col` is read when it is registered.
+ */
+function readMethodFlag(): unknown {
+  const env = tf.env();
+  if (!(METHOD_FLAG in (env as unknown as { flagRegistry: Record<string, unknown> }).flagRegistry)) env.registerFlag(METHOD_FLAG, () => 'auto');
+  return env.get(METHOD_FLAG);
+}
 
 /**
  * Largest im2col block, in elements, built at once (64 Mi floats = 256 MiB); larger batches are split and
@@ -40,7 +49,7 @@ const MAX_PATCH_ELEMENTS = 1 << 26;
 
 /** The method used when none is named: see the file's comment. */
 function defaultMethod(): FilterGradientMethod {
-  const chosen = tf.env().get(METHOD_FLAG);
+  const chosen = readMethodFlag();
   if (chosen !== 'auto') {
     if (!METHODS.includes(chosen as FilterGradientMethod)) {
       throw new Error(`${METHOD_FLAG}: expected auto, ${METHODS.join(', ')}; got '${String(chosen)}'`);
