@@ -1,23 +1,101 @@
 import { execFileSync } from 'child_process';
 import { createServer, type Server } from 'http';
-import { readFileSync } from 'fs';
+import { mkdirSync, readFileSync } from 'fs';
 import { join, extname } from 'path';
 import type { AddressInfo } from 'net';
-import { chromium, type Browser } from 'playwright-core';
+import * as tf from '@tensorflow/tfjs-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { setupBackend } from '@sparkmim/runtime';
+import { SparkModel, encodeSafetensors, normalizeImages, stateFromSafetensors } from '@sparkmim/trainer';
 
-// The demo page in headless Chromium: the browser's own WebGPU (SwiftShader where there is no GPU).
+// The built demo page in headless Chromium (Debian's chromium through playwright-core): the browser's own
+// WebGPU, on SwiftShader where there is no GPU. One page goes through the whole story in order (WebGPU
+// compiles its shaders once per page, and on SwiftShader that is most of the time): load, reconstruct,
+// compare with Node, mask controls, bad files, training, saving. Screenshots go to test-artifacts/.
 const appDir = join(__dirname, '..');
 const distDir = join(appDir, 'dist');
+const artifacts = join(appDir, 'test-artifacts');
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const contentTypes: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.map': 'application/json' };
+const contentTypes: Record<string, string> = {
+  '.html': 'text/html',
+  '.js': 'text/javascript',
+  '.map': 'application/json',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.jpg': 'image/jpeg',
+  '.png': 'image/png',
+};
+const SIZE = 96;
+const PATCH = 32;
+const GRID = SIZE / PATCH;
+
+/** What `window.sparkmimDemo.last()` returns: the page's last reconstruction as plain arrays. */
+interface LastReconstruction {
+  size: number;
+  visible: number[];
+  original: number[];
+  masked: number[];
+  raw: number[];
+  pixels: number[];
+  composite: number[];
+  loss: number;
+}
+
+function last(page: Page): Promise<LastReconstruction> {
+  return page.evaluate(() => (window as unknown as { sparkmimDemo: { last(): LastReconstruction } }).sparkmimDemo.last());
+}
+
+function reconstructions(page: Page): Promise<number> {
+  return page.evaluate(() => Number(document.body.dataset.reconstructions ?? 0));
+}
+
+/** Waits until the page has drawn more reconstructions than `before`. */
+async function nextReconstruction(page: Page, before: number): Promise<void> {
+  await page.waitForFunction((count) => Number(document.body.dataset.reconstructions ?? 0) > count, before, { timeout: 120000 });
+}
+
+/** Drops one file on the page as a user's drag and drop does (a DataTransfer holding a File). */
+async function dropFile(page: Page, name: string, bytes: Uint8Array, type = ''): Promise<void> {
+  const dataTransfer = await page.evaluateHandle(
+    ({ name, data, type }) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([Uint8Array.from(atob(data), (c) => c.charCodeAt(0))], name, { type }));
+      return transfer;
+    },
+    { name, data: Buffer.from(bytes).toString('base64'), type },
+  );
+  await page.dispatchEvent('#drop-zone', 'drop', { dataTransfer });
+}
+
+/** Which patches of the masked view are drawn in the mask grey (sampled at each patch centre). */
+function greyPatches(page: Page): Promise<number[]> {
+  return page.evaluate(
+    ({ grid, patch }) => {
+      const canvas = document.getElementById('view-masked') as HTMLCanvasElement;
+      const context = canvas.getContext('2d')!;
+      const grey: number[] = [];
+      for (let index = 0; index < grid * grid; index++) {
+        const [r, g, b] = context.getImageData((index % grid) * patch + patch / 2, Math.floor(index / grid) * patch + patch / 2, 1, 1).data;
+        if (r === 128 && g === 128 && b === 128) grey.push(index);
+      }
+      return grey;
+    },
+    { grid: GRID, patch: PATCH },
+  );
+}
 
 describe('demo page', () => {
   let server: Server;
   let browser: Browser;
+  let page: Page;
   let origin: string;
+  const pageErrors: string[] = [];
+  const requests: string[] = [];
+  const shippedWeights = () => new Uint8Array(readFileSync(join(distDir, 'weights', 'spark-demo.safetensors')));
 
   beforeAll(async () => {
     execFileSync(process.execPath, [join(appDir, 'build.mjs')], { cwd: appDir, stdio: 'pipe' });
+    mkdirSync(artifacts, { recursive: true });
     server = createServer((request, response) => {
       const path = (request.url ?? '/').split('?')[0];
       const file = join(distDir, path === '/' ? 'index.html' : path);
@@ -44,36 +122,167 @@ describe('demo page', () => {
         '--no-first-run',
       ],
     });
-  });
+    const context = await browser.newContext({ viewport: { width: 1100, height: 1500 }, acceptDownloads: true });
+    page = await context.newPage();
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    page.on('request', (request) => requests.push(request.url()));
+  }, 120000);
 
   afterAll(async () => {
     await browser?.close();
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   });
 
-  it('runs on WebGPU in the browser', async () => {
-    const page = await browser.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
+  it('loads, runs on WebGPU and reconstructs a bundled picture', async () => {
     await page.goto(origin);
-    await page.waitForFunction(() => document.body.dataset.backend !== undefined || document.getElementById('status')?.textContent?.startsWith('error'), undefined, { timeout: 60000 });
-    const status = await page.textContent('#status');
-    expect(errors).toEqual([]);
-    expect(status).toMatch(/^backend: webgpu/);
-    // The masked picture hides exactly 60% of the 7x7 patches: count the patches drawn in mask gray.
-    const hiddenPatches = await page.evaluate(() => {
-      const canvases = document.querySelectorAll('canvas');
-      const context = canvases[1].getContext('2d')!;
-      let hidden = 0;
-      for (let row = 0; row < 7; row++) {
-        for (let column = 0; column < 7; column++) {
-          const [r, g, b] = context.getImageData(column * 32 + 16, row * 32 + 16, 1, 1).data;
-          if (r === 128 && g === 128 && b === 128) hidden++;
+    await page.waitForFunction(
+      () => Number(document.body.dataset.reconstructions ?? 0) >= 1 || document.getElementById('status')?.textContent?.startsWith('error'),
+      undefined,
+      { timeout: 240000 },
+    );
+    expect(pageErrors).toEqual([]);
+    expect(await page.textContent('#status')).toMatch(/^backend: webgpu · adapter: .+ · inference \d+ ms/);
+    expect(await page.textContent('#message')).toBe('');
+    const result = await last(page);
+    expect(result.size).toBe(SIZE);
+    expect(result.visible.filter((value) => value === 0)).toHaveLength(5); // 9 - round(9 * 0.4)
+    await page.screenshot({ path: join(artifacts, 'page-loaded.png'), fullPage: true });
+  }, 300000);
+
+  it('fills the hidden patches: unlike the masked input, and closer to the original than a flat grey fill', async () => {
+    const { original, masked, pixels, visible } = await last(page);
+    let changed = 0;
+    let notGrey = 0;
+    let reconstructionError = 0;
+    let greyError = 0;
+    let count = 0;
+    for (let y = 0; y < SIZE; y++) {
+      for (let x = 0; x < SIZE; x++) {
+        if (visible[Math.floor(y / PATCH) * GRID + Math.floor(x / PATCH)] === 1) continue;
+        for (let channel = 0; channel < 3; channel++) {
+          const index = (y * SIZE + x) * 3 + channel;
+          const value = Math.min(255, Math.max(0, pixels[index]));
+          if (masked[index] !== 128) notGrey += 1;
+          if (Math.abs(value - masked[index]) > 2) changed += 1;
+          reconstructionError += (value - original[index]) ** 2;
+          greyError += (128 - original[index]) ** 2;
+          count += 1;
         }
       }
-      return hidden;
-    });
-    expect(hiddenPatches).toBe(49 - 20); // keep = round(49 * 0.4) = round(19.6) = 20
-    if (process.env.SPARKMIM_SCREENSHOT) await page.screenshot({ path: process.env.SPARKMIM_SCREENSHOT });
+    }
+    expect(notGrey).toBe(0);
+    expect(changed / count).toBeGreaterThan(0.5);
+    expect(reconstructionError / count).toBeLessThan(greyError / count);
   });
+
+  it('gives the reconstruction Node computes on cpu from the same weights (max difference 2e-3)', async () => {
+    const { original, visible, raw } = await last(page);
+    await setupBackend('cpu');
+    const model = await SparkModel.fromSafetensors(shippedWeights());
+    model.eval();
+    const images = tf.tidy(() => normalizeImages(tf.tensor4d(original, [1, SIZE, SIZE, 3], 'int32')));
+    const active = tf.tensor4d(visible, [1, GRID, GRID, 1]);
+    const output = model.forwardWithIntermediates(images, { active });
+    const expected = await output.reconstruction.data();
+    tf.dispose([images, active, output]);
+    model.dispose();
+    expect(raw).toHaveLength(expected.length);
+    let worst = 0;
+    raw.forEach((value, index) => (worst = Math.max(worst, Math.abs(value - expected[index]))));
+    // float32 on both sides; WebGPU sums in another order (and SwiftShader's fma): values are ~O(1).
+    console.log(`demo page: webgpu vs Node cpu reconstruction, max |difference| ${worst.toExponential(2)} over ${raw.length} values`);
+    expect(worst).toBeLessThan(2e-3);
+  });
+
+  it('changes the hidden count with the mask ratio (keyboard) and toggles a clicked patch', async () => {
+    let before = await reconstructions(page);
+    await page.focus('#mask-ratio');
+    for (let press = 0; press < 6; press++) await page.keyboard.press('ArrowLeft'); // 0.60 -> 0.30
+    await nextReconstruction(page, before);
+    await page.waitForFunction(() => document.body.dataset.hidden === '3'); // 9 - round(9 * 0.7)
+    expect(await page.textContent('#mask-ratio-value')).toBe('0.30');
+    expect(await greyPatches(page)).toHaveLength(3);
+
+    const grey = await greyPatches(page);
+    const target = [...Array(GRID * GRID).keys()].find((index) => !grey.includes(index))!;
+    const button = `#patch-grid button[data-index="${target}"]`;
+    expect(await page.getAttribute(button, 'aria-pressed')).toBe('false');
+    before = await reconstructions(page);
+    await page.click(button);
+    await nextReconstruction(page, before);
+    expect(await page.getAttribute(button, 'aria-pressed')).toBe('true');
+    expect(await page.evaluate(() => document.body.dataset.hidden)).toBe('4');
+    expect(await greyPatches(page)).toContain(target);
+    // Space on the focused patch shows it again.
+    before = await reconstructions(page);
+    await page.focus(button);
+    await page.keyboard.press('Space');
+    await nextReconstruction(page, before);
+    expect(await page.getAttribute(button, 'aria-pressed')).toBe('false');
+    expect(await page.evaluate(() => document.body.dataset.hidden)).toBe('3');
+    await page.screenshot({ path: join(artifacts, 'mask-controls.png'), fullPage: true });
+  }, 240000);
+
+  it('says what is wrong with a non-image file, a truncated checkpoint and an unknown architecture, and keeps working', async () => {
+    await dropFile(page, 'notes.txt', new TextEncoder().encode('not a picture'), 'text/plain');
+    await page.waitForFunction(() => document.getElementById('message')!.textContent !== '');
+    expect(await page.textContent('#message')).toMatch(/'notes\.txt' is not an image this browser can read/);
+
+    const weights = shippedWeights();
+    await dropFile(page, 'truncated.safetensors', weights.subarray(0, Math.floor(weights.length / 2)));
+    await page.waitForFunction(() => /truncated\.safetensors.*truncated/.test(document.getElementById('message')!.textContent ?? ''));
+    expect(await page.textContent('#message')).toMatch(/^Could not load the checkpoint: .*the file is truncated.*keeps the model it had/);
+
+    // A SparK-style state dict whose encoder is no convnet sparkmim knows (a transformer block).
+    const unknown = encodeSafetensors(
+      new Map([
+        ['sparse_encoder.sp_cnn.blocks.0.attn.qkv.weight', { dtype: 'F32' as const, shape: [12, 4], data: new Float32Array(48) }],
+        ['dense_decoder.dec.0.conv.weight', { dtype: 'F32' as const, shape: [4, 4, 3, 3], data: new Float32Array(144) }],
+      ]),
+    );
+    await dropFile(page, 'vit.safetensors', unknown);
+    await page.waitForFunction(() => /vit\.safetensors/.test(document.getElementById('message')!.textContent ?? ''));
+    expect(await page.textContent('#message')).toMatch(/^Could not load the checkpoint: .*cannot read the encoder/);
+    await page.screenshot({ path: join(artifacts, 'bad-files.png'), fullPage: true });
+
+    // Still the shipped model, and still reconstructing: pick another sample.
+    expect(await page.evaluate(() => document.body.dataset.model)).toBe('shipped weights');
+    const before = await reconstructions(page);
+    await page.click('#samples button[data-index="1"]');
+    await nextReconstruction(page, before);
+    expect(await page.textContent('#message')).toBe('');
+    expect(pageErrors).toEqual([]);
+  }, 240000);
+
+  it('lowers the loss on a fixed batch with three training steps, and saves a checkpoint that loads', async () => {
+    await page.fill('#train-steps', '3');
+    await page.fill('#train-batch', '2');
+    await page.click('#train');
+    await page.waitForFunction(() => document.body.dataset.fixedLossAfter !== undefined || document.getElementById('message')!.textContent !== '', undefined, {
+      timeout: 400000,
+    });
+    expect(await page.textContent('#message')).toBe('');
+    const [before, after] = await page.evaluate(() => [Number(document.body.dataset.fixedLossBefore), Number(document.body.dataset.fixedLossAfter)]);
+    expect(after).toBeLessThan(before);
+    await page.waitForFunction(() => document.body.dataset.training === 'false');
+    await page.screenshot({ path: join(artifacts, 'trained.png'), fullPage: true });
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#save')]);
+    const saved = new Uint8Array(readFileSync((await download.path())!));
+    const trained = stateFromSafetensors(saved);
+    const shipped = stateFromSafetensors(shippedWeights());
+    expect([...trained.keys()].sort()).toEqual([...shipped.keys()].sort());
+    const moved = [...trained.keys()].some((name) => trained.get(name)!.data.some((value, index) => value !== shipped.get(name)!.data[index]));
+    expect(moved).toBe(true);
+  }, 480000);
+
+  it('asks nothing of another origin, and works offline once loaded', async () => {
+    expect(requests.filter((url) => !url.startsWith(origin) && !url.startsWith('blob:') && !url.startsWith('data:'))).toEqual([]);
+    await page.context().setOffline(true);
+    const before = await reconstructions(page);
+    await page.click('#samples button[data-index="2"]');
+    await nextReconstruction(page, before);
+    expect(await page.textContent('#message')).toBe('');
+    await page.context().setOffline(false);
+  }, 120000);
 });
