@@ -22,6 +22,9 @@ export function inputGradientByConv(
 ): tf.TensorInfo {
   const [kernelH, kernelW, filterIn, filterOut] = filter.shape;
   const [batch, height, width, inC] = inputShape;
+  if (!depthwise && (strides[0] > 1 || strides[1] > 1) && kernelH >= strides[0] && kernelW >= strides[1]) {
+    return inputGradientBySubPixels(scope, dy, filter, inputShape, strides, sides);
+  }
   const spread = spreadByStride(scope, dy, strides[0], strides[1]);
   // dx[Y] = sum over taps i of spread[Y + top - i] * W[i]: a correlation with the flipped filter whose
   // input starts k - 1 - top rows before spread; the bottom/right amounts complete H + k - 1 rows.
@@ -42,6 +45,60 @@ export function inputGradientByConv(
   if (multiplier === 1) return spreadOut;
   // Output channel c * m + k came from input channel c: sum the m of them.
   return scope.run('Sum', { x: scope.reshape(spreadOut, [batch, height, width, inC, multiplier]) }, { axis: [4], keepDims: false });
+}
+
+/**
+ * The strided case without the zeros: output rows `Y = sH * q + a` (phase `a`) receive only the taps
+ * `i = (a + top) mod sH + sH * t`, so each of the `sH * sW` phases is a stride-1 forward convolution of dy
+ * with a `ceil(kH / sH) x ceil(kW / sW)` sub-filter, and the phases interleave into dx. Spreading dy with
+ * zeros instead would multiply by zeros `sH * sW - 1` times out of `sH * sW` (the decoder's 4x4 stride-2
+ * upsampling, ConvNeXt's 2x2 stride-2 downsampling).
+ */
+function inputGradientBySubPixels(
+  scope: KernelScope,
+  dy: tf.TensorInfo,
+  filter: tf.TensorInfo,
+  inputShape: [number, number, number, number],
+  strides: [number, number],
+  sides: { top: number; left: number },
+): tf.TensorInfo {
+  const [kernelH, kernelW, inC, outC] = filter.shape;
+  const [batch, height, width] = inputShape;
+  const [strideH, strideW] = strides;
+  const [, dyH, dyW] = dy.shape;
+  const tapsH = Math.ceil(kernelH / strideH);
+  const tapsW = Math.ceil(kernelW / strideW);
+  const rows = Math.ceil(height / strideH);
+  const cols = Math.ceil(width / strideW);
+  // The filter as [sH * sW, tapsH, tapsW, inC, outC] (zero taps past the kernel's end), flipped and with
+  // its channel axes swapped per phase below.
+  const paddedFilter = scope.pad(filter, [[0, tapsH * strideH - kernelH], [0, tapsW * strideW - kernelW], [0, 0], [0, 0]]);
+  const split = scope.reshape(paddedFilter, [tapsH, strideH, tapsW, strideW, inC, outC]);
+  const byPhase = scope.reshape(scope.transpose(split, [1, 3, 0, 2, 4, 5]), [strideH * strideW, tapsH * tapsW * inC * outC]);
+  const convAttrs = { strides: [1, 1], pad: 'valid', dilations: [1, 1], dataFormat: 'NHWC', dimRoundingMode: undefined } as unknown as tf.NamedAttrMap;
+  const phases: tf.TensorInfo[] = [];
+  for (let a = 0; a < strideH; a++) {
+    for (let b = 0; b < strideW; b++) {
+      const firstTapH = (a + sides.top) % strideH;
+      const firstTapW = (b + sides.left) % strideW;
+      const offsetH = Math.floor((a + sides.top) / strideH);
+      const offsetW = Math.floor((b + sides.left) / strideW);
+      const taps = scope.run('Slice', { x: byPhase }, { begin: [firstTapH * strideW + firstTapW, 0], size: [1, tapsH * tapsW * inC * outC] });
+      const subFilter = scope.reshape(taps, [tapsH, tapsW, inC, outC]);
+      const convFilter = scope.transpose(scope.run('Reverse', { x: subFilter }, { dims: [0, 1] }), [0, 1, 3, 2]);
+      // phase[q] = sum over t of dy[q + offset - t] * W[firstTap + s * t]: dy padded by taps - 1 - offset.
+      const padTop = tapsH - 1 - offsetH;
+      const padLeft = tapsW - 1 - offsetW;
+      const padded = scope.pad(dy, [[0, 0], [padTop, rows + tapsH - 1 - padTop - dyH], [padLeft, cols + tapsW - 1 - padLeft - dyW], [0, 0]]);
+      phases.push(scope.run('Conv2D', { x: padded, filter: convFilter }, convAttrs));
+    }
+  }
+  // [sH * sW, B, rows, cols, inC] -> [B, rows, sH, cols, sW, inC] -> [B, rows * sH, cols * sW, inC].
+  const stacked = scope.run('Concat', phases.map((phase) => scope.reshape(phase, [1, batch, rows, cols, inC])) as unknown as tf.NamedTensorInfoMap, { axis: 0 });
+  const interleaved = scope.transpose(scope.reshape(stacked, [strideH, strideW, batch, rows, cols, inC]), [2, 3, 0, 4, 1, 5]);
+  const full = scope.reshape(interleaved, [batch, rows * strideH, cols * strideW, inC]);
+  if (rows * strideH === height && cols * strideW === width) return full;
+  return scope.run('Slice', { x: full }, { begin: [0, 0, 0, 0], size: [batch, height, width, inC] });
 }
 
 function conv2DBackpropInput({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
