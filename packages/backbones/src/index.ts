@@ -33,7 +33,7 @@ export {
   createBackboneFromConfig,
   namedBackboneConfig,
 } from './registry';
-export type { BackboneConfig, BackboneName, BackboneOptions, StateShapes } from './registry';
+export type { BackboneConfig, BackboneName, BackboneOptions } from './registry';
 export { dropPath, gelu, Linear } from './layers';
 export type { LinearConfig } from './layers';
 export { BackboneRandom } from './random';

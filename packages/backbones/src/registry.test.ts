@@ -14,8 +14,8 @@ import {
 const ENCODER_PREFIX = 'sparse_encoder.sp_cnn.';
 
 /** A module's state as PyTorch names and shapes (what a checkpoint header holds), without reading data. */
-function stateShapes(module: Module, prefix = ''): [string, { shape: number[] }][] {
-  return module.stateEntries(prefix).map((entry) => [entry.name, { shape: torchShapeOf(entry.variable.shape, entry.layout) }]);
+function stateShapes(module: Module, prefix = ''): Map<string, { shape: number[] }> {
+  return new Map(module.stateEntries(prefix).map((entry) => [entry.name, { shape: torchShapeOf(entry.variable.shape, entry.layout) }]));
 }
 
 /** The file's `param.*` entries under their official names. */
@@ -196,15 +196,15 @@ describeBackends('backboneConfigFromState', () => {
   });
 
   it('says what it looked for when the state holds neither architecture', () => {
-    const state: [string, { shape: number[] }][] = [['encoder.blocks.0.attn.qkv.weight', { shape: [96, 32] }]];
+    const state = new Map([['encoder.blocks.0.attn.qkv.weight', { shape: [96, 32] }]]);
     expect(() => backboneConfigFromState(state)).toThrow(
       "backboneConfigFromState: no timm ResNet keys (conv1.weight, layer1.0.conv1.weight) and no official ConvNeXt keys (downsample_layers.0.0.weight, stages.0.0.dwconv.weight) under prefix ''; found 1 keys such as encoder.blocks.0.attn.qkv.weight",
     );
     expect(() => backboneConfigFromState(state, { prefix: 'sparse_encoder.sp_cnn.' })).toThrow("under prefix 'sparse_encoder.sp_cnn.'; found 0 keys");
-    const deepStem: [string, { shape: number[] }][] = [
+    const deepStem = new Map([
       ['conv1.weight', { shape: [32, 3, 3, 3] }],
       ['layer1.0.conv1.weight', { shape: [64, 64, 3, 3] }],
-    ];
+    ]);
     expect(() => backboneConfigFromState(deepStem)).toThrow("expected timm's 7x7 stem conv1.weight [stemWidth, 3, 7, 7], got [32, 3, 3, 3]");
   });
 });

@@ -1,3 +1,4 @@
+import type { StateShapes } from '@sparkmim/sparse-ops';
 import { depthsOption, type Backbone } from './backbone';
 import { CONVNEXT_VARIANTS, ConvNeXt, type ConvNeXtConfig, type ConvNeXtName, type ConvNeXtOptions } from './convnext';
 import { RESNET_VARIANTS, ResNet, type ResNetConfig, type ResNetName, type ResNetOptions } from './resnet';
@@ -69,8 +70,6 @@ export function createBackboneFromConfig(config: BackboneConfig): ResNet | ConvN
   throw new Error(`createBackboneFromConfig: unknown kind '${kind as string}': expected 'resnet' or 'convnext'`);
 }
 
-/** What {@link backboneConfigFromState} reads of a state dict: key → PyTorch shape. */
-export type StateShapes = Iterable<readonly [string, { readonly shape: readonly number[] }]>;
 
 /**
  * Reads the architecture off a PyTorch state dict (official names and shapes; only keys under `prefix`

@@ -7,10 +7,10 @@ import {
   SparseConv2d,
   SparseLayerNorm,
   type ActiveMask,
+  type StateShapes,
   SeededRandom,
 } from '@sparkmim/sparse-ops';
 import { Identity } from './layers';
-import type { StateShapes } from './light-decoder';
 
 /**
  * The norm applied to each encoder feature map before densifying: sparse batch norm (SparK's choice for

@@ -4,4 +4,4 @@ export type { DensifyConfig, DensifyNorm, DensifyNormKind, DensifyProjection } f
 export { ConvTranspose2d, Identity } from './layers';
 export type { ConvTranspose2dConfig } from './layers';
 export { LightDecoder, lightDecoderConfigFromState, UNetBlock } from './light-decoder';
-export type { LightDecoderConfig, StateShapes } from './light-decoder';
+export type { LightDecoderConfig } from './light-decoder';

@@ -1,9 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, ModuleList, SeededRandom, SparseBatchNorm2d, SparseConv2d, constant, type Initializer } from '@sparkmim/sparse-ops';
+import { Module, ModuleList, SeededRandom, SparseBatchNorm2d, SparseConv2d, constant, type Initializer, type StateShapes } from '@sparkmim/sparse-ops';
 import { ConvTranspose2d } from './layers';
 
-/** Anything that records tensor shapes by name: a state dict read from safetensors, or just its shapes. */
-export type StateShapes = ReadonlyMap<string, { readonly shape: readonly number[] }>;
 
 export interface LightDecoderConfig {
   /** How much the decoder upsamples the smallest map: the encoder's downsample ratio, a power of 2 (SparK: 32). */

@@ -1,15 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 
-/** `[2, 4, 4, 1]`, the way shapes appear in error messages. */
-export function formatShape(shape: readonly number[]): string {
-  return `[${shape.join(', ')}]`;
-}
+import { assertPositiveInteger, formatShape } from '@sparkmim/masking';
 
-export function assertPositiveInteger(value: number, name: string, caller: string): void {
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new Error(`${caller}: ${name} must be a positive integer, got ${value}`);
-  }
-}
+export { assertPositiveInteger, formatShape };
 
 export function assertImageShape(images: tf.Tensor, name: string, caller: string): void {
   if (images.rank !== 4) {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { upsampleMask } from '@sparkmim/masking';
 import { checkedPatchSize, formatShape } from './checks';
 import { patchifyUnchecked, unpatchifyUnchecked } from './patchify';
 
@@ -116,14 +117,11 @@ export function reconstructionComposite(
 ): ReconstructionComposite {
   const caller = 'reconstructionComposite';
   const patchSize = checkedPatchSize(reconstruction, images, active, caller);
-  const [batch, height, width, channels] = images.shape as number[];
+  const [, height, width, channels] = images.shape as number[];
   const [, gridH, gridW] = active.shape as number[];
   if (normalizeTarget) assertPatchLength(patchSize * patchSize * channels, images, caller);
   return tf.tidy(() => {
-    // Nearest upsampling by reshape and broadcast, as everywhere in sparkmim: tf.image.resizeNearestNeighbor
-    // has a wrong cpu gradient for batch > 1 in tfjs 4.22 (this path needs none, but stays consistent).
-    const cells = tf.reshape(flatMask(active), [batch, gridH, 1, gridW, 1]);
-    const visible = tf.reshape(tf.mul(cells, tf.ones([1, 1, patchSize, 1, patchSize])), [batch, height, width, 1]);
+    const visible = upsampleMask(active, [height, width]);
     let pixels: tf.Tensor4D;
     if (normalizeTarget) {
       const { mean, std } = patchStatistics(patchifyUnchecked(images, patchSize));

@@ -4,4 +4,4 @@ export type { RandomPatchMaskOptions } from './generate';
 export { seededRandom } from './random';
 export { applyMask, maskPicture, upsampleMask } from './apply';
 export type { MaskPictureOptions } from './apply';
-export { assertBinaryMask, assertBinaryMaskValues } from './validate';
+export { assertBinaryMask, assertBinaryMaskValues, assertMaskShape, assertPositiveInteger, formatShape } from './validate';

@@ -1,18 +1,33 @@
 import * as tf from '@tensorflow/tfjs-core';
 
-/** `[2, 4, 4, 1]`, the way shapes appear in error messages. */
+/**
+ * `[2, 4, 4, 1]`: the way every sparkmim package writes a shape in an error message.
+ *
+ * @example
+ * throw new Error(`myOp: expected [B, H, W, C], got ${formatShape(x.shape)}`);
+ */
 export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
 
-/** Throws unless `value` is a positive integer; `name` and `caller` go into the message. */
+/**
+ * Throws unless `value` is a positive integer; `name` and `caller` go into the message.
+ *
+ * @example
+ * assertPositiveInteger(patchSize, 'patchSize', 'patchify'); // 'patchify: patchSize must be a positive integer, got 0'
+ */
 export function assertPositiveInteger(value: number, name: string, caller: string): void {
   if (!Number.isInteger(value) || value <= 0) {
     throw new Error(`${caller}: ${name} must be a positive integer, got ${value}`);
   }
 }
 
-/** Throws unless `active` has the mask shape `[B, h, w, 1]`. */
+/**
+ * Throws unless `active` has the mask shape `[B, h, w, 1]`.
+ *
+ * @example
+ * assertMaskShape(active, 'sparkLoss'); // 'sparkLoss: active mask must have shape [B, h, w, 1], got [2, 7, 7]'
+ */
 export function assertMaskShape(active: tf.Tensor, caller: string): void {
   if (active.rank !== 4 || active.shape[3] !== 1) {
     throw new Error(`${caller}: active mask must have shape [B, h, w, 1], got ${formatShape(active.shape)}`);

@@ -20,7 +20,7 @@ export { toTfPadding } from './padding';
 export type { Padding2d } from './padding';
 export { Module, ModuleList } from './module';
 export { SeededRandom, constant, uniformFanIn } from './random';
-export type { Initializer, NamedVariable, TorchLayout } from './module';
+export type { Initializer, NamedVariable, StateShapes, TorchLayout } from './module';
 export { SparseAvgPool2d, SparseBatchNorm2d, SparseConv2d, SparseLayerNorm, SparseMaxPool2d } from './layers';
 export type { ApplyOptions, SparseBatchNormConfig, SparseConv2dConfig, SparseLayerNormConfig } from './layers';
 export { fromTorchLayout, loadTorchState, ourShapeOf, torchShapeOf, torchState, toTorchLayout } from './torch-state';

@@ -108,6 +108,12 @@ export class Module {
   }
 }
 
+/**
+ * Anything that records tensor shapes by official name (PyTorch layout): a state dict read from a file, or
+ * just its shapes. Architectures are inferred from it (`backboneConfigFromState`, `lightDecoderConfigFromState`).
+ */
+export type StateShapes = ReadonlyMap<string, { readonly shape: readonly number[] }>;
+
 /** Makes an initial tensor of the given shape. */
 export type Initializer = (shape: number[]) => tf.Tensor;
 

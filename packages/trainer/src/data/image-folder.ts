@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as FsPromises from 'node:fs/promises';
 import type * as NodePath from 'node:path';
 import { DEFAULT_CROP_RATIO, SPARK_CROP_SCALE, cropRatioFor, imageSizeOf, randomResizedCropParams, type ImageSize } from './crop';
-import { importNode, loadSharp } from './node-modules';
+import { fs, loadSharp, path } from './node-modules';
 import type { SharpFactory, SharpInstance } from './node-modules';
 import { normalizationTable } from './normalize';
 import { augmentationRandom, indexAt, planEpoch } from './source';
@@ -221,8 +221,6 @@ export class ImageFolderSource implements DataSource {
     }
     // Checks scale and ratio now rather than at the first decode.
     randomResizedCropParams(1, 1, () => 0.5, options);
-    const fs = await importNode<typeof FsPromises>('node:fs/promises', caller);
-    const path = await importNode<typeof NodePath>('node:path', caller);
     const root = path.resolve(folder);
     const stats = await fs.stat(root).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT' || error.code === 'ENOTDIR') {

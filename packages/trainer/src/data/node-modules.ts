@@ -1,5 +1,10 @@
-// Node only. Node's modules and sharp are imported on first use, through a name held in a variable, so a
-// browser bundle of this package never resolves them (as io/atomic-write.ts and @sparkmim/runtime do).
+// The Node-only modules behind the trainer's Node entry (`@sparkmim/trainer/node`): Node's file system and
+// sharp. Only files that entry exports import this module, so the main entry never reaches them
+// (apps/demo/test/browser-bundles.test.ts checks that). sharp, an optional dependency, loads on first use.
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+
+export { fs, path };
 
 /** The version of sharp the trainer is tested with (its optional dependency). */
 export const SHARP_VERSION = '0.34.5';
@@ -25,22 +30,11 @@ export interface SharpInputOptions {
 
 export type SharpFactory = (input: Uint8Array, options?: SharpInputOptions) => SharpInstance;
 
-function isNode(): boolean {
-  return typeof process !== 'undefined' && Boolean(process.versions?.node);
-}
-
-/** Imports a Node built-in (`node:fs/promises`, `node:path`); errors outside Node name `caller`. */
-export async function importNode<T>(moduleName: string, caller: string): Promise<T> {
-  if (!isNode()) throw new Error(`${caller}: needs Node.js (it imports ${moduleName}); in a browser, use InMemorySource`);
-  return (await import(/* webpackIgnore: true */ /* @vite-ignore */ moduleName)) as T;
-}
-
 /**
  * Loads sharp (an optional dependency). When it is absent the error says how to install it; when its native
  * part fails to load, sharp's own message (which names the platform package) is kept.
  */
 export async function loadSharp(caller: string, moduleName = 'sharp'): Promise<SharpFactory> {
-  if (!isNode()) throw new Error(`${caller}: needs Node.js (it decodes images with sharp); in a browser, use InMemorySource`);
   let loaded: unknown;
   try {
     loaded = await import(/* webpackIgnore: true */ /* @vite-ignore */ moduleName);

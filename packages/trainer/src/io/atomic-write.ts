@@ -1,17 +1,9 @@
-// Node only. The Node modules are imported when a write happens, through a name held in a variable, so a
-// browser bundle of this package never resolves them (the same device as @sparkmim/runtime's optional imports).
-import type * as FsPromises from 'node:fs/promises';
-import type * as NodePath from 'node:path';
+// Node only: exported by the `@sparkmim/trainer/node` entry, never by the main one.
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 
 /** What {@link writeFileAtomic} writes: bytes, or chunks (so a large checkpoint need not be one buffer). */
 export type AtomicWriteData = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
-
-async function importNode<T>(moduleName: string): Promise<T> {
-  if (typeof process === 'undefined' || !process.versions?.node) {
-    throw new Error(`writeFileAtomic: needs Node.js (it imports ${moduleName}); in a browser, offer the bytes as a download instead`);
-  }
-  return (await import(/* webpackIgnore: true */ /* @vite-ignore */ moduleName)) as T;
-}
 
 async function* chunksOf(data: AtomicWriteData): AsyncIterable<Uint8Array> {
   if (data instanceof Uint8Array) yield data;
@@ -53,8 +45,6 @@ function writeError(filePath: string, folder: string, error: NodeJS.ErrnoExcepti
  * await writeFileAtomic('checkpoints/last.safetensors', encodeSafetensors(entries, metadata));
  */
 export async function writeFileAtomic(filePath: string, data: AtomicWriteData): Promise<void> {
-  const fs = await importNode<typeof FsPromises>('node:fs/promises');
-  const path = await importNode<typeof NodePath>('node:path');
   const folder = path.dirname(filePath);
   const random = Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0');
   const tempPath = path.join(folder, `.${path.basename(filePath)}.${process.pid}.${random}.tmp`);

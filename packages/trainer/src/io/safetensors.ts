@@ -1,6 +1,7 @@
 // The safetensors format (https://github.com/huggingface/safetensors): an 8-byte little-endian header
 // length N, N bytes of JSON `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}`,
 // then the raw little-endian tensor bytes. Pure JS on Uint8Array, so it runs in the browser as well.
+import { formatShape } from '@sparkmim/masking';
 
 /** Element types this module reads. F16/BF16 are widened to Float32Array; I64/I16/I8/U16 are read as Int32Array. */
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U16' | 'U8' | 'BOOL';
@@ -63,10 +64,6 @@ const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 function elementCount(shape: readonly number[]): number {
   return shape.reduce((count, size) => count * size, 1);
-}
-
-function formatShape(shape: readonly number[]): string {
-  return `[${shape.join(', ')}]`;
 }
 
 function halfToFloat(bits: number): number {

@@ -1,10 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { formatShape } from '@sparkmim/masking';
+import type { NamedVariable as ModuleVariable } from '@sparkmim/sparse-ops';
 
-/** A parameter and the name it has in checkpoints (official PyTorch names, e.g. `densify_projs.1.weight`). */
-export interface NamedVariable {
-  name: string;
-  variable: tf.Variable;
-}
+/**
+ * A parameter and the name it has in checkpoints (official PyTorch names, e.g. `densify_projs.1.weight`):
+ * a module's `NamedVariable` (@sparkmim/sparse-ops) without its layout, which optimisers do not need.
+ */
+export type NamedVariable = Pick<ModuleVariable, 'name' | 'variable'>;
 
 /** A parameter group as given to an optimiser (torch's `param_groups` entries). */
 export interface ParamGroupInit {
@@ -66,10 +68,6 @@ export interface BaseOptimizerOptions {
 
 function entriesOf<T>(map: ReadonlyMap<string, T> | Readonly<Record<string, T>>): [string, T][] {
   return map instanceof Map ? [...map.entries()] : Object.entries(map as Record<string, T>);
-}
-
-function formatShape(shape: readonly number[]): string {
-  return `[${shape.join(', ')}]`;
 }
 
 function listNames(names: readonly string[]): string {

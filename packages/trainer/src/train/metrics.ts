@@ -1,5 +1,5 @@
 import type * as FsPromises from 'node:fs/promises';
-import { nodeFiles } from './node';
+import { fs, path } from '../data/node-modules';
 
 export type { EpochMetrics, RunSummaryMetrics, StepMetrics } from './metric-records';
 
@@ -13,7 +13,6 @@ export class JsonlWriter {
   async write(record: object): Promise<void> {
     if (!this.handle) {
       this.opening ??= (async () => {
-        const { fs, path } = await nodeFiles('train (metricsFile)');
         await fs.mkdir(path.dirname(this.file), { recursive: true });
         return fs.open(this.file, 'a');
       })();
