@@ -22,6 +22,6 @@ export { Module, ModuleList } from './module';
 export { SeededRandom, constant, uniformFanIn } from './random';
 export type { Initializer, NamedVariable, StateShapes, TorchLayout } from './module';
 export { SparseAvgPool2d, SparseBatchNorm2d, SparseConv2d, SparseLayerNorm, SparseMaxPool2d } from './layers';
-export type { ApplyOptions, SparseBatchNormConfig, SparseConv2dConfig, SparseLayerNormConfig } from './layers';
+export type { ApplyOptions, RowApplyOptions, SparseBatchNormConfig, SparseConv2dConfig, SparseLayerNormConfig } from './layers';
 export { fromTorchLayout, loadTorchState, ourShapeOf, torchShapeOf, torchState, toTorchLayout } from './torch-state';
 export type { LoadStateOptions, LoadStateReport, StateEntrySource, TorchStateOptions, TorchTensorData } from './torch-state';

@@ -6,6 +6,15 @@ import { uniformFanIn } from './random';
 import { activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
 import type { Padding2d } from './padding';
 import { sparseAvgPool2d, sparseMaxPool2d, type SparseAvgPool2dOptions, type SparsePool2dOptions } from './pool';
+import { rowAvgPool2d, rowBatchNorm, rowConv2d, rowLayerNorm, rowMaxPool2d } from './rows/ops';
+import type { RowSites } from './rows/row-sites';
+
+/** Where rows come from, for a layer's `applyRows`: the row view of the mask and the map's `[H, W]`. */
+export interface RowApplyOptions {
+  sites: RowSites;
+  /** `[H, W]` of the map the rows are the active sites of. */
+  inputSize: [number, number];
+}
 
 /** The mask a layer call sees; omitted or undefined: dense. */
 export interface ApplyOptions {
@@ -63,6 +72,20 @@ export class SparseConv2d extends Module {
       active,
     });
   }
+
+  /** The same layer on rows (see `rowConv2d`): `[N_in, inC]` at `inputSize` → `[N_out, outC]`. */
+  applyRows(rows: tf.Tensor2D, { sites, inputSize }: RowApplyOptions): tf.Tensor2D {
+    const { strides, pad, dilations, groups } = this.config;
+    return rowConv2d(rows, this.filter as tf.Tensor4D, {
+      sites,
+      inputSize,
+      strides,
+      pad,
+      dilations,
+      groups,
+      bias: this.bias as tf.Tensor1D | undefined,
+    });
+  }
 }
 
 export interface SparseBatchNormConfig {
@@ -118,6 +141,20 @@ export class SparseBatchNorm2d extends Module {
     });
   }
 
+  /**
+   * The same layer on rows `[N, C]` (see `rowBatchNorm`): the rows are the active sites, so training
+   * normalises with their statistics and updates the running ones exactly as {@link apply} does.
+   */
+  applyRows(rows: tf.Tensor2D): tf.Tensor2D {
+    const options = { gamma: this.gamma as tf.Tensor1D, beta: this.beta as tf.Tensor1D, epsilon: this.epsilon };
+    if (!this.training) return rowBatchNorm(rows, options, this.runningMean as tf.Tensor1D, this.runningVar as tf.Tensor1D);
+    return tf.tidy(() => {
+      const { mean, variance } = tf.moments(rows, 0);
+      this.updateRunningStatistics(mean as tf.Tensor1D, variance as tf.Tensor1D, tf.scalar(rows.shape[0]));
+      return rowBatchNorm(rows, options, mean as tf.Tensor1D, variance as tf.Tensor1D);
+    });
+  }
+
   private updateRunningStatistics(mean: tf.Tensor1D, variance: tf.Tensor1D, count: tf.Scalar): void {
     // The running variance is unbiased (n / (n - 1)), as torch.nn.BatchNorm keeps it, while the batch is
     // normalised with the biased one. These values never reach the loss, so no gradient flows into them.
@@ -168,6 +205,11 @@ export class SparseLayerNorm extends Module {
   apply(x: tf.Tensor4D, { active }: ApplyOptions = {}): tf.Tensor4D {
     return sparseLayerNorm(x, { gamma: this.gamma as tf.Tensor1D, beta: this.beta as tf.Tensor1D, epsilon: this.epsilon, active });
   }
+
+  /** The same layer on rows `[N, C]` (see `rowLayerNorm`). */
+  applyRows(rows: tf.Tensor2D): tf.Tensor2D {
+    return rowLayerNorm(rows, { gamma: this.gamma as tf.Tensor1D, beta: this.beta as tf.Tensor1D, epsilon: this.epsilon });
+  }
 }
 
 /**
@@ -185,6 +227,11 @@ export class SparseMaxPool2d extends Module {
   apply(x: tf.Tensor4D, { active }: ApplyOptions = {}): tf.Tensor4D {
     return sparseMaxPool2d(x, { ...this.config, active });
   }
+
+  /** The same layer on rows (see `rowMaxPool2d`). */
+  applyRows(rows: tf.Tensor2D, { sites, inputSize }: RowApplyOptions): tf.Tensor2D {
+    return rowMaxPool2d(rows, { ...this.config, sites, inputSize });
+  }
 }
 
 /**
@@ -201,5 +248,10 @@ export class SparseAvgPool2d extends Module {
 
   apply(x: tf.Tensor4D, { active }: ApplyOptions = {}): tf.Tensor4D {
     return sparseAvgPool2d(x, { ...this.config, active });
+  }
+
+  /** The same layer on rows (see `rowAvgPool2d`). */
+  applyRows(rows: tf.Tensor2D, { sites, inputSize }: RowApplyOptions): tf.Tensor2D {
+    return rowAvgPool2d(rows, { ...this.config, sites, inputSize });
   }
 }

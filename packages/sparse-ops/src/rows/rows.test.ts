@@ -4,6 +4,7 @@ import { activeAt } from '../active-sites';
 import { sparseConv2d } from '../conv';
 import { sparseBatchNorm, sparseLayerNorm } from '../norm';
 import type { Padding2d } from '../padding';
+import { SparseBatchNorm2d, SparseConv2d, SparseLayerNorm, SparseMaxPool2d } from '../layers';
 import { sparseAvgPool2d, sparseMaxPool2d } from '../pool';
 import { evaluateWithGradients, float32Grid } from '../testing/harness';
 import { seededValues, type Grid } from '../testing/reference';
@@ -253,6 +254,37 @@ describeBackends('row ops', () => {
       },
       ['d/dx', 'd/dconv1', 'd/dconv2', 'd/dshortcut', 'd/dgamma', 'd/dbeta'],
     );
+  });
+
+  it('layers: applyRows equals apply (stem conv, BN in training with its running statistics, max pool, LN)', async () => {
+    const maskShape: [number, number, number] = [2, 2, 2];
+    const maskValues = randomMask(maskShape, 91);
+    const sites = RowSites.fromArray(maskValues, maskShape);
+    const conv = new SparseConv2d({ inChannels: 3, outChannels: 4, kernelSize: 3, strides: 2, pad: 1 });
+    const masked = new SparseBatchNorm2d({ channels: 4 });
+    const rowNorm = new SparseBatchNorm2d({ channels: 4 });
+    const pool = new SparseMaxPool2d({ filterSize: 3, strides: 2, pad: 1 });
+    const layerNorm = new SparseLayerNorm({ channels: 4 });
+    try {
+      const [dense, rows] = tf.tidy(() => {
+        const mask = tf.tensor4d(maskValues, [...maskShape, 1]);
+        const x = tf.mul(tf.tensor4d(Float32Array.from(float32Grid([2, 8, 8, 3], 92).data), [2, 8, 8, 3]), activeAt(mask, tf.zeros([2, 8, 8, 1]))) as tf.Tensor4D;
+        const viaMask = layerNorm.apply(pool.apply(tf.relu(masked.apply(conv.apply(x, { active: mask }), { active: mask })), { active: mask }), {
+          active: mask,
+        });
+        const stem = rowNorm.applyRows(conv.applyRows(toRows(x, sites), { sites, inputSize: [8, 8] }));
+        const viaRows = layerNorm.applyRows(pool.applyRows(tf.relu(stem), { sites, inputSize: [4, 4] }));
+        return [viaMask, fromRows(viaRows, sites, [2, 2])];
+      });
+      await expectClose(rows, dense, { relative, absolute: 1e-7, label: 'output' });
+      await expectClose(rowNorm.runningMean, masked.runningMean, { relative, label: 'running_mean' });
+      await expectClose(rowNorm.runningVar, masked.runningVar, { relative, label: 'running_var' });
+      expect(Array.from(await rowNorm.numBatchesTracked.data())).toEqual([1]);
+      tf.dispose([dense, rows]);
+    } finally {
+      for (const layer of [conv, masked, rowNorm, pool, layerNorm]) layer.dispose();
+      sites.dispose();
+    }
   });
 
   it('toRows and fromRows keep exactly the active sites, and fromRows zero-fills the rest', async () => {
