@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { BACKEND_NAMES, BackendUnavailableError, setupBackend } from '@sparkmim/runtime';
+import { convertCommand } from './commands/convert';
 import { forwardCommand } from './commands/forward';
+import { inspectCommand } from './commands/inspect';
 import { pretrainCommand } from './commands/pretrain';
 import { trainStepsCommand } from './commands/train-steps';
 import { UsageError } from './errors';
@@ -17,6 +19,9 @@ commands:
   backend [--backend NAME]   set a backend up and report what it got (adapter vendor, architecture)
   forward [options]          one forward pass of a checkpoint, every intermediate written (compare with PyTorch)
   train-steps [options]      N training steps on one batch and mask, written key by key (compare with PyTorch)
+  inspect FILE               what a weights file holds (.safetensors or an official .pth): kind, architecture, tensors
+  convert IN OUT [--to pth|safetensors|timm]
+                             weights between sparkmim and PyTorch (the official SparK checkpoint layouts)
   help                       this text
 
 backends: ${BACKEND_NAMES.join(', ')}
@@ -48,6 +53,10 @@ export async function main(argv: string[]): Promise<number> {
         return await forwardCommand(rest);
       case 'train-steps':
         return await trainStepsCommand(rest);
+      case 'inspect':
+        return await inspectCommand(rest);
+      case 'convert':
+        return await convertCommand(rest);
       default:
         throw new UsageError(`unknown command '${command}': run 'sparkmim --help' for the list`);
     }

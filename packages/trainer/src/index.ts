@@ -54,6 +54,32 @@ export type {
 export { DEPRECATED_SPARK_BUFFERS, loadSparkState, stateFromSafetensors, stateToSafetensors, stripStatePrefix } from './model/state';
 export type { ReadStateOptions, TorchStateDict } from './model/state';
 
+// PyTorch interop: .pth files (torch.save's zip format) read and written without Python, the official
+// SparK release's file kinds (bytes in, bytes out: browser-safe)
+export { PthFormatError } from './io/pth/zip';
+export { PickleOrderedDict, PickleTuple } from './io/pth/pickle';
+export type { PickleValue } from './io/pth/pickle';
+export { PthTensor, PthTensorOut, readPth, writePth } from './io/pth/pth';
+export type { PthDtype, PthTensorInput, ReadPth, ReadPthOptions, WritePthOptions } from './io/pth/pth';
+export {
+  isEncoderOnly,
+  loadEncoderState,
+  readWeightsFile,
+  sparkModelFromWeights,
+  stateToPth,
+  summarizeWeights,
+  weightsArchitecture,
+} from './model/weights-file';
+export type {
+  PthLayout,
+  ReadWeightsOptions,
+  SparkModelFromWeightsOptions,
+  StateToPthOptions,
+  WeightsFile,
+  WeightsFileKind,
+  WeightsSummary,
+} from './model/weights-file';
+
 // Data: sources of training batches, SparK's augmentation, normalisation and previews
 export { batchesPerEpoch } from './data/source';
 export type { Batch, DataSource, EpochOptions, SkippedFile } from './data/source';

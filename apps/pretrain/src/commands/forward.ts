@@ -6,7 +6,6 @@ import { setupBackend } from '@sparkmim/runtime';
 import {
   SparkModel,
   encodeSafetensors,
-  stateFromSafetensors,
   type SafetensorsEntry,
   type SafetensorsTensor,
 } from '@sparkmim/trainer';
@@ -14,7 +13,8 @@ import {
   writeFileAtomic,
 } from '@sparkmim/trainer/node';
 import { UsageError } from '../errors';
-import { nhwcFromNchw, oneLine, readBytes, readTensor } from './inputs';
+import { nhwcFromNchw, oneLine, readTensor } from './inputs';
+import { modelFromWeightsOption, readWeightsOption } from './weights';
 
 export const FORWARD_HELP = `usage: sparkmim forward --weights W.safetensors --input F.safetensors:KEY --out OUT.safetensors [options]
 
@@ -23,7 +23,8 @@ writes, in PyTorch layout (NCHW), F32: loss, enc.0..enc.3 (encoder features, lar
 (densified decoder inputs, smallest first), rec (raw decoder output), vis.inp, vis.masked, vis.rec_or_inp,
 and active (the mask used).
 
-  --weights FILE          SparK state dict as safetensors
+  --weights FILE          SparK weights: safetensors or an official .pth (any kind 'sparkmim inspect' names;
+                          encoder-only weights get a new decoder)
   --strip-prefix P        use only the keys of --weights that start with P, without it (e.g. param.)
   --input FILE:KEY        images [B, 3, H, W] (NCHW), H and W multiples of 32
   --active FILE:KEY       mask [B, 1, H/32, W/32], 1 = visible; default: a random mask from --seed
@@ -84,14 +85,8 @@ export async function forwardCommand(argv: string[]): Promise<number> {
 
   await setupBackend(values.backend!);
 
-  const weightsBytes = await readBytes('weights', values.weights!);
-  let model: SparkModel;
-  try {
-    const state = stateFromSafetensors(weightsBytes, { stripPrefix: values['strip-prefix'], source: values.weights });
-    model = await SparkModel.fromState(state, { maskRatio });
-  } catch (error) {
-    throw new UsageError(`--weights: ${oneLine((error as Error).message)}`);
-  }
+  const weights = await readWeightsOption('weights', values.weights!, values['strip-prefix']);
+  const model = await modelFromWeightsOption('weights', weights, { maskRatio });
   const tensors: tf.TensorContainer[] = [];
   try {
     const input = await readTensor('input', values.input!);

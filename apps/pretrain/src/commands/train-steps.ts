@@ -20,7 +20,8 @@ import {
 import type { Optimizer, SafetensorsEntry } from '@sparkmim/trainer';
 import { SeededRandom, torchState } from '@sparkmim/sparse-ops';
 import { UsageError } from '../errors';
-import { nhwcFromNchw, oneLine, readBytes, readTensor } from './inputs';
+import { nhwcFromNchw, readTensor } from './inputs';
+import { modelFromWeightsOption, readWeightsOption } from './weights';
 
 export const TRAIN_STEPS_HELP = `usage: sparkmim train-steps --weights W.safetensors --input F.safetensors:KEY --steps N --out OUT.safetensors [options]
 
@@ -28,7 +29,8 @@ Runs N training steps at a constant learning rate on one batch (and one mask), t
 (official names, PyTorch layouts) with loss.i (the loss at step i, before its update) and grad_norm.i (the
 global gradient norm at step i, before clipping).
 
-  --weights FILE          SparK state dict (official names) as safetensors
+  --weights FILE          SparK weights: safetensors or an official .pth (any kind 'sparkmim inspect' names;
+                          encoder-only weights get a new decoder)
   --strip-prefix P        use only the keys of --weights that start with P, without it (e.g. param.)
   --input FILE:KEY        images [B, 3, H, W] (NCHW, ImageNet-normalised), H and W multiples of 32
   --active FILE:KEY       mask [B, 1, H/32, W/32], 1 = visible; default: a random mask from --seed
@@ -119,7 +121,7 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
   }
 
   // Everything the user gave is read and checked before the backend starts.
-  const weightsBytes = await readBytes('weights', values.weights!);
+  const weights = await readWeightsOption('weights', values.weights!, values['strip-prefix']);
   const input = await readTensor('input', values.input!);
   if (input.shape.length !== 4 || input.shape[1] !== 3) {
     throw new UsageError(`--input ${values.input} is [${input.shape.join(', ')}], expected [B, 3, H, W] (NCHW RGB images)`);
@@ -133,12 +135,7 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
   }
 
   await setupBackend(values.backend!);
-  let model: SparkModel;
-  try {
-    model = await SparkModel.fromSafetensors(weightsBytes, { stripPrefix: values['strip-prefix'], source: values.weights, maskRatio });
-  } catch (error) {
-    throw new UsageError(`--weights: ${oneLine((error as Error).message)}`);
-  }
+  const model = await modelFromWeightsOption('weights', weights, { maskRatio });
   const images = nhwcFromNchw(input);
   const active = activeData ? nhwcFromNchw(activeData) : undefined;
   let optimizer: Optimizer | undefined;

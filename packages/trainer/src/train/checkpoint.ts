@@ -6,9 +6,10 @@ import { decodeSafetensors, encodeSafetensors } from '../io/safetensors';
 import type { SafetensorsEntry, SafetensorsTensor } from '../io/safetensors';
 import { safetensorsEntriesFromTensors, tensorsFromSafetensors } from '../io/tensors';
 import { loadSparkState, stateFromSafetensors, stateToSafetensors } from '../model/state';
+import { readWeightsFile } from '../model/weights-file';
 import { torchState, type LoadStateReport } from '@sparkmim/sparse-ops';
 import type { Optimizer } from '../optim/optimizer';
-import { fs, path } from '../data/node-modules';
+import { nodeFiles } from './node';
 import { ENCODER_STATE_PREFIX } from './trainable';
 import type { TrainableModel } from './trainable';
 
@@ -93,6 +94,7 @@ function checkProgress(progress: TrainingProgress, caller: string): void {
 export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions): Promise<CheckpointManifest> {
   const { model, optimizer, progress, random, config = {}, metrics, encoder = true } = options;
   checkProgress(progress, 'saveCheckpoint');
+  const { fs, path } = await nodeFiles('saveCheckpoint');
   await fs.mkdir(dir, { recursive: true });
   const previous = await readManifestIfAny(dir);
   const tag = `it${String(progress.iteration).padStart(8, '0')}-${Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0')}`;
@@ -141,6 +143,7 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
 // Files of earlier checkpoints, and pieces of writes that a crash interrupted: model.*/optimizer.*
 // safetensors the new manifest does not name, and writeFileAtomic's temporary files of them.
 async function removeStaleFiles(dir: string, keep: ReadonlySet<string>, previous: CheckpointManifest | undefined): Promise<void> {
+  const { fs, path } = await nodeFiles('saveCheckpoint');
   const ours = /^\.?(model|optimizer)\.it\d+-[0-9a-f]{4}\.safetensors(\.\d+\.[0-9a-f]{8}\.tmp)?$/;
   const names = await fs.readdir(dir);
   for (const name of names) {
@@ -164,6 +167,7 @@ async function readManifestIfAny(dir: string): Promise<CheckpointManifest | unde
  * const { progress } = await readCheckpointManifest('runs/r50'); // { epoch: 3, iterationInEpoch: 0, iteration: 936 }
  */
 export async function readCheckpointManifest(dir: string): Promise<CheckpointManifest> {
+  const { fs, path } = await nodeFiles('readCheckpointManifest');
   const file = path.join(dir, CHECKPOINT_MANIFEST);
   let text: string;
   try {
@@ -207,6 +211,7 @@ export interface LoadedCheckpoint {
  */
 export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   const manifest = await readCheckpointManifest(dir);
+  const { fs, path } = await nodeFiles('loadCheckpoint');
   const modelFile = path.join(dir, manifest.files.model);
   const optimizerFile = path.join(dir, manifest.files.optimizer);
   const modelState = stateFromSafetensors(new Uint8Array(await fs.readFile(modelFile)), { source: modelFile });
@@ -260,7 +265,7 @@ export interface InitFromWeightsOptions {
 
 /**
  * Loads model weights only (the official `--init_weight`): a full state dict or encoder-only weights, from
- * a safetensors file path (Node) or its bytes. The optimiser and progress are untouched, so training starts
+ * a safetensors or `.pth` file path (Node) or its bytes. The optimiser and progress are untouched, so training starts
  * at epoch 0; use {@link resumeFromCheckpoint} to continue a run.
  *
  * @example
@@ -271,12 +276,14 @@ export async function initFromWeights(model: TrainableModel, source: string | Ui
   let bytes: Uint8Array;
   let name = 'the weights';
   if (typeof source === 'string') {
+    const { fs } = await nodeFiles('initFromWeights');
     bytes = new Uint8Array(await fs.readFile(source));
     name = source;
   } else {
     bytes = source;
   }
-  let state = stateFromSafetensors(bytes, { stripPrefix, source: name });
+  // Safetensors or any official .pth kind (checkpoint dict, bare SparK state, timm / ConvNeXt encoder).
+  let state = readWeightsFile(bytes, { stripPrefix, source: name }).state;
   const modelNames = model.stateEntries().map((entry) => entry.name);
   const encoderOnly =
     options.encoderOnly ??

@@ -1,0 +1,69 @@
+// `sparkmim inspect FILE`: what a weights file holds (safetensors or any official `.pth` kind): its kind,
+// the architecture read off the weights, the parameter count, the checkpoint's other entries, every tensor.
+import { parseArgs } from 'node:util';
+import { summarizeWeights } from '@sparkmim/trainer';
+import { UsageError } from '../errors';
+import { oneLine } from './inputs';
+import { readWeightsOption } from './weights';
+
+export const INSPECT_HELP = `usage: sparkmim inspect FILE [--strip-prefix P] [--json]
+
+Prints what a weights file holds: the file kind (spark-checkpoint: the official *_withdecoder_*_spark_style.pth
+dict; spark-state: a bare SparK state dict; resnet-encoder: timm ResNet weights such as *_timm_style.pth;
+convnext-encoder: official ConvNeXt weights; state-dict: anything else), the architecture read off the
+weights, the parameter count (BatchNorm running statistics excluded, as PyTorch's model.parameters()), the
+checkpoint's other entries (arch, epoch, input_size, ...), what is not loaded, and every tensor's shape and
+dtype. FILE is .safetensors or .pth (torch.save's zip format).
+
+  --strip-prefix P        use only the keys that start with P, without it (e.g. param.)
+  --json                  one JSON object instead of text
+`;
+
+/** Runs `sparkmim inspect`; returns the exit code. */
+export async function inspectCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: { 'strip-prefix': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    process.stdout.write(INSPECT_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError(`inspect takes one file, got ${positionals.length} (run 'sparkmim inspect --help')`);
+  const file = positionals[0];
+  const weights = await readWeightsOption('file', file, values['strip-prefix']);
+  let summary;
+  try {
+    summary = summarizeWeights(weights);
+  } catch (error) {
+    // A state dict of no known architecture: still list it.
+    summary = undefined;
+    if (!values.json) process.stdout.write(`note: ${oneLine((error as Error).message)}\n`);
+  }
+  const tensors = [...weights.state].map(([key, tensor]) => ({ key, shape: tensor.shape, dtype: weights.dtypes.get(key) ?? 'float32' }));
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ file, ...(summary ?? { format: weights.format, kind: weights.kind, tensors, meta: weights.meta, ignored: weights.ignored }) }) + '\n');
+    return 0;
+  }
+  const lines = [`file: ${file}`, `format: ${weights.format}`, `kind: ${weights.kind}`];
+  if (summary) {
+    const { backbone } = summary;
+    const shape =
+      backbone.kind === 'resnet'
+        ? `resnet, ${backbone.block} blocks, depths ${backbone.depths.join(',')}, stem width ${backbone.stemWidth ?? 64}, widths ${(backbone.channels ?? [64, 128, 256, 512]).join(',')}`
+        : `convnext, depths ${backbone.depths.join(',')}, dims ${backbone.dims?.join(',')}`;
+    lines.push(`architecture: ${summary.architecture ?? 'custom'} (${shape})`);
+    lines.push(`parameters: ${summary.parameterCount}`);
+  }
+  for (const [key, value] of Object.entries(weights.meta)) {
+    const text = typeof value === 'string' && value.length > 200 ? `${value.slice(0, 200)}...` : String(value);
+    lines.push(`${key}: ${text}`);
+  }
+  if (weights.ignored.length) lines.push(`not loaded: ${weights.ignored.join(', ')}`);
+  lines.push(`tensors: ${tensors.length}`);
+  for (const tensor of tensors) lines.push(`  ${tensor.key}  [${tensor.shape.join(', ')}]  ${tensor.dtype}`);
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}

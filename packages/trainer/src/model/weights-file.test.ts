@@ -1,0 +1,100 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs-core';
+import { torchState, type TorchTensorData } from '@sparkmim/sparse-ops';
+import { describeBackends, expectClose, goldenInputs, loadGolden } from '@sparkmim/test-utils';
+import { ENCODER_STATE_PREFIX } from '../train/trainable';
+import { readWeightsFile, sparkModelFromWeights, stateToPth, summarizeWeights, type WeightsFile } from './weights-file';
+
+// Fixtures made once by PyTorch with the official SparK code (test/fixtures/pth/make_fixtures.py).
+const FIXTURES = path.join(__dirname, '../../test/fixtures/pth');
+const manifest = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'manifest.json'), 'utf8')) as {
+  fixtures: Record<string, { kind: string; group?: string; keys?: number; parameters?: number }>;
+};
+const readFixture = (file: string) => readWeightsFile(new Uint8Array(fs.readFileSync(path.join(FIXTURES, file))), { source: file });
+
+function bits(data: Float32Array): Buffer {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+// Same keys (in the same order unless `sorted`: safetensors files sort them), same shapes, same float32 bits.
+function expectSameState(actual: ReadonlyMap<string, TorchTensorData>, expected: ReadonlyMap<string, TorchTensorData>, { sorted = false } = {}): void {
+  const keys = (state: ReadonlyMap<string, TorchTensorData>) => (sorted ? [...state.keys()].sort() : [...state.keys()]);
+  expect(keys(actual)).toEqual(keys(expected));
+  for (const [key, tensor] of expected) {
+    const got = actual.get(key)!;
+    expect({ key, shape: got.shape, same: bits(got.data).equals(bits(tensor.data)) }).toEqual({ key, shape: tensor.shape, same: true });
+  }
+}
+
+describe('readWeightsFile on the official file kinds', () => {
+  const kinds = Object.entries(manifest.fixtures).filter(([, info]) => info.kind !== 'tensors' && info.kind !== 'legacy');
+  it.each(kinds)('%s: its kind, and the parameter count PyTorch printed', (file, info) => {
+    const summary = summarizeWeights(readFixture(file));
+    expect({ kind: summary.kind, parameters: summary.parameterCount }).toEqual({ kind: info.kind, parameters: info.parameters });
+  });
+
+  it('keeps the checkpoint dict beside the weights and lists what it leaves out', () => {
+    const file = readFixture('convnext_withdecoder_1kpretrained_spark_style.pth');
+    expect(file.meta).toMatchObject({ arch: 'convnext_small', epoch: 41, input_size: 32, is_pretrain: true });
+    expect(file.ignored.sort()).toEqual(['config', 'imn_m', 'imn_s', 'norm_black', 'optimizer']);
+    const summary = summarizeWeights(readFixture('resnet_1kpretrained_timm_style.pth'));
+    expect(summary.backbone).toEqual({ kind: 'resnet', depths: [1, 1, 1, 1], block: 'bottleneck', stemWidth: 4, channels: [2, 4, 8, 16] });
+    expect(summary.architecture).toBeUndefined();
+    expect(summary.tensors.find((tensor) => tensor.key === 'bn1.num_batches_tracked')).toEqual({ key: 'bn1.num_batches_tracked', shape: [], dtype: 'int64' });
+  });
+});
+
+describeBackends('weights files through a SparkModel', () => {
+  it('.pth -> model -> .pth and -> safetensors -> model -> safetensors are bit-exact; -> timm keeps the encoder bit-exact', async () => {
+    for (const [fixture, encoderFixture] of [
+      ['resnet_withdecoder_1kpretrained_spark_style.pth', 'resnet_1kpretrained_timm_style.pth'],
+      ['convnext_withdecoder_bare.pth', 'convnext_1kpretrained_official_style.pth'],
+    ]) {
+      const original = readFixture(fixture);
+      const model = await sparkModelFromWeights(original);
+      const pth = readWeightsFile(stateToPth(await model.stateDict(), { meta: { arch: 'resnet50', epoch: 41 } }));
+      expect(pth.kind).toBe('spark-checkpoint');
+      expect(pth.meta).toEqual({ arch: 'resnet50', epoch: 41, is_pretrain: true });
+      expectSameState(pth.state, original.state);
+      // As PyTorch holds them: BatchNorm's counters int64, everything else float32.
+      for (const [key, dtype] of pth.dtypes) expect({ key, dtype }).toEqual({ key, dtype: key.endsWith('num_batches_tracked') ? 'int64' : 'float32' });
+
+      const safetensorsBytes = await model.toSafetensors();
+      const fromSafetensors = await sparkModelFromWeights(readWeightsFile(safetensorsBytes));
+      expect(Buffer.from(await fromSafetensors.toSafetensors()).equals(Buffer.from(safetensorsBytes))).toBe(true);
+      expectSameState(readWeightsFile(safetensorsBytes).state, original.state, { sorted: true });
+
+      const timm = readWeightsFile(stateToPth(await torchState(model, { stripPrefix: ENCODER_STATE_PREFIX }), { layout: 'encoder' }));
+      expect(timm.kind).toBe(readFixture(encoderFixture).kind);
+      expectSameState(timm.state, readFixture(encoderFixture).state);
+      model.dispose();
+      fromSafetensors.dispose();
+    }
+  });
+
+  it('encoder-only files (timm ResNet, official ConvNeXt, float16) fill the encoder of a new model', async () => {
+    for (const fixture of ['resnet_1kpretrained_timm_style.pth', 'float16.pth', 'convnext_1kpretrained_official_style.pth']) {
+      const file = readFixture(fixture);
+      const model = await sparkModelFromWeights(file, { decoderWidth: 32 });
+      expectSameState(await torchState(model, { stripPrefix: ENCODER_STATE_PREFIX }), file.state);
+      expect((await model.stateDict()).get('dense_decoder.dec.0.up_sample.weight')!.shape).toEqual([32, 32, 4, 4]);
+      model.dispose();
+    }
+  });
+
+  it('a model loaded from a .pth holding a golden\'s weights reproduces that golden\'s forward', async () => {
+    const golden = loadGolden('convnext_narrow.safetensors');
+    const weights = new Map<string, TorchTensorData>();
+    for (const key of golden.keys('param.')) weights.set(key.slice('param.'.length), { shape: golden.get(key).shape, data: golden.get(key).data });
+    const file: WeightsFile = readWeightsFile(stateToPth(weights, { meta: { arch: 'convnext_narrow' } }), { source: 'golden.pth' });
+    const model = await sparkModelFromWeights(file);
+    const { images, active } = goldenInputs(golden);
+    const output = model.forwardWithIntermediates(images, { active });
+    await expectClose(output.loss, golden.get('loss').data, { relative: 1e-4, label: 'loss' });
+    const rec = tf.transpose(output.reconstruction, [0, 3, 1, 2]);
+    await expectClose(rec, golden.get('rec').data, { relative: 1e-4, label: 'rec' });
+    tf.dispose([images, active, output, rec]);
+    model.dispose();
+  });
+});
