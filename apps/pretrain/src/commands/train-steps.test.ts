@@ -5,8 +5,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { SparkModel, decodeSafetensors } from '@sparkmim/trainer';
 import type { SparkForwardOptions } from '@sparkmim/trainer';
 // Test support that lives with the training code it mirrors (not part of the package's API).
-import { kinkFlippingForward } from '../../../../packages/trainer/src/testing/kink-flip';
-import type { FlippedKink } from '../../../../packages/trainer/src/testing/kink-flip';
+import { kinkFlippingForward, type FlippedKink } from '@sparkmim/trainer/testing';
 import { goldenFileNames, goldensDir, loadGolden } from '@sparkmim/test-utils';
 import { relativeError, runCli } from '../testing/run-cli';
 
