@@ -3,6 +3,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { torchState, type TorchTensorData } from '@sparkmim/sparse-ops';
 import { describeBackends, expectClose, goldenInputs, loadGolden } from '@sparkmim/test-utils';
+import { initFromWeights } from '../train/checkpoint';
 import { ENCODER_STATE_PREFIX } from '../train/trainable';
 import { readWeightsFile, sparkModelFromWeights, stateToPth, summarizeWeights, type WeightsFile } from './weights-file';
 
@@ -81,6 +82,19 @@ describeBackends('weights files through a SparkModel', () => {
       expect((await model.stateDict()).get('dense_decoder.dec.0.up_sample.weight')!.shape).toEqual([32, 32, 4, 4]);
       model.dispose();
     }
+  });
+
+  it('initFromWeights (pretrain --init-weights) takes an official encoder .pth and a checkpoint dict', async () => {
+    const encoderBytes = new Uint8Array(fs.readFileSync(path.join(FIXTURES, 'resnet_1kpretrained_timm_style.pth')));
+    const model = await sparkModelFromWeights(readFixture('resnet_1kpretrained_timm_style.pth'), { decoderWidth: 32, seed: 3 });
+    const other = await sparkModelFromWeights(readFixture('float16.pth'), { decoderWidth: 32, seed: 3 });
+    expect(await initFromWeights(other, encoderBytes)).toEqual({ missing: [], unexpected: [] });
+    expectSameState(await torchState(other), await torchState(model));
+    const full = readFixture('resnet_withdecoder_bare.pth');
+    await initFromWeights(other, new Uint8Array(fs.readFileSync(path.join(FIXTURES, 'resnet_withdecoder_1kpretrained_spark_style.pth'))));
+    expectSameState(await torchState(other), full.state);
+    model.dispose();
+    other.dispose();
   });
 
   it('a model loaded from a .pth holding a golden\'s weights reproduces that golden\'s forward', async () => {
