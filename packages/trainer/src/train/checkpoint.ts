@@ -9,7 +9,7 @@ import { loadSparkState, stateFromSafetensors, stateToSafetensors } from '../mod
 import { readWeightsFile } from '../model/weights-file';
 import { torchState, type LoadStateReport } from '@sparkmim/sparse-ops';
 import type { Optimizer } from '../optim/optimizer';
-import { nodeFiles } from './node';
+import { fs, path } from '../data/node-modules';
 import { ENCODER_STATE_PREFIX } from './trainable';
 import type { TrainableModel } from './trainable';
 
@@ -56,8 +56,11 @@ export interface CheckpointManifest {
   optimizer: { groups: { name: string; lr: number; weightDecay: number; parameters: number }[] };
   /** Loss figures so far, for humans. */
   metrics?: Record<string, number>;
-  /** File names inside the checkpoint folder. */
-  files: { model: string; optimizer: string };
+  /**
+   * File names inside the checkpoint folder (plain names: no folder parts). `encoder` (absent in
+   * checkpoints of older versions) is {@link ENCODER_WEIGHTS_FILE} when the encoder-only weights were saved.
+   */
+  files: { model: string; optimizer: string; encoder?: string };
 }
 
 export interface SaveCheckpointOptions {
@@ -78,15 +81,51 @@ function checkProgress(progress: TrainingProgress, caller: string): void {
   }
 }
 
+/** Thrown by {@link saveCheckpoint} before it writes anything, when the state to save is not finite. */
+export class NonFiniteStateError extends Error {
+  override name = 'NonFiniteStateError';
+  constructor(
+    message: string,
+    /** The first model or optimiser entry holding NaN or an infinity. */
+    readonly entry: string,
+  ) {
+    super(message);
+  }
+}
+
+function firstNonFinite(entries: Iterable<[string, { data: ArrayLike<number> }]>): string | undefined {
+  for (const [name, { data }] of entries) {
+    for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return name;
+  }
+  return undefined;
+}
+
+// writeFileAtomic's temporary files: `.<name>.<pid>.<8 hex digits>.tmp`.
+const TEMP_FILE = /^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$/;
+
+/**
+ * Removes the temporary files that killed writes left in `dir` (not this process's own: a write of this
+ * process may be under way). A lock on the run folder (the CLI's) keeps other live writers out.
+ */
+async function removeLeftoverTempFiles(dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    const match = TEMP_FILE.exec(name);
+    if (match && Number(match[1]) !== process.pid) await fs.rm(path.join(dir, name), { force: true });
+  }
+}
+
 /**
  * Saves a full checkpoint into folder `dir` (created if needed) so that {@link resumeFromCheckpoint}
  * continues the run exactly: the model's state dict with the decoder (official names, PyTorch layouts,
  * loadable by `SparkModel` and by the official code after conversion), the optimiser's state, and
- * `checkpoint.json` with progress, random-stream positions, config and version. The data files get new
- * names and the manifest is replaced atomically only once they are complete, so a crash or a kill at any
- * point leaves the previous checkpoint loadable; files of older checkpoints are removed after the commit.
- * Then (by default) the encoder-only weights go to `encoder.safetensors` with the `sparse_encoder.sp_cnn.`
- * prefix removed (timm / official ConvNeXt names, for fine-tuning). Node only.
+ * `checkpoint.json` with progress, random-stream positions, config and version; by default also the
+ * encoder-only weights in `encoder.safetensors` with the `sparse_encoder.sp_cnn.` prefix removed (timm /
+ * official ConvNeXt names, for fine-tuning). Every file the manifest names is written (atomically) before
+ * the manifest, which is replaced atomically last: a crash or a kill at any point leaves the previous
+ * checkpoint loadable (an `encoder.safetensors` newer than the manifest is rewritten by
+ * {@link resumeFromCheckpoint}); files of older checkpoints and temporary files of killed writes are removed
+ * after the commit. Nothing is written when a model parameter or optimiser entry holds NaN or an infinity
+ * (a {@link NonFiniteStateError}): diverged weights never replace a good checkpoint. Node only.
  *
  * @example
  * await saveCheckpoint('runs/r50', { model, optimizer, progress: { epoch: 3, iterationInEpoch: 0, iteration: 3 * 312 }, random: { mask: maskRandom.state } });
@@ -94,15 +133,13 @@ function checkProgress(progress: TrainingProgress, caller: string): void {
 export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions): Promise<CheckpointManifest> {
   const { model, optimizer, progress, random, config = {}, metrics, encoder = true } = options;
   checkProgress(progress, 'saveCheckpoint');
-  const { fs, path } = await nodeFiles('saveCheckpoint');
   await fs.mkdir(dir, { recursive: true });
   const previous = await readManifestIfAny(dir);
   const tag = `it${String(progress.iteration).padStart(8, '0')}-${Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0')}`;
   const files = { model: `model.${tag}.safetensors`, optimizer: `optimizer.${tag}.safetensors` };
-  const metadata = { format: 'pt', sparkmim_version: SPARKMIM_VERSION, epoch: String(progress.epoch), iteration: String(progress.iteration) };
+  const metadata = checkpointMetadata(progress);
 
   const modelState = await torchState(model);
-  await writeFileAtomic(path.join(dir, files.model), stateToSafetensors(modelState, metadata));
   const optimizerState = optimizer.getState();
   let optimizerEntries: Map<string, SafetensorsEntry>;
   try {
@@ -110,7 +147,26 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
   } finally {
     tf.dispose([...optimizerState.values()]);
   }
+  const bad = firstNonFinite(modelState) ?? firstNonFinite(optimizerEntries as Map<string, { data: ArrayLike<number> }>);
+  if (bad !== undefined) {
+    throw new NonFiniteStateError(
+      `saveCheckpoint: '${bad}' holds NaN or infinite values at iteration ${progress.iteration}; nothing was written ` +
+        `(${previous ? `${dir} still holds the checkpoint of iteration ${previous.progress.iteration}` : `${dir} holds no checkpoint`})`,
+      bad,
+    );
+  }
+  await writeFileAtomic(path.join(dir, files.model), stateToSafetensors(modelState, metadata));
   await writeFileAtomic(path.join(dir, files.optimizer), encodeSafetensors(optimizerEntries, metadata));
+  // The encoder file has a fixed name (what fine-tuning code looks for), so it is written before the manifest:
+  // after a kill here it may be newer than the manifest, never older, and a resume rewrites it.
+  let encoderFile: string | undefined;
+  if (encoder) {
+    const encoderState = encoderStateOf(modelState);
+    if (encoderState.size > 0) {
+      encoderFile = ENCODER_WEIGHTS_FILE;
+      await writeFileAtomic(path.join(dir, encoderFile), stateToSafetensors(encoderState, metadata));
+    }
+  }
 
   const manifest: CheckpointManifest = {
     format: FORMAT,
@@ -124,26 +180,28 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
       groups: optimizer.paramGroups.map((group) => ({ name: group.name, lr: group.lr, weightDecay: group.weightDecay, parameters: group.variables.length })),
     },
     ...(metrics ? { metrics } : {}),
-    files,
+    files: encoderFile ? { ...files, encoder: encoderFile } : files,
   };
   // The commit: until this rename, checkpoint.json names the previous checkpoint's files.
   await writeFileAtomic(path.join(dir, CHECKPOINT_MANIFEST), new TextEncoder().encode(JSON.stringify(manifest, null, 2) + '\n'));
-  await removeStaleFiles(dir, new Set(Object.values(files)), previous);
-
-  if (encoder) {
-    const encoderState = new Map<string, TorchTensorData>();
-    for (const [name, tensor] of modelState) if (name.startsWith(ENCODER_STATE_PREFIX)) encoderState.set(name.slice(ENCODER_STATE_PREFIX.length), tensor);
-    if (encoderState.size > 0) {
-      await writeFileAtomic(path.join(dir, ENCODER_WEIGHTS_FILE), stateToSafetensors(encoderState, metadata));
-    }
-  }
+  await removeStaleFiles(dir, new Set(Object.values(manifest.files)), previous);
+  await removeLeftoverTempFiles(dir);
   return manifest;
+}
+
+function encoderStateOf(modelState: ReadonlyMap<string, TorchTensorData>): Map<string, TorchTensorData> {
+  const encoderState = new Map<string, TorchTensorData>();
+  for (const [name, tensor] of modelState) if (name.startsWith(ENCODER_STATE_PREFIX)) encoderState.set(name.slice(ENCODER_STATE_PREFIX.length), tensor);
+  return encoderState;
+}
+
+function checkpointMetadata(progress: TrainingProgress): Record<string, string> {
+  return { format: 'pt', sparkmim_version: SPARKMIM_VERSION, epoch: String(progress.epoch), iteration: String(progress.iteration) };
 }
 
 // Files of earlier checkpoints, and pieces of writes that a crash interrupted: model.*/optimizer.*
 // safetensors the new manifest does not name, and writeFileAtomic's temporary files of them.
 async function removeStaleFiles(dir: string, keep: ReadonlySet<string>, previous: CheckpointManifest | undefined): Promise<void> {
-  const { fs, path } = await nodeFiles('saveCheckpoint');
   const ours = /^\.?(model|optimizer)\.it\d+-[0-9a-f]{4}\.safetensors(\.\d+\.[0-9a-f]{8}\.tmp)?$/;
   const names = await fs.readdir(dir);
   for (const name of names) {
@@ -167,7 +225,6 @@ async function readManifestIfAny(dir: string): Promise<CheckpointManifest | unde
  * const { progress } = await readCheckpointManifest('runs/r50'); // { epoch: 3, iterationInEpoch: 0, iteration: 936 }
  */
 export async function readCheckpointManifest(dir: string): Promise<CheckpointManifest> {
-  const { fs, path } = await nodeFiles('readCheckpointManifest');
   const file = path.join(dir, CHECKPOINT_MANIFEST);
   let text: string;
   try {
@@ -187,8 +244,25 @@ export async function readCheckpointManifest(dir: string): Promise<CheckpointMan
     throw new Error(`${file}: format version ${manifest.formatVersion} is newer than this sparkmim reads (${FORMAT_VERSION}); upgrade @sparkmim/trainer`);
   }
   checkProgress(manifest.progress, file);
+  if (manifest.progress.iteration < manifest.progress.epoch + manifest.progress.iterationInEpoch) {
+    const { epoch, iterationInEpoch, iteration } = manifest.progress;
+    throw new Error(`${file}: progress is inconsistent: iteration ${iteration} cannot follow ${epoch} whole epochs and ${iterationInEpoch} batches`);
+  }
+  if (typeof manifest.config !== 'object' || manifest.config === null || Array.isArray(manifest.config)) {
+    throw new Error(`${file}: config is ${JSON.stringify(manifest.config)}, expected an object of settings`);
+  }
+  if (typeof manifest.random !== 'object' || manifest.random === null || !Number.isSafeInteger(manifest.random.mask)) {
+    throw new Error(`${file}: random is ${JSON.stringify(manifest.random)}, expected { mask: <stream position>, ... }`);
+  }
   if (typeof manifest.files?.model !== 'string' || typeof manifest.files?.optimizer !== 'string') {
     throw new Error(`${file}: expected files.model and files.optimizer to name the checkpoint's files`);
+  }
+  // The names must stay inside the folder: a manifest is data, and '../x' would read (and later remove) files elsewhere.
+  for (const [key, name] of Object.entries(manifest.files)) {
+    if (key === 'encoder' && name === undefined) continue;
+    if (typeof name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name) || name.length > 255) {
+      throw new Error(`${file}: files.${key} is ${JSON.stringify(name)}, expected a plain file name inside the checkpoint folder (no '/', '\\' or '..')`);
+    }
   }
   return manifest;
 }
@@ -211,7 +285,6 @@ export interface LoadedCheckpoint {
  */
 export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   const manifest = await readCheckpointManifest(dir);
-  const { fs, path } = await nodeFiles('loadCheckpoint');
   const modelFile = path.join(dir, manifest.files.model);
   const optimizerFile = path.join(dir, manifest.files.optimizer);
   const modelState = stateFromSafetensors(new Uint8Array(await fs.readFile(modelFile)), { source: modelFile });
@@ -244,7 +317,22 @@ export async function resumeFromCheckpoint(dir: string, { model, optimizer }: Re
     tf.dispose([...tensors.values()]);
   }
   if (manifest.random.model !== undefined) model.setRandomState?.(manifest.random.model);
+  await repairCheckpointFolder(dir, manifest, modelState);
   return manifest;
+}
+
+/**
+ * What a kill during a save may leave, put right before the run continues: temporary files of killed writes
+ * are removed, and an `encoder.safetensors` that does not hold the manifest's weights (written just before a
+ * kill that came ahead of the manifest) is written again from them.
+ */
+async function repairCheckpointFolder(dir: string, manifest: CheckpointManifest, modelState: ReadonlyMap<string, TorchTensorData>): Promise<void> {
+  await removeLeftoverTempFiles(dir);
+  if (manifest.files.encoder === undefined) return;
+  const expected = stateToSafetensors(encoderStateOf(modelState), checkpointMetadata(manifest.progress));
+  const file = path.join(dir, manifest.files.encoder);
+  const actual = await fs.readFile(file).catch(() => undefined);
+  if (!actual || Buffer.compare(actual, expected) !== 0) await writeFileAtomic(file, expected);
 }
 
 export interface InitFromWeightsOptions {
@@ -276,7 +364,6 @@ export async function initFromWeights(model: TrainableModel, source: string | Ui
   let bytes: Uint8Array;
   let name = 'the weights';
   if (typeof source === 'string') {
-    const { fs } = await nodeFiles('initFromWeights');
     bytes = new Uint8Array(await fs.readFile(source));
     name = source;
   } else {

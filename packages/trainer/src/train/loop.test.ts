@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
 import type { DataSource } from '../data/source';
 import { lrWdAt } from '../optim/schedule';
@@ -154,10 +155,48 @@ describeBackends('train', () => {
     const failing = train({ ...run, epochs: 2, checkpointDir: folder, resume: manifest, checkpointEveryIterations: 1 });
     await expect(failing).rejects.toThrow(NonFiniteLossError);
     await expect(failing).rejects.toThrow(
-      'train: stopped at iteration 3 (epoch 1, batch 0): the loss is NaN; nothing was saved over the last checkpoint (iteration 3); lower the learning rate or check the data',
+      `train: stopped at iteration 3 (epoch 1, batch 0): the loss is NaN; nothing after iteration 3 was saved: ${folder} still holds the checkpoint of iteration 3; lower the learning rate or check the data`,
     );
     expect(snapshot()).toEqual(before);
     dispose(run);
+  });
+
+  it('stops when the last update of an epoch leaves NaN weights, before its checkpoint, and says which checkpoint remains', async () => {
+    const run = setup();
+    // A finite loss whose update diverges: after the step of iteration 2 (the last of epoch 0) a weight is NaN.
+    const poison = (metrics: StepMetrics) => {
+      if (metrics.iteration === 2) tf.tidy(() => run.model.proj.weight.assign(tf.fill(run.model.proj.weight.shape, NaN)));
+    };
+    const fresh = train({ ...run, epochs: 1, checkpointDir: folder, seed: 1, onStep: poison });
+    await expect(fresh).rejects.toThrow(NonFiniteLossError);
+    const message = await fresh.then(() => '', (error: Error) => error.message);
+    expect(message).toMatch(
+      new RegExp(
+        `^train: stopped after iteration 2: its loss was \\d\\S* but the update left 'dense_decoder\\.proj\\.weight' with NaN or infinite values; ` +
+          `the checkpoint of iteration 3 was not written and nothing was saved: ${folder.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} holds no checkpoint of this run yet; lower the learning rate`,
+      ),
+    );
+    // Not a file was written.
+    expect(fs.readdirSync(folder)).toEqual([]);
+    dispose(run);
+
+    // Resumed from a good checkpoint of epoch 1, the same divergence at the end of epoch 2 leaves that one in place.
+    const good = setup();
+    await train({ ...good, epochs: 1, checkpointDir: folder, seed: 1 });
+    const snapshot = () => new Map(fs.readdirSync(folder).map((name) => [name, fs.readFileSync(path.join(folder, name)).toString('base64')]));
+    const before = snapshot();
+    const resumed = train({
+      ...good,
+      epochs: 2,
+      checkpointDir: folder,
+      resume: await readCheckpointManifest(folder),
+      onStep: (metrics) => {
+        if (metrics.iteration === 5) tf.tidy(() => good.model.proj.weight.assign(tf.fill(good.model.proj.weight.shape, Infinity)));
+      },
+    });
+    await expect(resumed).rejects.toThrow(`the checkpoint of iteration 6 was not written and nothing after iteration 3 was saved: ${folder} still holds the checkpoint of iteration 3`);
+    expect(snapshot()).toEqual(before);
+    dispose(good);
   });
 
   it('says what it expected for a short schedule, a short data source and a mismatched resume position', async () => {

@@ -4,7 +4,7 @@ import type { DataSource, SkippedFile } from '../data/source';
 import type { Optimizer } from '../optim/optimizer';
 import { lrWdAt } from '../optim/schedule';
 import type { LrWd, LrWdSchedule } from '../optim/schedule';
-import { saveCheckpoint } from './checkpoint';
+import { NonFiniteStateError, saveCheckpoint } from './checkpoint';
 import type { CheckpointManifest, RandomState, TrainingProgress } from './checkpoint';
 import { JsonlWriter } from './metrics';
 import type { EpochMetrics, RunSummaryMetrics, StepMetrics } from './metrics';
@@ -87,8 +87,9 @@ function checkWholeNumber(value: number, label: string, minimum: number): void {
  * SparK's pre-training loop (`main.py`): epochs of batches; each iteration sets lr and weight decay from
  * the schedule, runs the forward pass in training mode, the backward pass and the optimiser step (see
  * {@link trainStep}); after every epoch a full checkpoint. Metrics go to `onStep` / `onEpochEnd` and to a
- * JSON-lines file. A NaN or infinite loss stops the run with a {@link NonFiniteLossError} naming the
- * step, and nothing is saved over the last good checkpoint. `stop()` (or aborting `signal`) lets the
+ * JSON-lines file. A NaN or infinite loss, or parameters left non-finite by an update (checked before every
+ * checkpoint), stop the run with a {@link NonFiniteLossError} naming the step and saying which checkpoint
+ * the folder still holds: nothing diverged is ever saved over the last good checkpoint. `stop()` (or aborting `signal`) lets the
  * current step finish, saves a checkpoint and returns. The result (and a last `summary` line of the metrics
  * file) lists the files the data source skipped, when it reports them (`TrainResult.skipped`).
  *
@@ -170,19 +171,40 @@ export class Trainer {
     const result: TrainResult = { progress, stopped: false, steps: 0 };
     const runStart = performance.now();
     let savedAt = progress.iteration;
+    // The iteration of the checkpoint in checkpointDir: the resumed one, then each one saved here.
+    let checkpointAt = resume && options.checkpointDir ? progress.iteration : undefined;
+    // What a stop on non-finite values leaves, in words: the messages say exactly what was and was not saved.
+    const savedState = (): string => {
+      if (!options.checkpointDir) return 'nothing was saved (no checkpoint folder was given)';
+      if (checkpointAt === undefined) return `nothing was saved: ${options.checkpointDir} holds no checkpoint of this run yet`;
+      return `nothing after iteration ${checkpointAt} was saved: ${options.checkpointDir} still holds the checkpoint of iteration ${checkpointAt}`;
+    };
     let minLastLoss = Infinity;
     const save = async (): Promise<void> => {
+      if (options.checkpointDir) {
+        try {
+          result.checkpoint = await saveCheckpoint(options.checkpointDir, {
+            model,
+            optimizer,
+            progress: { ...progress },
+            random: randomState(),
+            config: options.config,
+            metrics: result.lastLoss === undefined ? undefined : { lastLoss: result.lastLoss, ...(Number.isFinite(minLastLoss) ? { minLastLoss } : {}) },
+            encoder: options.saveEncoder ?? true,
+          });
+        } catch (error) {
+          if (!(error instanceof NonFiniteStateError)) throw error;
+          // The loss was finite but the update that followed it was not: the weights diverged in the last step.
+          throw new NonFiniteLossError(
+            `train: stopped after iteration ${progress.iteration - 1}: its loss was ${result.lastLoss} but the update left '${error.entry}' with NaN or ` +
+              `infinite values; the checkpoint of iteration ${progress.iteration} was not written and ${savedState()}; lower the learning rate or check the data`,
+            NaN,
+            progress.iteration - 1,
+          );
+        }
+        checkpointAt = progress.iteration;
+      }
       savedAt = progress.iteration;
-      if (!options.checkpointDir) return;
-      result.checkpoint = await saveCheckpoint(options.checkpointDir, {
-        model,
-        optimizer,
-        progress: { ...progress },
-        random: randomState(),
-        config: options.config,
-        metrics: result.lastLoss === undefined ? undefined : { lastLoss: result.lastLoss, ...(Number.isFinite(minLastLoss) ? { minLastLoss } : {}) },
-        encoder: options.saveEncoder ?? true,
-      });
     };
 
     try {
@@ -217,7 +239,7 @@ export class Trainer {
               if (error instanceof NonFiniteLossError) {
                 throw new NonFiniteLossError(
                   `train: stopped at iteration ${progress.iteration} (epoch ${progress.epoch}, batch ${progress.iterationInEpoch}): the loss is ${error.loss}; ` +
-                    `nothing was saved over the last checkpoint (iteration ${savedAt}); lower the learning rate or check the data`,
+                    `${savedState()}; lower the learning rate or check the data`,
                   error.loss,
                   progress.iteration,
                 );
