@@ -34,6 +34,9 @@ async function backendCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** System errors of files the user can act on: no space, no permission, a missing or wrong path. */
+const FILE_ERROR_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EACCES', 'EPERM', 'EROFS', 'EIO', 'ENOTDIR', 'EISDIR', 'ENOENT', 'EEXIST', 'ENAMETOOLONG', 'ELOOP', 'EMFILE']);
+
 /** Runs the CLI; returns the exit code (0 ok, 2 a usage or setup error the user can fix). */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -61,8 +64,11 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command '${command}': run 'sparkmim --help' for the list`);
     }
   } catch (error) {
-    if (error instanceof UsageError || error instanceof BackendUnavailableError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`sparkmim: ${(error as Error).message}\n`);
+    const code = (error as { code?: string })?.code;
+    // What the user can fix (a flag, a file, a full disk): one line and exit code 2. Anything else is a bug
+    // of sparkmim and keeps its stack trace.
+    if (error instanceof UsageError || error instanceof BackendUnavailableError || code?.startsWith('ERR_PARSE_ARGS') || (code !== undefined && FILE_ERROR_CODES.has(code))) {
+      process.stderr.write(`sparkmim: ${(error as Error).message.split('\n').join('; ')}\n`);
       return 2;
     }
     throw error;

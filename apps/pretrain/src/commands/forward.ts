@@ -13,7 +13,7 @@ import {
   writeFileAtomic,
 } from '@sparkmim/trainer/node';
 import { UsageError } from '../errors';
-import { nhwcFromNchw, oneLine, readTensor } from './inputs';
+import { checkOutputFile, nhwcFromNchw, oneLine, readTensor } from './inputs';
 import { modelFromWeightsOption, readWeightsOption } from './weights';
 
 export const FORWARD_HELP = `usage: sparkmim forward --weights W.safetensors --input F.safetensors:KEY --out OUT.safetensors [options]
@@ -83,9 +83,10 @@ export async function forwardCommand(argv: string[]): Promise<number> {
   const seed = values.seed === undefined ? 0 : Number(values.seed);
   if (!Number.isSafeInteger(seed)) throw new UsageError(`--seed is '${values.seed}', expected a whole number`);
 
-  await setupBackend(values.backend!);
-
+  // Everything the user gave is read and checked before the backend starts.
+  await checkOutputFile('out', values.out!);
   const weights = await readWeightsOption('weights', values.weights!, values['strip-prefix']);
+  await setupBackend(values.backend!);
   const model = await modelFromWeightsOption('weights', weights, { maskRatio });
   const tensors: tf.TensorContainer[] = [];
   try {

@@ -1,6 +1,7 @@
 // Reading the commands' `FILE:KEY` tensor inputs and their safetensors files, with errors in terms of the
 // command-line option that named them.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { decodeSafetensors, type SafetensorsTensor } from '@sparkmim/trainer';
 import { UsageError } from '../errors';
@@ -25,6 +26,19 @@ export async function readBytes(option: string, file: string): Promise<Uint8Arra
     const code = (error as { code?: string }).code;
     throw new UsageError(`--${option}: cannot read ${file}${code === 'ENOENT' ? ': no such file' : `: ${(error as Error).message}`}`);
   }
+}
+
+/** Checks, before any work, that `--option FILE` can be written: its folder exists and is a folder. */
+export async function checkOutputFile(option: string, file: string): Promise<void> {
+  const folder = path.dirname(path.resolve(file));
+  let info;
+  try {
+    info = await stat(folder);
+  } catch {
+    throw new UsageError(`--${option}: the folder of ${file} (${folder}) does not exist: create it first`);
+  }
+  if (!info.isDirectory()) throw new UsageError(`--${option}: ${folder} is a file, expected the folder of ${file}`);
+  if ((await stat(file).catch(() => undefined))?.isDirectory()) throw new UsageError(`--${option}: ${file} is a folder, expected a file name`);
 }
 
 /** The tensor a `--option FILE:KEY` names, or a usage error (unreadable file, bad safetensors, no such key). */

@@ -115,12 +115,23 @@ export function readConfigFile(file: string, label = file): Values {
   const yaml = /\.ya?ml$/i.test(file);
   let parsed: unknown;
   if (yaml) {
-    const document = parseDocument(text);
+    let document: ReturnType<typeof parseDocument>;
+    try {
+      document = parseDocument(text);
+    } catch (error) {
+      // The parser recurses: a value nested thousands deep overflows its stack.
+      throw new UsageError(`--config: ${label} cannot be read as YAML: ${oneLineOf(error)}`);
+    }
     // The parser's messages end with a picture of the line; their first line says what and where.
     if (document.errors.length) {
       throw new UsageError(`--config: ${label} is not valid YAML: ${document.errors[0].message.split('\n')[0].replace(/:$/, '')}`);
     }
-    parsed = document.toJS();
+    try {
+      // toJS resolves aliases: the yaml library stops an alias bomb here with a ReferenceError.
+      parsed = document.toJS({ maxAliasCount: 100 });
+    } catch (error) {
+      throw new UsageError(`--config: ${label} cannot be read as YAML: ${oneLineOf(error)}`);
+    }
   } else {
     try {
       parsed = JSON.parse(text);
@@ -131,7 +142,10 @@ export function readConfigFile(file: string, label = file): Values {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new UsageError(`--config: ${label} must hold ${yaml ? 'a YAML mapping (key: value lines)' : 'a JSON object'}`);
   }
-  const unknown = Object.keys(parsed).filter((key) => !(key in KEYS));
+  // A value nested thousands deep is no setting; refused before anything recurses over it.
+  checkDepth(parsed, label);
+  // Own keys only: 'toString', 'constructor' and '__proto__' are found `in` every object.
+  const unknown = Object.keys(parsed).filter((key) => !Object.hasOwn(KEYS, key));
   if (unknown.length) {
     throw new UsageError(`--config: ${label}: unknown key(s) ${unknown.join(', ')}; valid keys: ${CONFIG_KEYS.join(', ')}`);
   }
@@ -203,21 +217,44 @@ export function warmupEpochsOf(config: PretrainConfig): number {
   return config.warmupEpochs ?? Math.min(40, Math.floor(config.epochs / 40));
 }
 
+function oneLineOf(error: unknown): string {
+  return String((error as Error)?.message ?? error).split('\n')[0];
+}
+
+/** Deepest nesting a config value may have (a list of numbers is depth 2). */
+const MAX_CONFIG_DEPTH = 8;
+
+function checkDepth(value: unknown, label: string): void {
+  const visit = (item: unknown, depth: number): void => {
+    if (typeof item !== 'object' || item === null) return;
+    if (depth > MAX_CONFIG_DEPTH) throw new UsageError(`--config: ${label} nests values more than ${MAX_CONFIG_DEPTH} deep; settings are numbers, strings and lists`);
+    for (const child of Object.values(item)) visit(child, depth + 1);
+  };
+  visit(value, 1);
+}
+
+/** A value as a message shows it: JSON, except numbers JSON cannot write (Infinity, NaN: 'null' would mislead). */
+function describeValue(raw: unknown): string {
+  if (typeof raw === 'number' && !Number.isFinite(raw)) return Number.isNaN(raw) ? 'NaN (not a number)' : `${raw} (too large)`;
+  const text = JSON.stringify(raw, (_key, value) => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value)) ?? String(raw);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
 function convert(raw: unknown, kind: Kind, where: string): unknown {
   if (kind === 'string') {
-    if (typeof raw !== 'string' || raw === '') throw new UsageError(`${where} is ${JSON.stringify(raw)}, expected a non-empty string`);
+    if (typeof raw !== 'string' || raw === '') throw new UsageError(`${where} is ${describeValue(raw)}, expected a non-empty string`);
     return raw;
   }
   if (kind === 'ints') {
     const parts = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [raw];
     return parts.map((part) => {
       const value = typeof part === 'number' ? part : Number(String(part).trim());
-      if (!Number.isInteger(value)) throw new UsageError(`${where} is ${JSON.stringify(raw)}, expected whole numbers separated by commas, e.g. 8,16,32,64`);
+      if (!Number.isInteger(value)) throw new UsageError(`${where} is ${describeValue(raw)}, expected whole numbers separated by commas, e.g. 8,16,32,64`);
       return value;
     });
   }
   const value = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
-  if (!Number.isFinite(value)) throw new UsageError(`${where} is ${JSON.stringify(raw)}, expected a ${kind === 'int' ? 'whole number' : 'number'}`);
+  if (!Number.isFinite(value)) throw new UsageError(`${where} is ${describeValue(raw)}, expected a ${kind === 'int' ? 'whole number' : 'number'}`);
   return value;
 }
 

@@ -20,8 +20,8 @@ import {
 import type { Optimizer, SafetensorsEntry } from '@sparkmim/trainer';
 import { SeededRandom, torchState } from '@sparkmim/sparse-ops';
 import { UsageError } from '../errors';
-import { nhwcFromNchw, readTensor } from './inputs';
 import { modelFromWeightsOption, readWeightsOption } from './weights';
+import { checkOutputFile, nhwcFromNchw, readTensor } from './inputs';
 
 export const TRAIN_STEPS_HELP = `usage: sparkmim train-steps --weights W.safetensors --input F.safetensors:KEY --steps N --out OUT.safetensors [options]
 
@@ -121,6 +121,7 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
   }
 
   // Everything the user gave is read and checked before the backend starts.
+  await checkOutputFile('out', values.out!);
   const weights = await readWeightsOption('weights', values.weights!, values['strip-prefix']);
   const input = await readTensor('input', values.input!);
   if (input.shape.length !== 4 || input.shape[1] !== 3) {
