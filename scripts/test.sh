@@ -19,6 +19,10 @@ bash scripts/check-pack.sh
 log=$(mktemp)
 status=0
 pnpm turbo run test --concurrency=1 --continue --output-logs=full --log-order=grouped 2>&1 | tee "$log" || status=$?
+# The benchmark's CI-sized form (issue 17): each kind of scenario runs on wasm and on cpu in one process;
+# it fails on errors (and leaked tensors), never on timings.
+echo "sparkmim bench --ci:"
+node apps/pretrain/bin/sparkmim.mjs bench --ci || status=$?
 # One closing line over every package's jest summary ("Tests: 3 failed, 1 skipped, 40 passed, 44 total").
 node -e '
   const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter((l) => /Tests:\s/.test(l));

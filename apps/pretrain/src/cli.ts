@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { BACKEND_NAMES, BackendUnavailableError, setupBackend } from '@sparkmim/runtime';
 import { convertCommand } from './commands/convert';
+import { benchCommand } from './commands/bench';
 import { forwardCommand } from './commands/forward';
 import { inspectCommand } from './commands/inspect';
 import { pretrainCommand } from './commands/pretrain';
@@ -19,6 +20,7 @@ commands:
   backend [--backend NAME]   set a backend up and report what it got (adapter vendor, architecture)
   forward [options]          one forward pass of a checkpoint, every intermediate written (compare with PyTorch)
   train-steps [options]      N training steps on one batch and mask, written key by key (compare with PyTorch)
+  bench [--scenario NAME]    training-step and inference timings per backend, one JSON line each ('bench --help')
   inspect FILE               what a weights file holds (.safetensors or an official .pth): kind, architecture, tensors
   convert IN OUT [--to pth|safetensors|timm]
                              weights between sparkmim and PyTorch (the official SparK checkpoint layouts)
@@ -54,6 +56,8 @@ export async function main(argv: string[]): Promise<number> {
         return await pretrainCommand(rest);
       case 'forward':
         return await forwardCommand(rest);
+      case 'bench':
+        return await benchCommand(rest);
       case 'train-steps':
         return await trainStepsCommand(rest);
       case 'inspect':
