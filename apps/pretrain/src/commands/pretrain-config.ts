@@ -3,13 +3,17 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseDocument } from 'yaml';
+import { sparkRecipe } from '@sparkmim/trainer';
 import { UsageError } from '../errors';
 
 /** Everything a pre-training run is made of; saved as the run folder's `config.json`. */
 export interface PretrainConfig {
   /** Folder of images (searched recursively). */
   data?: string;
-  /** A backbone name of the registry (resnet18 … resnet200, convnext_tiny … convnext_large). */
+  /**
+   * A backbone name of the registry (resnet18 … resnet200, convnext_tiny … convnext_large), or the path of
+   * an ES module whose default export is a Backbone (a path starts with '.' or '/' or ends in .js/.mjs).
+   */
   model: string;
   /** ResNet: output channels of the stem conv. */
   stemWidth?: number;
@@ -21,7 +25,8 @@ export interface PretrainConfig {
   depths?: number[];
   /** Decoder channels at the smallest map (SparK's 768). */
   decoderWidth: number;
-  inputSize: number;
+  /** Image size: N (N x N) or 'WxH' (width x height, e.g. '320x192'), sides multiples of the downsample ratio. */
+  inputSize: number | string;
   maskRatio: number;
   batchSize: number;
   epochs: number;
@@ -31,6 +36,14 @@ export interface PretrainConfig {
   weightDecay: number;
   weightDecayEnd: number;
   optimizer: 'lamb' | 'adamw' | 'sgd';
+  /** Stochastic depth of the encoder; default: the official value for the model (e.g. 0.05 for resnet50). */
+  dropPath?: number;
+  /** The optimiser's second beta (the official --ada); default 0.95 for ResNets, 0.999 for ConvNeXts. */
+  beta2?: number;
+  /** Gradient clipping: the global gradient norm is scaled down to this; 0 = off. Default 5. */
+  clip?: number;
+  /** Densify norm: bn, ln or none; default bn for ResNets (and custom convnets), ln for ConvNeXts. */
+  densifyNorm?: string;
   /** A backend name, or 'auto': the fastest that can be set up. */
   backend: string;
   seed: number;
@@ -61,7 +74,7 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
   previewEvery: 10,
 };
 
-type Kind = 'string' | 'int' | 'number' | 'ints';
+type Kind = 'string' | 'int' | 'number' | 'ints' | 'size';
 
 /** Each config key, its flag and the kind of value it holds. */
 const KEYS: Record<keyof PretrainConfig, { flag: string; kind: Kind }> = {
@@ -72,7 +85,7 @@ const KEYS: Record<keyof PretrainConfig, { flag: string; kind: Kind }> = {
   dims: { flag: 'dims', kind: 'ints' },
   depths: { flag: 'depths', kind: 'ints' },
   decoderWidth: { flag: 'decoder-width', kind: 'int' },
-  inputSize: { flag: 'input-size', kind: 'int' },
+  inputSize: { flag: 'input-size', kind: 'size' },
   maskRatio: { flag: 'mask-ratio', kind: 'number' },
   batchSize: { flag: 'batch-size', kind: 'int' },
   epochs: { flag: 'epochs', kind: 'int' },
@@ -81,6 +94,10 @@ const KEYS: Record<keyof PretrainConfig, { flag: string; kind: Kind }> = {
   weightDecay: { flag: 'weight-decay', kind: 'number' },
   weightDecayEnd: { flag: 'weight-decay-end', kind: 'number' },
   optimizer: { flag: 'optimizer', kind: 'string' },
+  dropPath: { flag: 'drop-path', kind: 'number' },
+  beta2: { flag: 'beta2', kind: 'number' },
+  clip: { flag: 'clip', kind: 'number' },
+  densifyNorm: { flag: 'densify-norm', kind: 'string' },
   backend: { flag: 'backend', kind: 'string' },
   seed: { flag: 'seed', kind: 'int' },
   out: { flag: 'out', kind: 'string' },
@@ -183,7 +200,6 @@ export function resolveConfig(layers: { values: Values; from: 'flag' | string }[
   };
   wholeAtLeast('batchSize', 1);
   wholeAtLeast('epochs', 1);
-  wholeAtLeast('inputSize', 1);
   wholeAtLeast('decoderWidth', 1);
   wholeAtLeast('warmupEpochs', 0);
   wholeAtLeast('checkpointEvery', 0);
@@ -209,7 +225,29 @@ export function resolveConfig(layers: { values: Values; from: 'flag' | string }[
       throw new UsageError(`${where(key)} is ${list.join(',')}, expected four whole numbers >= 1 (one per stage), e.g. ${example}`);
     }
   }
+  // The official recipe of the model for what no layer set (models/__init__.py and utils/arg_util.py).
+  const recipe = sparkRecipe(resolved.model);
+  resolved.dropPath ??= recipe.dropPathRate;
+  resolved.beta2 ??= recipe.beta2;
+  resolved.clip ??= recipe.clip;
+  resolved.densifyNorm ??= recipe.densifyNorm;
+  if (!(resolved.dropPath >= 0 && resolved.dropPath < 1)) throw new UsageError(`${where('dropPath')} is ${resolved.dropPath}, expected a number in [0, 1), e.g. 0.1`);
+  if (!(resolved.beta2 >= 0 && resolved.beta2 < 1)) throw new UsageError(`${where('beta2')} is ${resolved.beta2}, expected a number in [0, 1), e.g. 0.999`);
+  if (!(resolved.clip >= 0)) throw new UsageError(`${where('clip')} is ${resolved.clip}, expected a number >= 0 (0 turns clipping off)`);
+  if (!['bn', 'ln', 'none'].includes(resolved.densifyNorm)) {
+    throw new UsageError(`${where('densifyNorm')} is '${resolved.densifyNorm}', expected bn, ln or none`);
+  }
   return resolved;
+}
+
+/**
+ * `{ height, width }` of the config's input size: N is N x N, 'WxH' is W wide and H high (as image tools
+ * write sizes). The value was checked by {@link resolveConfig}.
+ */
+export function inputSizeOf(config: Pick<PretrainConfig, 'inputSize'>): { height: number; width: number } {
+  if (typeof config.inputSize === 'number') return { height: config.inputSize, width: config.inputSize };
+  const [width, height] = config.inputSize.split('x').map(Number);
+  return { height, width };
 }
 
 /** The warm-up actually used: the config's, or SparK's 40 of 1600 epochs scaled down for shorter runs. */
@@ -241,6 +279,16 @@ function describeValue(raw: unknown): string {
 }
 
 function convert(raw: unknown, kind: Kind, where: string): unknown {
+  if (kind === 'size') {
+    // 224, '224' or '320x192' (width x height); kept as a number when square-by-one-number, else as 'WxH'.
+    const text = typeof raw === 'number' ? String(raw) : typeof raw === 'string' ? raw.trim().toLowerCase() : '';
+    const match = /^(\d+)(?:x(\d+))?$/.exec(text);
+    const sides = match ? [Number(match[1]), Number(match[2] ?? match[1])] : [];
+    if (!match || !sides.every((side) => Number.isSafeInteger(side) && side >= 1)) {
+      throw new UsageError(`${where} is ${describeValue(raw)}, expected a whole number >= 1 (e.g. 224) or WIDTHxHEIGHT (e.g. 320x192)`);
+    }
+    return match[2] === undefined ? sides[0] : `${sides[0]}x${sides[1]}`;
+  }
   if (kind === 'string') {
     if (typeof raw !== 'string' || raw === '') throw new UsageError(`${where} is ${describeValue(raw)}, expected a non-empty string`);
     return raw;

@@ -38,7 +38,7 @@ export async function previewImages(source: DataSource, count: number, seed: num
 }
 
 /**
- * Writes the grid for `images` `[N, S, S, 3]` (normalised) with the mask drawn from `maskSeed` (the same
+ * Writes the grid for `images` `[N, H, W, 3]` (normalised; rectangles too) with the mask drawn from `maskSeed` (the same
  * every time), in evaluation mode so that previews leave the batch-norm statistics alone. Returns the file.
  */
 export async function writePreview(model: SparkModel, images: tf.Tensor4D, maskSeed: number, file: string): Promise<string> {
@@ -49,22 +49,22 @@ export async function writePreview(model: SparkModel, images: tf.Tensor4D, maskS
     columns = [vis.input, vis.masked, vis.reconstruction, vis.recOrInput].map((picture) => denormalizeImages(picture));
     tf.dispose(vis);
     const pixels = await Promise.all(columns.map((column) => column.data() as Promise<Int32Array>));
-    const [count, size] = images.shape;
-    // Small inputs (the quickstart's 64 pixels) are enlarged by whole pixels, so that patches stay sharp.
-    const scale = Math.max(1, Math.ceil(MIN_PICTURE_SIZE / size));
-    const cell = size * scale;
-    const width = 4 * cell + 5 * GAP;
-    const height = count * cell + (count + 1) * GAP;
+    const [count, imageHeight, imageWidth] = images.shape;
+    // Small inputs (the quickstart's 96 pixels) are enlarged by whole pixels, so that patches stay sharp.
+    const scale = Math.max(1, Math.ceil(MIN_PICTURE_SIZE / Math.min(imageHeight, imageWidth)));
+    const [cellHeight, cellWidth] = [imageHeight * scale, imageWidth * scale];
+    const width = 4 * cellWidth + 5 * GAP;
+    const height = count * cellHeight + (count + 1) * GAP;
     const grid = Buffer.alloc(width * height * 3, 255);
     for (let row = 0; row < count; row++) {
       for (let column = 0; column < 4; column++) {
         const values = pixels[column];
-        const left = GAP + column * (cell + GAP);
-        const top = GAP + row * (cell + GAP);
-        for (let y = 0; y < cell; y++) {
-          const from = (row * size + Math.floor(y / scale)) * size * 3;
+        const left = GAP + column * (cellWidth + GAP);
+        const top = GAP + row * (cellHeight + GAP);
+        for (let y = 0; y < cellHeight; y++) {
+          const from = (row * imageHeight + Math.floor(y / scale)) * imageWidth * 3;
           const to = ((top + y) * width + left) * 3;
-          for (let x = 0; x < cell; x++) {
+          for (let x = 0; x < cellWidth; x++) {
             const source = from + Math.floor(x / scale) * 3;
             grid[to + x * 3] = values[source];
             grid[to + x * 3 + 1] = values[source + 1];
