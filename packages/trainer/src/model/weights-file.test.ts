@@ -5,6 +5,7 @@ import { torchState, type TorchTensorData } from '@sparkmim/sparse-ops';
 import { describeBackends, expectClose, goldenInputs, loadGolden } from '@sparkmim/test-utils';
 import { initFromWeights } from '../train/checkpoint';
 import { ENCODER_STATE_PREFIX } from '../train/trainable';
+import { stateToSafetensors } from './state';
 import { readWeightsFile, sparkModelFromWeights, stateToPth, summarizeWeights, type WeightsFile } from './weights-file';
 
 // Fixtures made once by PyTorch with the official SparK code (test/fixtures/pth/make_fixtures.py).
@@ -43,6 +44,12 @@ describe('readWeightsFile on the official file kinds', () => {
     expect(summary.backbone).toEqual({ kind: 'resnet', depths: [1, 1, 1, 1], block: 'bottleneck', stemWidth: 4, channels: [2, 4, 8, 16] });
     expect(summary.architecture).toBeUndefined();
     expect(summary.tensors.find((tensor) => tensor.key === 'bn1.num_batches_tracked')).toEqual({ key: 'bn1.num_batches_tracked', shape: [], dtype: 'int64' });
+  });
+  it("takes a sparkmim checkpoint's epoch as the official dict's (the last epoch finished)", () => {
+    const state = readFixture('resnet_1kpretrained_timm_style.pth').state;
+    const bytes = stateToSafetensors(state, { format: 'pt', sparkmim_version: '0.1.0', epoch: '3' });
+    expect(readWeightsFile(bytes).meta).toEqual({ epoch: 2 });
+    expect(readWeightsFile(stateToSafetensors(state, { epoch: '3' })).meta).toEqual({});
   });
 });
 

@@ -98,7 +98,12 @@ export function readWeightsFile(bytes: Uint8Array, { source = 'the file', stripP
     }
   } else {
     format = 'safetensors';
-    for (const [name, tensor] of decodeSafetensors(bytes, { source }).tensors) {
+    const decoded = decodeSafetensors(bytes, { source });
+    // A sparkmim checkpoint's model file names the epoch to run next; the official dict holds the last
+    // one finished (main.py resumes at epoch + 1).
+    const nextEpoch = Number(decoded.metadata.epoch);
+    if (decoded.metadata.sparkmim_version !== undefined && Number.isInteger(nextEpoch) && nextEpoch > 0) meta.epoch = nextEpoch - 1;
+    for (const [name, tensor] of decoded.tensors) {
       const data = tensor.data instanceof Float32Array ? tensor.data : Float32Array.from(tensor.data as ArrayLike<number>);
       state.set(name, { shape: tensor.shape, data });
       dtypes.set(name, tensor.dtype);
