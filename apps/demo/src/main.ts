@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { randomPatchMask } from '@sparkmim/masking';
 import { BACKEND_NAMES, setupFastestBackend, type BackendInfo, type BackendName } from '@sparkmim/runtime';
 import type { AdamW } from '@sparkmim/trainer';
-import { checkpointKind, modelFromSafetensors, pageOptimizer, reconstruct, trainInPage, type LoadedModel, type Reconstruction } from './model';
+import { isCheckpointName, modelFromWeights, pageOptimizer, reconstruct, trainInPage, type LoadedModel, type Reconstruction } from './model';
 import { decodePicture, drawErrorMap, drawLossCurve, drawRgb, maskedRgb, patchErrors, squarePixels, type Picture } from './pictures';
 
 /** The held-out crops of the embedded sample images (never trained on), in apps/demo/public/samples. */
@@ -236,10 +236,10 @@ function addPicture(picture: Picture): number {
 async function handleFiles(files: File[]): Promise<void> {
   showMessage('');
   if (files.length === 0) return;
-  const checkpoints = files.filter((file) => checkpointKind(file.name) !== 'other');
+  const checkpoints = files.filter((file) => isCheckpointName(file.name));
   if (checkpoints.length > 0) {
     // A run folder: model.*.safetensors is the model; optimizer.* and encoder.* are not what the page runs.
-    const chosen = checkpoints.find((file) => /^model\..*\.safetensors$/i.test(file.name)) ??
+    const chosen = checkpoints.find((file) => /^model\..*\.safetensors$/i.test(file.name) || /withdecoder/i.test(file.name)) ??
       checkpoints.find((file) => !/^(optimizer|encoder)\b/i.test(file.name)) ?? checkpoints[0];
     await loadCheckpointFile(chosen);
     return;
@@ -329,17 +329,11 @@ async function loadCheckpointFile(file: File): Promise<void> {
     return;
   }
   try {
-    if (checkpointKind(file.name) === 'pth') {
-      throw new Error(
-        `'${file.name}': PyTorch .pth checkpoints cannot be read in this page yet (the browser-side .pth reader has not landed); ` +
-          'use a .safetensors checkpoint',
-      );
-    }
     const bytes = await readWithProgress(file);
     statusLine.textContent = `building the model from ${file.name}…`;
-    setModel(await modelFromSafetensors(bytes, `'${file.name}'`), file.name);
+    setModel(await modelFromWeights(bytes, `'${file.name}'`), file.name);
   } catch (error) {
-    showMessage(`Could not load the checkpoint: ${(error as Error).message}. The page keeps the model it had.`);
+    showMessage(`Could not load the checkpoint '${file.name}': ${(error as Error).message}. The page keeps the model it had.`);
     statusLine.textContent = backendText();
   } finally {
     checkpointProgress.hidden = true;
@@ -363,7 +357,7 @@ function setModel(loaded: LoadedModel, source: string): void {
 async function loadShippedWeights(): Promise<void> {
   const response = await fetch(SHIPPED_WEIGHTS);
   if (!response.ok) throw new Error(`${SHIPPED_WEIGHTS}: HTTP ${response.status}`);
-  setModel(await modelFromSafetensors(new Uint8Array(await response.arrayBuffer()), SHIPPED_WEIGHTS), 'shipped weights');
+  setModel(await modelFromWeights(new Uint8Array(await response.arrayBuffer()), SHIPPED_WEIGHTS), 'shipped weights');
 }
 
 element<HTMLInputElement>('checkpoint-input').addEventListener('change', (event) => {

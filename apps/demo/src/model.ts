@@ -8,12 +8,14 @@ import {
   IMAGENET_STD,
   InMemorySource,
   SparkModel,
+  isEncoderOnly,
   normalizeImages,
   paramGroupsFromVariables,
+  readWeightsFile,
   sparkArchitectureFromState,
-  stateFromSafetensors,
+  sparkModelFromWeights,
   trainStep,
-  type TorchStateDict,
+  weightsArchitecture,
 } from '@sparkmim/trainer';
 
 /** A loaded model and what the page says about it. */
@@ -24,48 +26,40 @@ export interface LoadedModel {
   parameterCount: number;
 }
 
-/** A checkpoint file the page can read, or why it cannot. */
-export function checkpointKind(name: string): 'safetensors' | 'pth' | 'other' {
-  if (/\.safetensors$/i.test(name)) return 'safetensors';
-  if (/\.(pth|pt|ckpt)$/i.test(name)) return 'pth';
-  return 'other';
+/** Whether a file is a checkpoint by its name (its content decides which kind). */
+export function isCheckpointName(name: string): boolean {
+  return /\.(safetensors|pth|pt|ckpt)$/i.test(name);
 }
 
 /**
- * Builds the model a SparK state dict implies (official names: `sparse_encoder.sp_cnn.*`, `dense_decoder.*`,
- * `densify_*`, `mask_tokens.*`) and loads it. Errors say what the file holds instead.
+ * Reads a checkpoint's bytes (a `.safetensors` SparK state dict, or an official SparK `.pth` such as
+ * `resnet50_withdecoder_1kpretrained_spark_style.pth`; told apart by content) and builds the model its
+ * weights imply (backbone family, depths, widths, decoder width). Encoder-only weights are refused: the
+ * page needs the decoder that was trained with them.
  */
-export async function modelFromState(state: TorchStateDict, source: string): Promise<LoadedModel> {
-  const keys = [...state.keys()];
-  if (!keys.some((key) => key.startsWith('dense_decoder.'))) {
-    const sample = keys.slice(0, 3).join(', ');
-    const encoderOnly = keys.some((key) => key.startsWith('sparse_encoder.') || /^(conv1|layer1|stem|stages)\./.test(key));
+export async function modelFromWeights(bytes: Uint8Array, source: string): Promise<LoadedModel> {
+  const file = readWeightsFile(bytes, { source });
+  if (isEncoderOnly(file)) {
     throw new Error(
-      `${source} holds no SparK decoder (${keys.length} tensors, such as ${sample || 'none'})` +
-        (encoderOnly
-          ? ': it looks like encoder-only weights; reconstruction needs the full model (a run folder\'s model.*.safetensors)'
-          : ': expected the keys of a SparK model (sparse_encoder.sp_cnn.*, dense_decoder.*, densify_*, mask_tokens.*)'),
+      `${source} holds encoder weights alone (${file.kind}, ${file.state.size} tensors); reconstruction needs the decoder trained with them: ` +
+        "a run folder's model.*.safetensors or an official *_withdecoder_1kpretrained_spark_style.pth",
     );
   }
-  const architecture = sparkArchitectureFromState(state, source);
-  const model = await SparkModel.fromState(state);
+  const model = await sparkModelFromWeights(file);
   model.eval();
+  const architecture = sparkArchitectureFromState(file.state, source);
   const parameterCount = model.parameters().reduce((sum, { variable }) => sum + variable.size, 0);
-  const { backbone } = architecture;
+  const backbone = architecture.backbone as unknown as Record<string, unknown>;
+  const named = weightsArchitecture(file).name;
   const shape = Object.entries(backbone)
-    .filter(([key, value]) => ['kind', 'depths', 'widths', 'dims', 'channels', 'stemWidth'].includes(key) && value !== undefined)
+    .filter(([key, value]) => ['kind', 'depths', 'channels', 'dims', 'stemWidth'].includes(key) && value !== undefined)
     .map(([key, value]) => `${key} ${Array.isArray(value) ? value.join(',') : String(value)}`)
     .join(', ');
   return {
     model,
     parameterCount,
-    description: `${shape}, decoder ${architecture.decoderWidth} (${(parameterCount / 1e6).toFixed(2)}M parameters)`,
+    description: `${named ? `${named}, ` : ''}${shape}, decoder ${architecture.decoderWidth} (${(parameterCount / 1e6).toFixed(2)}M parameters, ${file.format})`,
   };
-}
-
-/** Reads a `.safetensors` checkpoint (a run folder's model.*.safetensors, or one saved by this page). */
-export async function modelFromSafetensors(bytes: Uint8Array, source: string): Promise<LoadedModel> {
-  return modelFromState(stateFromSafetensors(bytes, { source }), source);
 }
 
 /** One reconstruction: every array is `[size, size, 3]` row-major. */

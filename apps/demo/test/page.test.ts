@@ -25,6 +25,8 @@ const contentTypes: Record<string, string> = {
   '.jpg': 'image/jpeg',
   '.png': 'image/png',
 };
+// Small official-layout .pth files written by PyTorch with the official SparK code (packages/trainer's fixtures).
+const pthFixtures = join(appDir, '..', '..', 'packages', 'trainer', 'test', 'fixtures', 'pth');
 const SIZE = 96;
 const PATCH = 32;
 const GRID = SIZE / PATCH;
@@ -231,7 +233,7 @@ describe('demo page', () => {
     const weights = shippedWeights();
     await dropFile(page, 'truncated.safetensors', weights.subarray(0, Math.floor(weights.length / 2)));
     await page.waitForFunction(() => /truncated\.safetensors.*truncated/.test(document.getElementById('message')!.textContent ?? ''));
-    expect(await page.textContent('#message')).toMatch(/^Could not load the checkpoint: .*the file is truncated.*keeps the model it had/);
+    expect(await page.textContent('#message')).toMatch(/^Could not load the checkpoint 'truncated\.safetensors': .*the file is truncated.*keeps the model it had/);
 
     // A SparK-style state dict whose encoder is no convnet sparkmim knows (a transformer block).
     const unknown = encodeSafetensors(
@@ -242,7 +244,11 @@ describe('demo page', () => {
     );
     await dropFile(page, 'vit.safetensors', unknown);
     await page.waitForFunction(() => /vit\.safetensors/.test(document.getElementById('message')!.textContent ?? ''));
-    expect(await page.textContent('#message')).toMatch(/^Could not load the checkpoint: .*cannot read the encoder/);
+    expect(await page.textContent('#message')).toMatch(/^Could not load the checkpoint 'vit\.safetensors': .*cannot read the encoder .*no timm ResNet keys/);
+    // The official release's encoder-only file: no decoder to reconstruct with.
+    await dropFile(page, 'resnet_1kpretrained_timm_style.pth', new Uint8Array(readFileSync(join(pthFixtures, 'resnet_1kpretrained_timm_style.pth'))));
+    await page.waitForFunction(() => /resnet_1kpretrained_timm_style/.test(document.getElementById('message')!.textContent ?? ''));
+    expect(await page.textContent('#message')).toMatch(/^Could not load the checkpoint 'resnet_1kpretrained_timm_style\.pth': .*holds encoder weights alone/);
     await page.screenshot({ path: join(artifacts, 'bad-files.png'), fullPage: true });
 
     // Still the shipped model, and still reconstructing: pick another sample.
@@ -285,4 +291,15 @@ describe('demo page', () => {
     expect(await page.textContent('#message')).toBe('');
     await page.context().setOffline(false);
   }, 120000);
+
+  it('runs an official SparK *_withdecoder_1kpretrained_spark_style.pth dropped on it', async () => {
+    const name = 'resnet_withdecoder_1kpretrained_spark_style.pth';
+    const before = await reconstructions(page);
+    await dropFile(page, name, new Uint8Array(readFileSync(join(pthFixtures, name))));
+    await nextReconstruction(page, before);
+    expect(await page.evaluate(() => document.body.dataset.model)).toBe(name);
+    expect(await page.textContent('#message')).toBe('');
+    expect(await page.textContent('#model-info')).toMatch(/kind resnet, depths [\d,]+, .*\(pth\)/);
+    expect(pageErrors).toEqual([]);
+  }, 240000);
 });
