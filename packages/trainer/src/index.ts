@@ -62,6 +62,7 @@ export type { PickleValue } from './io/pth/pickle';
 export { PthTensor, PthTensorOut, readPth, writePth } from './io/pth/pth';
 export type { PthDtype, PthTensorInput, ReadPth, ReadPthOptions, WritePthOptions } from './io/pth/pth';
 export {
+  classifyWeights,
   isEncoderOnly,
   loadEncoderState,
   readWeightsFile,
@@ -79,6 +80,8 @@ export type {
   WeightsFileKind,
   WeightsSummary,
 } from './model/weights-file';
+export { loadTfjsWeights, stateToTfjsArtifacts } from './model/tfjs-weights';
+export type { FetchBytes, LoadTfjsWeightsOptions, TfjsArtifacts, TfjsArtifactsOptions, TfjsModelJson } from './model/tfjs-weights';
 
 // Data: sources of training batches, SparK's augmentation, normalisation and previews
 export { batchesPerEpoch } from './data/source';

@@ -1,17 +1,19 @@
 // `sparkmim convert IN OUT`: weights from one world to the other, through our model so that what is
 // written is what loads: official `.pth` files in, safetensors out; our checkpoints out as the official
 // layouts (`main.py --resume_from` / `--init_weight`, timm / official ConvNeXt encoder files).
+import { mkdir } from 'node:fs/promises';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBackboneFromConfig } from '@sparkmim/backbones';
 import { setupBackend } from '@sparkmim/runtime';
 import { loadTorchState, torchState, type TorchTensorData } from '@sparkmim/sparse-ops';
-import { ENCODER_STATE_PREFIX, isEncoderOnly, stateToPth, stateToSafetensors, weightsArchitecture, type WeightsFile } from '@sparkmim/trainer';
+import { ENCODER_STATE_PREFIX, isEncoderOnly, stateToPth, stateToSafetensors, stateToTfjsArtifacts, weightsArchitecture, type WeightsFile } from '@sparkmim/trainer';
 import { writeFileAtomic } from '@sparkmim/trainer/node';
 import { UsageError } from '../errors';
 import { oneLine } from './inputs';
 import { modelFromWeightsOption, readWeightsOption } from './weights';
 
-export const CONVERT_HELP = `usage: sparkmim convert IN OUT [--to pth|safetensors|timm] [--strip-prefix P]
+export const CONVERT_HELP = `usage: sparkmim convert IN OUT [--to pth|safetensors|timm|tfjs] [--strip-prefix P]
 
 Converts weights between sparkmim (safetensors) and PyTorch (.pth), through the model, so that every
 tensor is checked against the architecture read off the weights and copied bit for bit:
@@ -23,13 +25,15 @@ tensor is checked against the architecture read off the weights and copied bit f
   --to timm               the encoder alone as a .pth: timm names for a ResNet (timm's
                           create_model('resnet50').load_state_dict(..., strict=False) misses nothing but
                           fc), official names for a ConvNeXt
+  --to tfjs               TF.js artefacts in the folder OUT (created): model.json and 4 MiB weight shards,
+                          official names and PyTorch layouts, for loadTfjsWeights() in a browser
   --strip-prefix P        read only the keys of IN that start with P, without it (e.g. param.)
 
 Default --to: from OUT's extension (.pth: pth, .safetensors: safetensors). IN is any kind 'sparkmim
 inspect' names.
 `;
 
-const TARGETS = ['pth', 'safetensors', 'timm'] as const;
+const TARGETS = ['pth', 'safetensors', 'timm', 'tfjs'] as const;
 type Target = (typeof TARGETS)[number];
 
 /** Runs `sparkmim convert`; returns the exit code. */
@@ -56,6 +60,14 @@ export async function convertCommand(argv: string[]): Promise<number> {
   const weights = await readWeightsOption('in', input, values['strip-prefix']);
   await setupBackend('cpu');
   const { state, encoderOnly } = await stateThroughModel(weights);
+  if (target === 'tfjs') {
+    const { modelJson, shards } = stateToTfjsArtifacts(state, { meta: checkpointMeta(weights) });
+    await mkdir(output, { recursive: true });
+    for (const [name, shard] of shards) await writeFileAtomic(path.join(output, name), shard);
+    await writeFileAtomic(path.join(output, 'model.json'), new TextEncoder().encode(JSON.stringify(modelJson) + '\n'));
+    process.stdout.write(`${output}: tfjs, model.json and ${shards.size} shard(s), ${state.size} tensors from ${input} (${weights.kind})\n`);
+    return 0;
+  }
   let bytes: Uint8Array;
   if (target === 'safetensors') {
     bytes = stateToSafetensors(state, { format: 'pt', converted_from: input });

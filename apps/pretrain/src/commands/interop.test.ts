@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { decodeSafetensors, readPth, PthTensor } from '@sparkmim/trainer';
+import { decodeSafetensors, loadTfjsWeights, readPth, PthTensor } from '@sparkmim/trainer';
 import { goldensDir, loadGolden } from '@sparkmim/test-utils';
 import { relativeError, runCli } from '../testing/run-cli';
 
@@ -95,9 +95,25 @@ describe('sparkmim convert', () => {
     }
   });
 
+  it('--to tfjs writes model.json and shards that loadTfjsWeights reads back bit-exact', async () => {
+    const input = fixture('convnext_1kpretrained_official_style.pth');
+    const out = path.join(folder, 'tfjs');
+    const result = await runCli(['convert', input, out, '--to', 'tfjs']);
+    expect(result.stderr).toBe('');
+    expect(fs.readdirSync(out).sort()).toEqual(['group1-shard1of1.bin', 'model.json']);
+    const fetch = async (url: string) => {
+      const bytes = fs.readFileSync(url);
+      return { ok: true, status: 200, arrayBuffer: async () => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) };
+    };
+    const loaded = await loadTfjsWeights(path.join(out, 'model.json'), { fetch });
+    expect(loaded.kind).toBe('convnext-encoder');
+    const expected = pthTensors(input);
+    expect(new Map([...loaded.state].map(([key, t]) => [key, { shape: t.shape, bits: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('base64') }]))).toEqual(expected);
+  });
+
   it('refuses an unknown target and a hostile input with exit code 2', async () => {
     const bad = await runCli(['convert', fixture('strided.pth'), path.join(folder, 'x.bin')]);
-    expect(bad).toMatchObject({ code: 2, stderr: expect.stringMatching(/^sparkmim: convert: cannot tell the format of .*x\.bin from its extension: give --to pth\|safetensors\|timm\n$/) });
+    expect(bad).toMatchObject({ code: 2, stderr: expect.stringMatching(/^sparkmim: convert: cannot tell the format of .*x\.bin from its extension: give --to pth\|safetensors\|timm\|tfjs\n$/) });
     const hostile = await runCli(['convert', fixture('hostile/os_system.pth'), path.join(folder, 'x.pth')]);
     expect(hostile).toMatchObject({ code: 2, stderr: expect.stringContaining('refused global os.system') });
   });

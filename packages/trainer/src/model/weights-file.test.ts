@@ -6,6 +6,7 @@ import { describeBackends, expectClose, goldenInputs, loadGolden } from '@sparkm
 import { initFromWeights } from '../train/checkpoint';
 import { ENCODER_STATE_PREFIX } from '../train/trainable';
 import { stateToSafetensors } from './state';
+import { loadTfjsWeights, stateToTfjsArtifacts } from './tfjs-weights';
 import { readWeightsFile, sparkModelFromWeights, stateToPth, summarizeWeights, type WeightsFile } from './weights-file';
 
 // Fixtures made once by PyTorch with the official SparK code (test/fixtures/pth/make_fixtures.py).
@@ -89,6 +90,38 @@ describeBackends('weights files through a SparkModel', () => {
       expect((await model.stateDict()).get('dense_decoder.dec.0.up_sample.weight')!.shape).toEqual([32, 32, 4, 4]);
       model.dispose();
     }
+  });
+
+  it('TF.js artefacts (model.json + shards): tf.io decodes them, loadTfjsWeights reads them back bit-exact with progress', async () => {
+    const file = readFixture('resnet_withdecoder_1kpretrained_spark_style.pth');
+    const { modelJson, shards } = stateToTfjsArtifacts(file.state, { shardBytes: 64 * 1024, meta: file.meta });
+    expect(shards.size).toBe(4);
+    const served = new Map<string, Uint8Array>([['https://example.org/w/model.json', new TextEncoder().encode(JSON.stringify(modelJson))]]);
+    for (const [name, bytes] of shards) served.set(`https://example.org/w/${name}`, bytes);
+    const fetch = async (url: string) => {
+      const bytes = served.get(url);
+      return { ok: bytes !== undefined, status: bytes ? 200 : 404, arrayBuffer: async () => bytes!.slice().buffer };
+    };
+    const progress: number[] = [];
+    const loaded = await loadTfjsWeights('https://example.org/w/model.json', { fetch, onProgress: (fraction) => progress.push(fraction) });
+    expect(loaded.kind).toBe('spark-state');
+    expect(loaded.meta).toMatchObject({ arch: 'resnet50', epoch: 41 });
+    expectSameState(loaded.state, file.state);
+    expect(progress).toEqual([0, ...progress.slice(1).sort((a, b) => a - b)]);
+    expect(progress[progress.length - 1]).toBe(1);
+    // The standard TF.js decoder reads the same tensors.
+    const concatenated = new Uint8Array([...shards.values()].reduce((sum, shard) => sum + shard.length, 0));
+    let offset = 0;
+    for (const shard of shards.values()) {
+      concatenated.set(shard, offset);
+      offset += shard.length;
+    }
+    const decoded = tf.io.decodeWeights(concatenated.buffer, modelJson.weightsManifest[0].weights);
+    for (const [name, tensor] of Object.entries(decoded)) {
+      expect({ name, same: bits((await tensor.data()) as Float32Array).equals(bits(file.state.get(name)!.data)) }).toEqual({ name, same: true });
+    }
+    tf.dispose(Object.values(decoded));
+    await expect(loadTfjsWeights('https://example.org/x/model.json', { fetch })).rejects.toThrow('loadTfjsWeights: https://example.org/x/model.json is not a TF.js model.json (loadTfjsWeights: https://example.org/x/model.json answered 404)');
   });
 
   it('initFromWeights (pretrain --init-weights) takes an official encoder .pth and a checkpoint dict', async () => {

@@ -27,7 +27,7 @@ export type WeightsFileKind = 'spark-checkpoint' | 'spark-state' | 'resnet-encod
 
 /** A weights file read by {@link readWeightsFile}. */
 export interface WeightsFile {
-  format: 'pth' | 'safetensors';
+  format: 'pth' | 'safetensors' | 'tfjs';
   kind: WeightsFileKind;
   /** Full SparK names for the spark kinds, backbone names (no prefix) for the encoder kinds; float32 data. */
   state: TorchStateDict;
@@ -109,6 +109,20 @@ export function readWeightsFile(bytes: Uint8Array, { source = 'the file', stripP
       dtypes.set(name, tensor.dtype);
     }
   }
+  return classifyWeights({ format, state, dtypes, meta, ignored }, { source, stripPrefix, wrapped });
+}
+
+/**
+ * The kind of a state dict read from any format (see {@link WeightsFileKind}); `wrapped` when it came
+ * from the `module` of a checkpoint dict. Drops SparK's deprecated buffers and an encoder's classifier head
+ * (listed in `ignored`).
+ */
+export function classifyWeights(
+  read: Omit<WeightsFile, 'kind'>,
+  { source = 'the file', stripPrefix = '', wrapped = false }: ReadWeightsOptions & { wrapped?: boolean } = {},
+): WeightsFile {
+  const { format, dtypes, meta, ignored } = read;
+  let state = read.state;
   if (stripPrefix) {
     const stripped = stripStatePrefix(state, stripPrefix);
     if (stripped.size === 0) {
