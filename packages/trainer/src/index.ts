@@ -90,6 +90,7 @@ export { InMemorySource } from './data/in-memory';
 export type { InMemorySourceOptions, PixelImage } from './data/in-memory';
 export { DEFAULT_CROP_RATIO, SPARK_CROP_SCALE, cropRatioFor, imageSizeOf, randomResizedCropParams } from './data/crop';
 export type { CropBox, ImageSize, ResizedCropOptions } from './data/crop';
+export { resizeBicubicLikePil } from './data/resize';
 export { IMAGENET_MEAN, IMAGENET_STD, denormalizeImages, imagesToRgba, normalizeImages } from './data/normalize';
 export type { RgbaImage } from './data/normalize';
 

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as FsPromises from 'node:fs/promises';
 import type * as NodePath from 'node:path';
 import { DEFAULT_CROP_RATIO, SPARK_CROP_SCALE, cropRatioFor, imageSizeOf, randomResizedCropParams, type ImageSize } from './crop';
+import { resizeBicubicLikePil } from './resize';
 import { fs, loadSharp, path } from './node-modules';
 import type { SharpFactory, SharpInstance } from './node-modules';
 import { normalizationTable } from './normalize';
@@ -292,27 +293,22 @@ export class ImageFolderSource implements DataSource {
         if (bytes.byteLength === 0) throw new Error('empty file');
         // failOn 'warning' (sharp's default, stated here): a truncated JPEG fails as it does in PIL.
         const limit = this.maxPixels;
-        const { width, height, hasAlpha } = await this.sharp(bytes, { failOn: 'warning' }).metadata();
+        const { width, height } = await this.sharp(bytes, { failOn: 'warning' }).metadata();
         if (!width || !height) throw new Error('no image size in the header');
         if (width * height > limit) throw new Error(`${width}x${height} is ${width * height} pixels, more than the limit of ${limit} (maxPixels)`);
-        let image: SharpInstance = this.sharp(bytes, { failOn: 'warning', limitInputPixels: limit });
+        const image: SharpInstance = this.sharp(bytes, { failOn: 'warning', limitInputPixels: limit });
         const box = randomResizedCropParams(height, width, random, { scale: this.scale, ratio });
         const flip = this.flip && random() < 0.5;
         const region = { left: box.left, top: box.top, width: box.width, height: box.height };
-        if (hasAlpha) {
-          // Drop alpha before resizing, as PIL's convert('RGB') does: sharp would otherwise resize
-          // premultiplied, darkening colours next to transparent pixels. Only the crop box is decoded to
-          // raw RGB, under the same pixel limit as every image.
-          const rgb = await image.extract(region).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-          image = this.sharp(rgb.data, { raw: { width: rgb.info.width, height: rgb.info.height, channels: 3 } }).resize(size.width, size.height, { kernel: 'cubic', fit: 'fill' });
-        } else {
-          image = image.extract(region).resize(size.width, size.height, { kernel: 'cubic', fit: 'fill' });
+        // Only the crop box is decoded, to 8-bit sRGB RGB (alpha dropped, as PIL's convert('RGB')), under the
+        // same pixel limit as every image; then resized as torchvision resizes a PIL image, with Pillow's
+        // bicubic bit for bit (sharp's cubic is 1 to 3.5 levels off when enlarging; see the README).
+        const cropped = await image.extract(region).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+        if (cropped.info.width !== box.width || cropped.info.height !== box.height || cropped.info.channels !== 3) {
+          throw new Error(`decoded the crop to ${cropped.info.width}x${cropped.info.height}x${cropped.info.channels}, expected ${box.width}x${box.height}x3`);
         }
-        if (flip) image = image.flop();
-        const { data, info } = await image.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-        if (info.width !== size.width || info.height !== size.height || info.channels !== 3) {
-          throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size.width}x${size.height}x3`);
-        }
+        const data = resizeBicubicLikePil(cropped.data, box.width, box.height, 3, size.width, size.height);
+        if (flip) mirrorRows(data, size.width, size.height);
         return data;
       } catch (error) {
         this.skip(index, message(error));
@@ -404,5 +400,18 @@ export class ImageFolderSource implements DataSource {
    */
   dispose(): void {
     this.disposed = true;
+  }
+}
+
+/** Mirrors RGB rows in place (RandomHorizontalFlip). */
+function mirrorRows(pixels: Uint8Array, width: number, height: number): void {
+  for (let y = 0; y < height; y++) {
+    for (let left = y * width * 3, right = left + (width - 1) * 3; left < right; left += 3, right -= 3) {
+      for (let c = 0; c < 3; c++) {
+        const value = pixels[left + c];
+        pixels[left + c] = pixels[right + c];
+        pixels[right + c] = value;
+      }
+    }
   }
 }
