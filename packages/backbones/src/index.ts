@@ -14,7 +14,8 @@ export {
   resnet34,
   resnet50,
 } from './resnet';
-export type { ResNetBlock, ResNetBlockType, ResNetConfig, ResNetName, ResNetOptions } from './resnet';
+export type { ResNetBlock, ResNetBlockType, ResNetConfig, ResNetForwardOptions, ResNetName, ResNetOptions } from './resnet';
+export type { RowFeatures } from './resnet-rows';
 export {
   CONVNEXT_VARIANTS,
   ConvNeXt,

@@ -7,10 +7,12 @@ import {
   SparseMaxPool2d,
   type ActiveSites,
   type Initializer,
+  type RowSites,
 } from '@sparkmim/sparse-ops';
 import { checkBackboneInput, depthsOption, withActiveSites, type Backbone, type BackboneForwardOptions } from './backbone';
 import { dropPath, linearDropPathRates } from './layers';
 import { BackboneRandom } from './random';
+import { basicBlockRows, bottleneckRows, resnetForwardRows, type RowFeatures } from './resnet-rows';
 
 /** timm's residual blocks: two 3x3 convs (`basic`, ResNet-18/34) or 1x1-3x3-1x1 with 4x expansion (`bottleneck`). */
 export type ResNetBlockType = 'basic' | 'bottleneck';
@@ -128,6 +130,11 @@ export class BasicBlock extends Module {
       return tf.relu(tf.add(branch, shortcut) as tf.Tensor4D);
     });
   }
+
+  /** The same block on rows (the visible sites, see `resnet-rows.ts`); call inside a tidy. */
+  applyRows(x: RowFeatures, sites: RowSites, random: BackboneRandom | (() => number) = this.random): RowFeatures {
+    return basicBlockRows(this, x, sites, random);
+  }
 }
 
 /**
@@ -189,9 +196,24 @@ export class Bottleneck extends Module {
       return tf.relu(tf.add(branch, shortcut) as tf.Tensor4D);
     });
   }
+
+  /** The same block on rows (the visible sites, see `resnet-rows.ts`); call inside a tidy. */
+  applyRows(x: RowFeatures, sites: RowSites, random: BackboneRandom | (() => number) = this.random): RowFeatures {
+    return bottleneckRows(this, x, sites, random);
+  }
 }
 
 export type ResNetBlock = BasicBlock | Bottleneck;
+
+/** `ResNet.forward`'s options: the backbone's, and the row path. */
+export interface ResNetForwardOptions extends BackboneForwardOptions {
+  /**
+   * Compute on the visible sites only, stored as rows (`RowSites.fromMask(active)`, built once per mask):
+   * the same features as the masked path, without the work on masked sites. The image must be zero at
+   * masked pixels; `active` is then optional (it is only checked).
+   */
+  rows?: RowSites;
+}
 
 /**
  * timm's ResNet as a SparK backbone: stem (7x7 stride-2 conv without bias, BN, ReLU, 3x3 stride-2 max
@@ -264,8 +286,9 @@ export class ResNet extends Module implements Backbone {
    * `layer1` … `layer4`: `[B, H/4, W/4, C0]`, `[B, H/8, W/8, C1]`, `[B, H/16, W/16, C2]`, `[B, H/32, W/32, C3]`.
    * In training mode batch norms use (active-site) batch statistics and update their running statistics.
    */
-  forward(x: tf.Tensor4D, { active, random }: BackboneForwardOptions = {}): tf.Tensor4D[] {
+  forward(x: tf.Tensor4D, { active, random, rows }: ResNetForwardOptions = {}): tf.Tensor4D[] {
     checkBackboneInput(x, this.downsampleRatio, `${this.name}.forward`, { active });
+    if (rows) return resnetForwardRows(this, x, rows, random);
     return withActiveSites(active, (sites) =>
       tf.tidy(() => {
         let y = tf.relu(this.bn1.apply(this.conv1.apply(x, { active: sites }), { active: sites }));

@@ -1,0 +1,135 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { loadTorchState, RowSites, type TorchTensorData } from '@sparkmim/sparse-ops';
+import { describeBackends, expectClose, goldenFileNames, loadGolden, nchwToNhwc, type GoldenFile } from '@sparkmim/test-utils';
+import { backboneConfigFromState, createBackboneFromConfig } from './index';
+import { createResNet, type ResNet } from './resnet';
+
+// The ResNet's row path (visible sites as rows) against the official SparK encoder's outputs and against
+// the masked path of the same model, on the ResNet goldens (shared/goldens/README.md).
+const ENCODER_PREFIX = 'sparse_encoder.sp_cnn.';
+// As backbones.golden.test.ts: float32 against PyTorch's float32, measured errors far below.
+const TOLERANCE: Record<string, number> = { cpu: 1e-4, wasm: 1e-4, webgpu: 5e-4 };
+
+function loadedResNet(golden: GoldenFile): ResNet {
+  const state = new Map<string, TorchTensorData>();
+  for (const key of golden.keys('param.')) state.set(key.slice('param.'.length), golden.get(key));
+  const backbone = createBackboneFromConfig(backboneConfigFromState(state, { prefix: ENCODER_PREFIX }));
+  loadTorchState(backbone, state, { prefix: ENCODER_PREFIX });
+  return backbone as ResNet;
+}
+
+/** The input masked as SparK feeds the encoder (upsampling written as loops), the mask, and its rows. */
+function inputs(golden: GoldenFile): { masked: tf.Tensor4D; active: tf.Tensor4D; sites: RowSites } {
+  const input = golden.get('input');
+  const active = golden.get('active');
+  const [batch, channels, height, width] = input.shape;
+  const [, , maskH, maskW] = active.shape;
+  const masked = new Float32Array(input.data.length);
+  for (let b = 0; b < batch; b++) {
+    for (let c = 0; c < channels; c++) {
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const keep = active.data[(b * maskH + Math.floor((y * maskH) / height)) * maskW + Math.floor((x * maskW) / width)];
+          const index = ((b * channels + c) * height + y) * width + x;
+          masked[index] = input.data[index] * keep;
+        }
+      }
+    }
+  }
+  return {
+    masked: nchwToNhwc({ shape: input.shape, data: masked }),
+    active: nchwToNhwc(active),
+    sites: RowSites.fromArray(active.data, [batch, maskH, maskW]),
+  };
+}
+
+async function expectFeatures(golden: GoldenFile, features: tf.Tensor4D[], key: 'enc' | 'enc_eval', relative: number): Promise<void> {
+  expect(features).toHaveLength(golden.keys(`${key}.`).length);
+  for (let i = 0; i < features.length; i++) {
+    const expected = nchwToNhwc(golden.get(`${key}.${i}`));
+    await expectClose(features[i], expected, { relative, label: `${golden.name} rows ${key}.${i}` });
+    expected.dispose();
+  }
+}
+
+const resnetGoldens = goldenFileNames().filter((file) => file.startsWith('resnet'));
+
+describeBackends('backbones: ResNet row path', ({ backend }) => {
+  const relative = TOLERANCE[backend] ?? 5e-4;
+
+  for (const file of resnetGoldens) {
+    it(`${file}: rows give the official train-mode features, running statistics and eval-mode features`, async () => {
+      const golden = loadGolden(file);
+      const model = loadedResNet(golden);
+      const { masked, active, sites } = inputs(golden);
+      const features = model.train().forward(masked, { active, rows: sites });
+      await expectFeatures(golden, features, 'enc', relative);
+      for (const { name, variable } of model.namedBuffers(ENCODER_PREFIX)) {
+        await expectClose(variable, golden.get(`after_fwd.${name}`).data, { relative, label: `${file} rows after_fwd.${name}` });
+      }
+      // enc_eval comes from the initial running statistics: a fresh copy of the model.
+      const fresh = loadedResNet(golden);
+      const evalFeatures = fresh.eval().forward(masked, { active, rows: sites });
+      await expectFeatures(golden, evalFeatures, 'enc_eval', relative);
+      tf.dispose([features, evalFeatures, masked, active]);
+      sites.dispose();
+      model.dispose();
+      fresh.dispose();
+    });
+
+  }
+
+  // Gradients on tiny models (the goldens' 128x128 would take minutes on cpu): basic and bottleneck blocks,
+  // strided shortcuts, drop path drawing from a stream, all against the masked path.
+  for (const block of ['basic', 'bottleneck'] as const) {
+    it(`${block} blocks: rows give the masked path's features, parameter gradients and running statistics`, async () => {
+      const config = { depths: [1, 1, 1, 1], block, stemWidth: 4, channels: [4, 4, 8, 8], dropPathRate: 0.3, seed: 3 };
+      const viaMask = createResNet(config);
+      const viaRows = createResNet(config);
+      const batch = 2;
+      const maskValues = [1, 0, 0, 1, 0, 1, 1, 1];
+      const maskTensor = tf.tensor4d(maskValues, [batch, 2, 2, 1]);
+      const sites = RowSites.fromArray(maskValues, [batch, 2, 2]);
+      const image = tf.tidy(() => {
+        const pixels = tf.sin(tf.range(0, batch * 64 * 64 * 3).reshape([batch, 64, 64, 3]));
+        const visible = tf.reshape(tf.tile(tf.reshape(maskTensor, [batch, 2, 1, 2, 1, 1]), [1, 1, 32, 1, 32, 1]), [batch, 64, 64, 1]);
+        return tf.mul(pixels, visible) as tf.Tensor4D;
+      });
+      const stream = () => {
+        let state = 7;
+        return () => ((state = (state * 48271) % 2147483647) / 2147483647);
+      };
+      const weighted = (model: ResNet, rows?: RowSites) => () =>
+        tf.addN(
+          model
+            .forward(image, { active: maskTensor, rows, random: stream() })
+            .map((feature, stage) => tf.sum(tf.mul(feature, tf.cos(tf.range(stage, stage + feature.size).reshape(feature.shape))))),
+        ) as tf.Scalar;
+      const maskParameters = viaMask.namedParameters();
+      const rowParameters = viaRows.namedParameters();
+      const expected = tf.variableGrads(weighted(viaMask), maskParameters.map((entry) => entry.variable));
+      const actual = tf.variableGrads(weighted(viaRows, sites), rowParameters.map((entry) => entry.variable));
+      await expectClose(actual.value, expected.value, { relative: 1e-5, label: 'loss' });
+      expect(rowParameters.length).toBe(maskParameters.length);
+      for (let i = 0; i < maskParameters.length; i++) {
+        const label = `d/d${rowParameters[i].name}`;
+        await expectClose(actual.grads[rowParameters[i].variable.name], expected.grads[maskParameters[i].variable.name], {
+          relative: 1e-5,
+          absolute: 1e-7,
+          label,
+        });
+      }
+      const maskBuffers = viaMask.namedBuffers();
+      const rowBuffers = viaRows.namedBuffers();
+      for (let i = 0; i < maskBuffers.length; i++) {
+        await expectClose(rowBuffers[i].variable, maskBuffers[i].variable, { relative: 1e-5, label: rowBuffers[i].name });
+      }
+      tf.dispose([expected.value, actual.value, image, maskTensor]);
+      tf.dispose(Object.values(expected.grads));
+      tf.dispose(Object.values(actual.grads));
+      sites.dispose();
+      viaMask.dispose();
+      viaRows.dispose();
+    });
+  }
+});
