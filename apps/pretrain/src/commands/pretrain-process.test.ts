@@ -92,6 +92,26 @@ describe('sparkmim pretrain in real processes [cpu]', () => {
     expect(fs.existsSync(path.join(out, 'run.lock'))).toBe(false);
   }, 120_000);
 
+  it('probes WebGPU quietly: without --backend no Dawn message reaches the terminal; --backend webgpu that fails shows them after its line', async () => {
+    // No Vulkan driver (jest's setup points Dawn at SwiftShader): Dawn, if loaded here, complains on stderr.
+    const env = { ...process.env };
+    delete env.VK_ICD_FILENAMES;
+    delete env.VK_DRIVER_FILES;
+    const quiet = await start(['pretrain', '--data', few, ...QUICK.filter((arg, i, all) => arg !== '--backend' && all[i - 1] !== '--backend'), '--epochs', '2', '--out', path.join(folder, 'auto')], { env }).ended;
+    expect({ code: quiet.code, stderr: quiet.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(quiet.stdout).toMatch(/^backend wasm; 2 images/m);
+    const verbose = await start(['pretrain', '--data', few, ...QUICK.filter((arg, i, all) => arg !== '--backend' && all[i - 1] !== '--backend'), '--epochs', '2', '--out', path.join(folder, 'auto-verbose'), '--verbose'], { env }).ended;
+    expect(verbose.code).toBe(0);
+    expect(verbose.stderr).toMatch(/^sparkmim: webgpu probe: Dawn found no GPU adapter\n(sparkmim: dawn: .*\n)+$/);
+    const asked = await start(['pretrain', '--data', few, ...QUICK, '--epochs', '2', '--backend', 'webgpu', '--out', path.join(folder, 'webgpu')], { env }).ended;
+    expect(asked.code).toBe(2);
+    const lines = asked.stderr.trimEnd().split('\n');
+    expect(lines[lines.length - 1]).toMatch(/^sparkmim: --backend webgpu: Dawn found no GPU adapter; without a GPU, Chromium's SwiftShader driver works/);
+    expect(lines.slice(0, -1).every((line) => line.startsWith('sparkmim: dawn: '))).toBe(true);
+    expect(asked.stderr).not.toMatch(/\n\s+at /);
+    expect(fs.existsSync(path.join(folder, 'webgpu'))).toBe(false);
+  }, 180_000);
+
   it('kill -9 at each file write of a checkpoint save, then --resume: the same losses and weights as a run never killed', async () => {
     // 3 epochs of one step; the second save (end of epoch 2) writes model, optimizer, encoder, manifest.
     const run = (out: string) => ['pretrain', '--data', few, ...QUICK, '--epochs', '3', '--out', out];

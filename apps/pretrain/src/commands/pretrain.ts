@@ -1,24 +1,8 @@
 // `sparkmim pretrain`: SparK pre-training of a convnet on a folder of images, with a config file and flags,
 // progress on the terminal, previews, checkpoints, resume and Ctrl-C handling.
-import { copyFile, mkdir, stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { keepCount } from '@sparkmim/masking';
-import { setupBackend, setupFastestBackend, type BackendInfo } from '@sparkmim/runtime';
-import {
-  AdamW,
-  Lamb,
-  NonFiniteLossError,
-  Sgd,
-  SparkModel,
-  batchesPerEpoch,
-  defaultBetas,
-  deriveSeeds,
-  paramGroupsFromVariables,
-  sparkSchedule,
-  type EpochMetrics,
-  type Optimizer,
-} from '@sparkmim/trainer';
+import type { BackendInfo } from '@sparkmim/runtime';
+import { NonFiniteLossError, batchesPerEpoch, deriveSeeds, sparkSchedule, type EpochMetrics } from '@sparkmim/trainer';
 import {
   ENCODER_WEIGHTS_FILE,
   CHECKPOINT_MANIFEST,
@@ -33,17 +17,12 @@ import {
 } from '@sparkmim/trainer/node';
 import { UsageError } from '../errors';
 import { oneLine } from './inputs';
-import {
-  CONFIG_FLAG_OPTIONS,
-  CONFIG_KEYS,
-  flagValues,
-  formatConfig,
-  readConfigFile,
-  resolveConfig,
-  warmupEpochsOf,
-  type PretrainConfig,
-} from './pretrain-config';
+import { setUpTrainingBackend } from './pretrain/backend';
+import { checkRunFolder, keepCheckpointCopy, openRunFolder, savedPath, type RunLock } from './pretrain/run-folder';
+import { readSettings } from './pretrain/settings';
+import { CONFIG_KEYS, formatConfig, inputSizeOf, warmupEpochsOf } from './pretrain-config';
 import { LOSS_CURVE_FILE, writeLossCurve } from './pretrain-loss-curve';
+import { buildModel, buildOptimizer } from './pretrain-model';
 import { previewImages, writePreview } from './pretrain-preview';
 import { ProgressReporter, formatDuration } from './pretrain-progress';
 
@@ -61,15 +40,19 @@ images (apps/pretrain/data/sample-images) at 96x96 for 4 epochs: about 7 minutes
                            (inputSize, batchSize, ...); an unknown key is an error; data and initWeights in a
                            config file are relative to the file (out stays relative to the current folder)
   --data FOLDER            the images
-  --model NAME             resnet18, resnet34, resnet50 (default), resnet101, resnet152, resnet200,
-                           convnext_tiny, convnext_small, convnext_base, convnext_large
+  --model NAME|FILE        resnet18, resnet34, resnet50 (default), resnet101, resnet152, resnet200,
+                           convnext_tiny, convnext_small, convnext_base, convnext_large; or your own convnet:
+                           an ES module (./my-convnet.js) whose default export is a Backbone or a function
+                           ({ tf, sparseOps, backbones, seed }) => Backbone (build it from those: they are
+                           this program's copies); see the backbones package README
   --stem-width N           ResNet: stem channels (default 64)
   --widths A,B,C,D         ResNet: channels of the four stages (default 64,128,256,512)
   --dims A,B,C,D           ConvNeXt: channels of the four stages
   --depths A,B,C,D         blocks of the four stages (ResNet layers, ConvNeXt stages), e.g. 1,1,1,1 for a
                            small resnet18 (default: the model's, e.g. 2,2,2,2 for resnet18)
   --decoder-width N        decoder channels at the smallest map (default 768)
-  --input-size N           image size, a multiple of the model's downsample ratio, 32 (default 224)
+  --input-size N|WxH       image size: N for N x N (default 224) or WIDTHxHEIGHT, e.g. 320x192; sides
+                           multiples of the model's downsample ratio, 32
   --mask-ratio X           fraction of patches hidden, in (0, 1) (default 0.6)
   --batch-size N           images per step (default 64)
   --epochs N               epochs of the whole run (default 1600)
@@ -77,17 +60,25 @@ images (apps/pretrain/data/sample-images) at 96x96 for 4 epochs: about 7 minutes
   --warmup-epochs N        linear warm-up (default 40, or epochs/40 rounded down for shorter runs)
   --weight-decay X         weight decay at the start (default 0.04), cosine to
   --weight-decay-end X     the weight decay at the end (default 0.2)
-  --optimizer NAME         lamb (default), adamw or sgd; gradients clipped at norm 5
+  --optimizer NAME         lamb (default), adamw or sgd
+  --drop-path X            stochastic depth of the encoder, in [0, 1) (default: the model's, below)
+  --beta2 X                the optimiser's second beta, SparK's --ada (default: the model's, below)
+  --clip X                 clip gradients to this global norm; 0 turns clipping off (default 5)
+  --densify-norm NAME      bn, ln or none: the norm of the densify layers (default: the model's, below)
   --backend NAME           cpu, wasm, webgpu, tensorflow, tensorflow-gpu; default: the fastest available
   --seed N                 run seed: initialisation, masks, data order and augmentation (default 0)
-  --out FOLDER             run folder (default runs/<model>-<date>-<time>; when resuming, the run resumed)
-  --resume RUN             continue a run: its folder (or its checkpoint.json) gives the settings, weights,
-                           optimiser state and position; flags still override (e.g. more --epochs)
+  --out FOLDER             run folder (default runs/<model>-<date>-<time>); a folder that holds a run is
+                           refused (resume it, or pass --overwrite)
+  --overwrite              replace the run in --out: its checkpoint, metrics, previews are deleted first
+  --resume RUN             continue a run in its folder RUN (or the folder of RUN/checkpoint.json, e.g. a
+                           checkpoints/epoch-NNNN snapshot): settings, weights, optimiser state and position
+                           come from it and it is the folder written; flags still override (e.g. --epochs)
   --init-weights FILE      start from these model weights (safetensors: a full SparK state dict or
                            encoder-only weights) at epoch 0
   --checkpoint-every N     also keep a copy of the checkpoint every N epochs in checkpoints/epoch-NNNN
                            (default 0: only the latest, rewritten after every epoch)
   --preview-every N        preview grid every N epochs and after the last (default 10; 0: only the last)
+  --verbose                show what probing the backends printed (Dawn's messages)
   -h, --help               this text
 
 The run folder holds checkpoint.json with model.*.safetensors and optimizer.*.safetensors (the full
@@ -97,137 +88,49 @@ each run from metrics.jsonl: the loss of every step, light, and the mean of ever
 iteration), previews/epoch-NNNN.png (rows: fixed images; columns: input, masked, reconstruction,
 reconstruction with the visible patches) and config.json.
 
-Ctrl-C once: finish the step, save a checkpoint and exit (continue with --resume); twice: quit at once.
+Defaults per model, as the official SparK code sets them (models/__init__.py, utils/arg_util.py):
+  model              drop-path  beta2  clip  densify-norm
+  resnet18, 34       0          0.95   5     bn
+  resnet50           0.05       0.95   5     bn
+  resnet101          0.08       0.95   5     bn
+  resnet152          0.1        0.95   5     bn
+  resnet200          0.15       0.95   5     bn
+  convnext_tiny      0          0.999  5     ln
+  convnext_small     0.2        0.999  5     ln
+  convnext_base      0.3        0.999  5     ln
+  convnext_large     0.4        0.999  5     ln
+  a module file      0          0.999  5     bn
+config.json records the values used.
+
+Paths saved with a run (data, initWeights in config.json and checkpoint.json) are relative to its folder.
+A run holds run.lock (its pid) while it runs: a second run on the same folder is refused; a lock whose
+process is gone (killed) is taken over. Every checkpoint is written file by file, its manifest last: a kill
+at any moment leaves the previous checkpoint whole, and --resume continues from it.
+
+Ctrl-C or SIGTERM once: finish the step, save a checkpoint and exit (continue with --resume); twice: quit
+at once without saving.
 `;
 
 /** Images in each preview grid, and the seed of their order, augmentation and mask (the same every time). */
 const PREVIEW_COUNT = 4;
 const PREVIEW_SEED = 20230101;
 
-/** What a resumed run starts from: its folder and manifest (settings in `config`). */
-async function checkpointFolderOf(resume: string): Promise<{ dir: string; manifest: CheckpointManifest }> {
-  let dir = resume;
-  try {
-    if (!(await stat(resume)).isDirectory()) dir = path.dirname(resume);
-  } catch {
-    throw new UsageError(`--resume: ${resume} does not exist (expected a run folder or its ${CHECKPOINT_MANIFEST})`);
-  }
-  try {
-    return { dir, manifest: await readCheckpointManifest(dir) };
-  } catch (error) {
-    throw new UsageError(`--resume: ${oneLine((error as Error).message)}`);
-  }
-}
-
-function defaultRunFolder(model: string): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-  return path.join('runs', `${model}-${stamp}`);
-}
-
-function buildModel(config: PretrainConfig, seed: number): SparkModel {
-  const backbone: Record<string, unknown> = {};
-  if (config.stemWidth !== undefined) backbone.stemWidth = config.stemWidth;
-  if (config.widths !== undefined) backbone.channels = config.widths;
-  if (config.dims !== undefined) backbone.dims = config.dims;
-  if (config.depths !== undefined) backbone.depths = config.depths;
-  let model: SparkModel;
-  try {
-    model = SparkModel.create(config.model, { backbone, decoderWidth: config.decoderWidth, maskRatio: config.maskRatio, seed });
-  } catch (error) {
-    const message = oneLine((error as Error).message).replace(/^(SparkModel\.create|createBackbone): /, '');
-    if (message.startsWith('unknown model')) throw new UsageError(`--model: ${message}`);
-    throw new UsageError(`--model ${config.model}: cannot build it: ${message.replace('option(s) channels', 'option(s) widths')}`);
-  }
-  const ratio = model.downsampleRatio;
-  if (config.inputSize % ratio !== 0) {
-    model.dispose();
-    const lower = Math.floor(config.inputSize / ratio) * ratio;
-    const suggestion = lower > 0 ? `${lower} or ${lower + ratio}` : `${ratio}`;
-    throw new UsageError(`--input-size is ${config.inputSize}, which is not a multiple of ${config.model}'s downsample ratio ${ratio} (use ${suggestion})`);
-  }
-  // The mask must keep at least one patch and hide at least one, or there is nothing to encode or to learn.
-  const grid = config.inputSize / ratio;
-  let kept: number;
-  try {
-    kept = keepCount(grid, grid, config.maskRatio);
-  } catch {
-    kept = 0;
-  }
-  if (kept === 0 || kept === grid * grid) {
-    model.dispose();
-    throw new UsageError(
-      `--input-size ${config.inputSize} gives a ${grid}x${grid} grid of ${ratio}-pixel patches, of which --mask-ratio ${config.maskRatio} ` +
-        `${kept === 0 ? 'keeps none' : 'hides none'}: use a larger --input-size (e.g. ${Math.max(2, grid + 1) * ratio}) or another --mask-ratio`,
-    );
-  }
-  return model;
-}
-
-function buildOptimizer(config: PretrainConfig, model: SparkModel): Optimizer {
-  const groups = paramGroupsFromVariables(model.namedParameters());
-  // SparK passes --clip 5 to every optimiser; betas follow the model family as in its arg_util.py.
-  const betas = defaultBetas(config.model);
-  if (config.optimizer === 'adamw') return new AdamW(groups, { betas, maxGradNorm: 5 });
-  if (config.optimizer === 'sgd') return new Sgd(groups, { maxGradNorm: 5 });
-  return new Lamb(groups, { betas, maxGradNorm: 5 });
-}
-
-/** Copies the latest checkpoint of `runDir` (rewritten every epoch) to a folder of its own. */
-async function keepCheckpointCopy(runDir: string, target: string): Promise<void> {
-  const manifest = await readCheckpointManifest(runDir);
-  await mkdir(target, { recursive: true });
-  for (const file of [manifest.files.model, manifest.files.optimizer, ENCODER_WEIGHTS_FILE]) {
-    await copyFile(path.join(runDir, file), path.join(target, file)).catch((error: { code?: string }) => {
-      if (error.code !== 'ENOENT' || file !== ENCODER_WEIGHTS_FILE) throw error;
-    });
-  }
-  // The manifest last, as the trainer does: a folder with a manifest holds a whole checkpoint.
-  await copyFile(path.join(runDir, CHECKPOINT_MANIFEST), path.join(target, CHECKPOINT_MANIFEST));
-}
-
 const epochTag = (epochsDone: number) => `epoch-${String(epochsDone).padStart(4, '0')}`;
+
+/** Errors of the file system the user can act on (a full disk, a read-only folder): one line, not a trace. */
+const FILE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EACCES', 'EPERM', 'EROFS', 'EIO', 'ENOTDIR', 'ENOENT']);
 
 /** Runs `sparkmim pretrain`; returns the exit code. */
 export async function pretrainCommand(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      options: { ...CONFIG_FLAG_OPTIONS, config: { type: 'string' }, resume: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    }).values;
-  } catch (error) {
-    throw new UsageError(`pretrain: ${oneLine((error as Error).message)} (run 'sparkmim pretrain --help')`);
-  }
-  if (values.help) {
-    process.stdout.write(PRETRAIN_HELP);
-    return 0;
-  }
+  // Everything the user gave is checked first: flags, config, resumed run, run folder, data; only then is a
+  // backend set up and a file written.
+  const settings = await readSettings(argv, PRETRAIN_HELP);
+  if (!settings) return 0;
+  const { config, out, resumed } = settings;
+  await checkRunFolder(out, { resume: resumed !== undefined, overwrite: settings.overwrite });
 
-  // Settings: defaults < a resumed run's < the config file's < the flags.
-  const layers: Parameters<typeof resolveConfig>[0] = [];
-  let resumed: { dir: string; manifest: CheckpointManifest } | undefined;
-  if (typeof values.resume === 'string') {
-    if (values['init-weights'] !== undefined) throw new UsageError('--resume and --init-weights exclude each other: a resumed run has its weights already');
-    resumed = await checkpointFolderOf(values.resume);
-    const saved = Object.fromEntries(Object.entries(resumed.manifest.config).filter(([key]) => (CONFIG_KEYS as string[]).includes(key)));
-    // The resumed run's weights come from its checkpoint, not from the file it was initialised with.
-    delete saved.initWeights;
-    layers.push({ values: saved, from: path.join(resumed.dir, CHECKPOINT_MANIFEST) });
-  }
-  if (typeof values.config === 'string') layers.push({ values: readConfigFile(values.config), from: values.config });
-  layers.push({ values: flagValues(values), from: 'flag' });
-  const config = resolveConfig(layers);
-  if (config.data === undefined) throw new UsageError("pretrain needs --data FOLDER, a folder of images (run 'sparkmim pretrain --help')");
-  config.out ??= resumed?.dir ?? defaultRunFolder(config.model);
-  const out = config.out;
-
-  const backend: BackendInfo = config.backend === 'auto' ? await setupFastestBackend() : await setupBackend(config.backend);
-  if (!backend.canTrain) throw new UsageError(`--backend ${backend.name} cannot train (no gradients): use cpu, webgpu, tensorflow or tensorflow-gpu`);
-
-  const seeds = deriveSeeds(config.seed);
-  const model = buildModel(config, seeds.init);
-  const disposables: { dispose(): void }[] = [model];
+  const disposables: { dispose(): void }[] = [];
+  let lock: RunLock | undefined;
   try {
     let source: ImageFolderSource;
     let skippedWhileRunning = 0;
@@ -240,8 +143,8 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       process.stderr.write(line);
     };
     try {
-      source = await ImageFolderSource.open(config.data, {
-        inputSize: config.inputSize,
+      source = await ImageFolderSource.open(config.data!, {
+        inputSize: inputSizeOf(config),
         onSkip: (skipped) => {
           skippedWhileRunning++;
           const line = `sparkmim: skipped ${skipped.path}: ${oneLine(skipped.reason)}\n`;
@@ -253,29 +156,46 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       if (error instanceof ImageFolderError) throw new UsageError(`--data: ${oneLine(error.message)}`);
       throw error;
     }
-    heldWarnings.forEach(warn);
-    heldWarnings = undefined;
     disposables.push(source);
-    const optimizer = buildOptimizer(config, model);
-    disposables.push(optimizer);
-
     const iterationsPerEpoch = batchesPerEpoch(source.size, { batchSize: config.batchSize });
+    if (resumed) {
+      // The position must fit this data: a folder that gained or lost images has other epochs.
+      const { epoch, iterationInEpoch, iteration } = resumed.manifest.progress;
+      if (iteration !== epoch * iterationsPerEpoch + iterationInEpoch || iterationInEpoch >= iterationsPerEpoch) {
+        throw new UsageError(
+          `--resume: ${resumed.dir} stopped at epoch ${epoch + 1}, batch ${iterationInEpoch + 1} (iteration ${iteration}), which does not fit ` +
+            `${iterationsPerEpoch} batches per epoch (${source.size} images in ${config.data}, batches of ${config.batchSize}): ` +
+            'the data folder or --batch-size changed since the run was saved',
+        );
+      }
+    }
     const warmupEpochs = warmupEpochsOf(config);
     let schedule: ReturnType<typeof sparkSchedule>;
     try {
       schedule = sparkSchedule({
-      batchSize: config.batchSize,
-      iterationsPerEpoch,
-      epochs: config.epochs,
-      warmupEpochs,
-      baseLr: config.baseLr,
-      weightDecay: config.weightDecay,
-      weightDecayEnd: config.weightDecayEnd,
+        batchSize: config.batchSize,
+        iterationsPerEpoch,
+        epochs: config.epochs,
+        warmupEpochs,
+        baseLr: config.baseLr,
+        weightDecay: config.weightDecay,
+        weightDecayEnd: config.weightDecayEnd,
       });
     } catch (error) {
       throw new UsageError(`--warmup-epochs ${warmupEpochs} with --epochs ${config.epochs}: ${oneLine((error as Error).message)}`);
     }
 
+    const backend: BackendInfo = await setUpTrainingBackend(config.backend, { verbose: settings.verbose });
+    const seeds = deriveSeeds(config.seed);
+    const model = await buildModel(config, seeds.init);
+    disposables.push(model);
+    heldWarnings.forEach(warn);
+    heldWarnings = undefined;
+    const optimizer = buildOptimizer(config, model);
+    disposables.push(optimizer);
+
+    // From here on the run folder is this process's: created, locked, cleared with --overwrite.
+    lock = await openRunFolder(out, { resume: resumed !== undefined, overwrite: settings.overwrite });
     let manifest: CheckpointManifest | undefined;
     if (resumed) {
       try {
@@ -291,21 +211,25 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       }
     }
 
-    await mkdir(out, { recursive: true });
-    await writeFileAtomic(path.join(out, 'config.json'), new TextEncoder().encode(JSON.stringify(config, CONFIG_KEYS, 2) + '\n'));
+    // Saved with the run: paths relative to its folder (so it can be moved, or resumed from anywhere), and
+    // not the folder itself (the folder resumed is the folder written).
+    const saved: Record<string, unknown> = JSON.parse(JSON.stringify(config, CONFIG_KEYS));
+    delete saved.out;
+    for (const key of ['data', 'initWeights']) if (typeof saved[key] === 'string') saved[key] = savedPath(saved[key] as string, out);
+    await writeFileAtomic(path.join(out, 'config.json'), new TextEncoder().encode(JSON.stringify(saved, null, 2) + '\n'));
     process.stdout.write(`sparkmim pretrain: ${out}\n${formatConfig(config)}\n`);
     process.stdout.write(
       `backend ${backend.name}${backend.adapter?.description ? ` (${backend.adapter.description})` : ''}; ${source.size} images, ` +
         `${iterationsPerEpoch} steps per epoch; peak lr ${schedule.peakLr.toExponential(2)}, ${warmupEpochs} warm-up epochs\n`,
     );
     const startEpoch = manifest?.progress.epoch ?? 0;
-    if (manifest && (startEpoch >= config.epochs)) {
-      process.stdout.write(`nothing to do: ${resumed!.dir} already ran ${startEpoch} of ${config.epochs} epochs (raise --epochs to continue)\n`);
+    if (manifest && startEpoch >= config.epochs) {
+      process.stdout.write(`nothing to do: ${out} already ran ${startEpoch} of ${config.epochs} epochs (raise --epochs to continue)\n`);
       return 0;
     }
     if (manifest) {
       const { epoch, iterationInEpoch } = manifest.progress;
-      process.stdout.write(`resuming ${resumed!.dir} at epoch ${epoch + 1}${iterationInEpoch ? `, batch ${iterationInEpoch + 1}` : ''}\n`);
+      process.stdout.write(`resuming ${out} at epoch ${epoch + 1}${iterationInEpoch ? `, batch ${iterationInEpoch + 1}` : ''}\n`);
     }
 
     const previews = await previewImages(source, PREVIEW_COUNT, PREVIEW_SEED);
@@ -324,7 +248,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       seed: config.seed,
       resume: manifest,
       checkpointDir: out,
-      config: { ...config },
+      config: saved,
       metricsFile: path.join(out, 'metrics.jsonl'),
       onStep: (metrics) => progress!.step(metrics),
       onEpochEnd: async (metrics) => {
@@ -340,20 +264,23 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       },
     });
 
-    // First Ctrl-C: finish the step, save, return; a second one: quit at once.
+    // First Ctrl-C (SIGINT) or SIGTERM (what schedulers and `docker stop` send): finish the step, save,
+    // return; a second one: quit at once.
     let interrupts = 0;
-    const onInterrupt = () => {
+    const onInterrupt = (signal: NodeJS.Signals) => {
       interrupts++;
       progress!.clear();
       if (interrupts === 1) {
-        process.stderr.write('sparkmim: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+        const again = signal === 'SIGTERM' ? 'a second signal quits at once' : 'Ctrl-C again to quit at once';
+        process.stderr.write(`sparkmim: ${signal === 'SIGTERM' ? 'SIGTERM: ' : ''}stopping after this step and saving a checkpoint (${again})\n`);
         trainer.stop();
       } else {
         process.stderr.write('sparkmim: quit without saving\n');
-        process.exit(130);
+        process.exit(signal === 'SIGTERM' ? 143 : 130);
       }
     };
     process.on('SIGINT', onInterrupt);
+    process.on('SIGTERM', onInterrupt);
     const started = performance.now();
     let result;
     try {
@@ -361,9 +288,18 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     } catch (error) {
       progress.clear();
       if (error instanceof NonFiniteLossError) throw new UsageError(oneLine(error.message));
+      const code = (error as { code?: string }).code;
+      if (code && FILE_ERRORS.has(code)) {
+        const last = await readCheckpointManifest(out).catch(() => undefined);
+        throw new UsageError(
+          `${oneLine((error as Error).message)}; ` +
+            (last ? `${out} still holds the checkpoint of iteration ${last.progress.iteration} (continue with: sparkmim pretrain --resume ${out})` : `${out} holds no complete checkpoint of this run`),
+        );
+      }
       throw error;
     } finally {
       process.off('SIGINT', onInterrupt);
+      process.off('SIGTERM', onInterrupt);
     }
     const seconds = (performance.now() - started) / 1000;
     // From the metrics file, not this run's steps alone: a resumed run's curve covers the whole run.
@@ -395,5 +331,6 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     return 0;
   } finally {
     for (const item of disposables.reverse()) item.dispose();
+    lock?.release();
   }
 }

@@ -9,6 +9,7 @@ import { BACKEND_NAMES } from '@sparkmim/runtime';
 import { CHECKPOINT_MANIFEST, readCheckpointManifest, type CheckpointManifest } from '@sparkmim/trainer/node';
 import { UsageError } from '../../errors';
 import { oneLine } from '../inputs';
+import { isModulePath } from '../pretrain-model';
 import { CONFIG_FLAG_OPTIONS, CONFIG_KEYS, flagValues, readConfigFile, resolveConfig, type PretrainConfig } from '../pretrain-config';
 import { pathFromRun } from './run-folder';
 
@@ -72,7 +73,7 @@ const REGISTRY_DOWNSAMPLE_RATIO = 32;
 
 function checkLimits(config: PretrainConfig): void {
   // A path (to a module exporting a custom backbone) is checked when it is loaded.
-  const isPath = /^[./]/.test(config.model) || /\.m?js$/.test(config.model);
+  const isPath = isModulePath(config.model);
   if (!isPath && !(BACKBONE_NAMES as readonly string[]).includes(config.model)) {
     throw new UsageError(`--model: unknown model '${config.model}': expected one of ${BACKBONE_NAMES.join(', ')}`);
   }
