@@ -210,7 +210,10 @@ export interface TorchStateOptions {
  * const state = await torchState(backbone, { prefix: 'sparse_encoder.sp_cnn.' });
  * const encoder = await torchState(sparkModel, { stripPrefix: 'sparse_encoder.sp_cnn.' }); // 'conv1.weight' → ...
  */
-export async function torchState(source: StateEntrySource, { prefix = '', stripPrefix = '' }: TorchStateOptions = {}): Promise<Map<string, TorchTensorData>> {
+export async function torchState(
+  source: StateEntrySource,
+  { prefix = '', stripPrefix = '' }: TorchStateOptions = {},
+): Promise<Map<string, TorchTensorData>> {
   const state = new Map<string, TorchTensorData>();
   const entries = source.stateEntries();
   for (const entry of entries) {

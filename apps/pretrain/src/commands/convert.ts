@@ -7,7 +7,15 @@ import { parseArgs } from 'node:util';
 import { createBackboneFromConfig } from '@sparkmim/backbones';
 import { setupBackend } from '@sparkmim/runtime';
 import { loadTorchState, torchState, type TorchTensorData } from '@sparkmim/sparse-ops';
-import { ENCODER_STATE_PREFIX, isEncoderOnly, stateToPth, stateToSafetensors, stateToTfjsArtifacts, weightsArchitecture, type WeightsFile } from '@sparkmim/trainer';
+import {
+  ENCODER_STATE_PREFIX,
+  isEncoderOnly,
+  stateToPth,
+  stateToSafetensors,
+  stateToTfjsArtifacts,
+  weightsArchitecture,
+  type WeightsFile,
+} from '@sparkmim/trainer';
 import { writeFileAtomic } from '@sparkmim/trainer/node';
 import { UsageError } from '../errors';
 import { oneLine } from './inputs';
@@ -64,7 +72,7 @@ export async function convertCommand(argv: string[]): Promise<number> {
     const { modelJson, shards } = stateToTfjsArtifacts(state, { meta: checkpointMeta(weights) });
     await mkdir(output, { recursive: true });
     for (const [name, shard] of shards) await writeFileAtomic(path.join(output, name), shard);
-    await writeFileAtomic(path.join(output, 'model.json'), new TextEncoder().encode(JSON.stringify(modelJson) + '\n'));
+    await writeFileAtomic(path.join(output, 'model.json'), new TextEncoder().encode(`${JSON.stringify(modelJson)}\n`));
     process.stdout.write(`${output}: tfjs, model.json and ${shards.size} shard(s), ${state.size} tensors from ${input} (${weights.kind})\n`);
     return 0;
   }
@@ -72,7 +80,11 @@ export async function convertCommand(argv: string[]): Promise<number> {
   if (target === 'safetensors') {
     bytes = stateToSafetensors(state, { format: 'pt', converted_from: input });
   } else if (target === 'timm' || encoderOnly) {
-    const encoder = encoderOnly ? state : new Map([...state].filter(([key]) => key.startsWith(ENCODER_STATE_PREFIX)).map(([key, tensor]) => [key.slice(ENCODER_STATE_PREFIX.length), tensor]));
+    const encoder = encoderOnly
+      ? state
+      : new Map(
+          [...state].filter(([key]) => key.startsWith(ENCODER_STATE_PREFIX)).map(([key, tensor]) => [key.slice(ENCODER_STATE_PREFIX.length), tensor]),
+        );
     bytes = stateToPth(encoder, { layout: 'encoder' });
   } else {
     bytes = stateToPth(state, { layout: 'spark', meta: checkpointMeta(weights) });

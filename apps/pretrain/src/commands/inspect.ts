@@ -34,7 +34,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError(`inspect takes one file, got ${positionals.length} (run 'sparkmim inspect --help')`);
   const file = positionals[0];
   const weights = await readWeightsOption('file', file, values['strip-prefix']);
-  let summary;
+  let summary: ReturnType<typeof summarizeWeights> | undefined;
   try {
     summary = summarizeWeights(weights);
   } catch (error) {
@@ -44,7 +44,12 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   }
   const tensors = [...weights.state].map(([key, tensor]) => ({ key, shape: tensor.shape, dtype: weights.dtypes.get(key) ?? 'float32' }));
   if (values.json) {
-    process.stdout.write(JSON.stringify({ file, ...(summary ?? { format: weights.format, kind: weights.kind, tensors, meta: weights.meta, ignored: weights.ignored }) }) + '\n');
+    process.stdout.write(
+      `${JSON.stringify({
+        file,
+        ...(summary ?? { format: weights.format, kind: weights.kind, tensors, meta: weights.meta, ignored: weights.ignored }),
+      })}\n`,
+    );
     return 0;
   }
   const lines = [`file: ${file}`, `format: ${weights.format}`, `kind: ${weights.kind}`];
@@ -64,6 +69,6 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   if (weights.ignored.length) lines.push(`not loaded: ${weights.ignored.join(', ')}`);
   lines.push(`tensors: ${tensors.length}`);
   for (const tensor of tensors) lines.push(`  ${tensor.key}  [${tensor.shape.join(', ')}]  ${tensor.dtype}`);
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }

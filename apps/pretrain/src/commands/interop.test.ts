@@ -1,6 +1,6 @@
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { decodeSafetensors, loadTfjsWeights, readPth, PthTensor } from '@sparkmim/trainer';
 import { goldensDir, loadGolden } from '@sparkmim/test-utils';
 import { relativeError, runCli } from '../testing/run-cli';
@@ -23,10 +23,12 @@ afterEach(() => {
 // The tensors of a .pth (the `module` of a checkpoint dict), as float32 bits.
 function pthTensors(file: string): Map<string, { shape: number[]; bits: string }> {
   const { root } = readPth(new Uint8Array(fs.readFileSync(file)));
-  const state = root instanceof Map && root.get('module') instanceof Map ? (root.get('module') as Map<unknown, unknown>) : (root as Map<unknown, unknown>);
+  const state =
+    root instanceof Map && root.get('module') instanceof Map ? (root.get('module') as Map<unknown, unknown>) : (root as Map<unknown, unknown>);
   const tensors = new Map<string, { shape: number[]; bits: string }>();
   for (const [key, value] of state) {
-    if (value instanceof PthTensor) tensors.set(String(key), { shape: value.shape, bits: Buffer.from(Float32Array.from(value.data).buffer).toString('base64') });
+    if (value instanceof PthTensor)
+      tensors.set(String(key), { shape: value.shape, bits: Buffer.from(Float32Array.from(value.data).buffer).toString('base64') });
   }
   return tensors;
 }
@@ -79,13 +81,25 @@ describe('sparkmim convert', () => {
     expect(pthTensors(timm)).toEqual(pthTensors(fixture('resnet_1kpretrained_timm_style.pth')));
   });
 
-  it('a golden as .pth gives the golden\'s forward pass through `forward --weights`', async () => {
+  it("a golden as .pth gives the golden's forward pass through `forward --weights`", async () => {
     const golden = path.join(goldensDir(), 'convnext_narrow.safetensors');
     const pth = path.join(folder, 'golden.pth');
     const converted = await runCli(['convert', golden, pth, '--strip-prefix', 'param.']);
     expect(converted.stderr).toBe('');
     const out = path.join(folder, 'forward.safetensors');
-    const result = await runCli(['forward', '--weights', pth, '--input', `${golden}:input`, '--active', `${golden}:active`, '--backend', 'cpu', '--out', out]);
+    const result = await runCli([
+      'forward',
+      '--weights',
+      pth,
+      '--input',
+      `${golden}:input`,
+      '--active',
+      `${golden}:active`,
+      '--backend',
+      'cpu',
+      '--out',
+      out,
+    ]);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const { tensors } = decodeSafetensors(new Uint8Array(fs.readFileSync(out)));
@@ -108,12 +122,24 @@ describe('sparkmim convert', () => {
     const loaded = await loadTfjsWeights(path.join(out, 'model.json'), { fetch });
     expect(loaded.kind).toBe('convnext-encoder');
     const expected = pthTensors(input);
-    expect(new Map([...loaded.state].map(([key, t]) => [key, { shape: t.shape, bits: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('base64') }]))).toEqual(expected);
+    expect(
+      new Map(
+        [...loaded.state].map(([key, t]) => [
+          key,
+          { shape: t.shape, bits: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('base64') },
+        ]),
+      ),
+    ).toEqual(expected);
   });
 
   it('refuses an unknown target and a hostile input with exit code 2', async () => {
     const bad = await runCli(['convert', fixture('strided.pth'), path.join(folder, 'x.bin')]);
-    expect(bad).toMatchObject({ code: 2, stderr: expect.stringMatching(/^sparkmim: convert: cannot tell the format of .*x\.bin from its extension: give --to pth\|safetensors\|timm\|tfjs\n$/) });
+    expect(bad).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(
+        /^sparkmim: convert: cannot tell the format of .*x\.bin from its extension: give --to pth\|safetensors\|timm\|tfjs\n$/,
+      ),
+    });
     const hostile = await runCli(['convert', fixture('hostile/os_system.pth'), path.join(folder, 'x.pth')]);
     expect(hostile).toMatchObject({ code: 2, stderr: expect.stringContaining('refused global os.system') });
   });

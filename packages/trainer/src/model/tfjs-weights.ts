@@ -37,8 +37,12 @@ export interface TfjsArtifactsOptions {
  * @example
  * const { modelJson, shards } = stateToTfjsArtifacts(await model.stateDict());
  */
-export function stateToTfjsArtifacts(state: ReadonlyMap<string, TorchTensorData>, { shardBytes = 4 * 1024 * 1024, meta = {} }: TfjsArtifactsOptions = {}): TfjsArtifacts {
-  if (!(Number.isInteger(shardBytes) && shardBytes >= 4 && shardBytes % 4 === 0)) throw new Error(`stateToTfjsArtifacts: shardBytes must be a positive multiple of 4, got ${shardBytes}`);
+export function stateToTfjsArtifacts(
+  state: ReadonlyMap<string, TorchTensorData>,
+  { shardBytes = 4 * 1024 * 1024, meta = {} }: TfjsArtifactsOptions = {},
+): TfjsArtifacts {
+  if (!(Number.isInteger(shardBytes) && shardBytes >= 4 && shardBytes % 4 === 0))
+    throw new Error(`stateToTfjsArtifacts: shardBytes must be a positive multiple of 4, got ${shardBytes}`);
   const weights = [...state].map(([name, tensor]) => ({ name, shape: [...tensor.shape], dtype: 'float32' as const }));
   const total = [...state.values()].reduce((sum, tensor) => sum + tensor.data.length * 4, 0);
   const all = new Uint8Array(total);
@@ -126,5 +130,8 @@ export async function loadTfjsWeights(modelJsonUrl: string, { fetch: fetchBytes,
       offset += 4 * count;
     }
   }
-  return classifyWeights({ format: 'tfjs', state, dtypes, meta: { ...(modelJson.userDefinedMetadata?.meta ?? {}) }, ignored: [] }, { source: modelJsonUrl });
+  return classifyWeights(
+    { format: 'tfjs', state, dtypes, meta: { ...(modelJson.userDefinedMetadata?.meta ?? {}) }, ignored: [] },
+    { source: modelJsonUrl },
+  );
 }

@@ -1,5 +1,5 @@
-import * as fs from 'fs';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { torchState, type TorchTensorData } from '@sparkmim/sparse-ops';
 import { describeBackends, expectClose, goldenInputs, loadGolden } from '@sparkmim/test-utils';
@@ -21,7 +21,11 @@ function bits(data: Float32Array): Buffer {
 }
 
 // Same keys (in the same order unless `sorted`: safetensors files sort them), same shapes, same float32 bits.
-function expectSameState(actual: ReadonlyMap<string, TorchTensorData>, expected: ReadonlyMap<string, TorchTensorData>, { sorted = false } = {}): void {
+function expectSameState(
+  actual: ReadonlyMap<string, TorchTensorData>,
+  expected: ReadonlyMap<string, TorchTensorData>,
+  { sorted = false } = {},
+): void {
   const keys = (state: ReadonlyMap<string, TorchTensorData>) => (sorted ? [...state.keys()].sort() : [...state.keys()]);
   expect(keys(actual)).toEqual(keys(expected));
   for (const [key, tensor] of expected) {
@@ -44,7 +48,11 @@ describe('readWeightsFile on the official file kinds', () => {
     const summary = summarizeWeights(readFixture('resnet_1kpretrained_timm_style.pth'));
     expect(summary.backbone).toEqual({ kind: 'resnet', depths: [1, 1, 1, 1], block: 'bottleneck', stemWidth: 4, channels: [2, 4, 8, 16] });
     expect(summary.architecture).toBeUndefined();
-    expect(summary.tensors.find((tensor) => tensor.key === 'bn1.num_batches_tracked')).toEqual({ key: 'bn1.num_batches_tracked', shape: [], dtype: 'int64' });
+    expect(summary.tensors.find((tensor) => tensor.key === 'bn1.num_batches_tracked')).toEqual({
+      key: 'bn1.num_batches_tracked',
+      shape: [],
+      dtype: 'int64',
+    });
   });
   it("takes a sparkmim checkpoint's epoch as the official dict's (the last epoch finished)", () => {
     const state = readFixture('resnet_1kpretrained_timm_style.pth').state;
@@ -67,7 +75,8 @@ describeBackends('weights files through a SparkModel', () => {
       expect(pth.meta).toEqual({ arch: 'resnet50', epoch: 41, is_pretrain: true });
       expectSameState(pth.state, original.state);
       // As PyTorch holds them: BatchNorm's counters int64, everything else float32.
-      for (const [key, dtype] of pth.dtypes) expect({ key, dtype }).toEqual({ key, dtype: key.endsWith('num_batches_tracked') ? 'int64' : 'float32' });
+      for (const [key, dtype] of pth.dtypes)
+        expect({ key, dtype }).toEqual({ key, dtype: key.endsWith('num_batches_tracked') ? 'int64' : 'float32' });
 
       const safetensorsBytes = await model.toSafetensors();
       const fromSafetensors = await sparkModelFromWeights(readWeightsFile(safetensorsBytes));
@@ -121,7 +130,9 @@ describeBackends('weights files through a SparkModel', () => {
       expect({ name, same: bits((await tensor.data()) as Float32Array).equals(bits(file.state.get(name)!.data)) }).toEqual({ name, same: true });
     }
     tf.dispose(Object.values(decoded));
-    await expect(loadTfjsWeights('https://example.org/x/model.json', { fetch })).rejects.toThrow('loadTfjsWeights: https://example.org/x/model.json is not a TF.js model.json (loadTfjsWeights: https://example.org/x/model.json answered 404)');
+    await expect(loadTfjsWeights('https://example.org/x/model.json', { fetch })).rejects.toThrow(
+      'loadTfjsWeights: https://example.org/x/model.json is not a TF.js model.json (loadTfjsWeights: https://example.org/x/model.json answered 404)',
+    );
   });
 
   it('initFromWeights (pretrain --init-weights) takes an official encoder .pth and a checkpoint dict', async () => {
@@ -137,7 +148,7 @@ describeBackends('weights files through a SparkModel', () => {
     other.dispose();
   });
 
-  it('a model loaded from a .pth holding a golden\'s weights reproduces that golden\'s forward', async () => {
+  it("a model loaded from a .pth holding a golden's weights reproduces that golden's forward", async () => {
     const golden = loadGolden('convnext_narrow.safetensors');
     const weights = new Map<string, TorchTensorData>();
     for (const key of golden.keys('param.')) weights.set(key.slice('param.'.length), { shape: golden.get(key).shape, data: golden.get(key).data });

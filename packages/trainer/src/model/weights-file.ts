@@ -62,7 +62,7 @@ export function readWeightsFile(bytes: Uint8Array, { source = 'the file', stripP
   const dtypes = new Map<string, string>();
   const meta: WeightsFile['meta'] = {};
   const ignored: string[] = [];
-  let state: TorchStateDict = new Map();
+  const state: TorchStateDict = new Map();
   let format: WeightsFile['format'];
   let wrapped = false;
   if (looksLikeZip(bytes) || (bytes.length >= 2 && bytes[0] === 0x80)) {
@@ -315,5 +315,14 @@ export function summarizeWeights(file: WeightsFile): WeightsSummary {
     if (!BUFFER_KEY.test(key)) parameterCount += tensor.data.length;
     tensors.push({ key, shape: tensor.shape, dtype: file.dtypes.get(key) ?? 'float32' });
   }
-  return { format: file.format, kind: file.kind, architecture: name, backbone: config, parameterCount, tensors, meta: file.meta, ignored: file.ignored };
+  return {
+    format: file.format,
+    kind: file.kind,
+    architecture: name,
+    backbone: config,
+    parameterCount,
+    tensors,
+    meta: file.meta,
+    ignored: file.ignored,
+  };
 }

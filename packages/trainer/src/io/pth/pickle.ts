@@ -73,12 +73,19 @@ export function unpickle(bytes: Uint8Array, { globals, persistentLoad, source }:
     throw new PthFormatError(`${source}: pickle byte ${opcodeAt}: ${what}`);
   };
   const need = (count: number, what: string) => {
-    if (count < 0 || at + count > bytes.length) fail(`${what} needs ${count} bytes but ${bytes.length - at} are left (truncated, or a length that lies)`);
+    if (count < 0 || at + count > bytes.length)
+      fail(`${what} needs ${count} bytes but ${bytes.length - at} are left (truncated, or a length that lies)`);
   };
-  const u8 = () => (need(1, 'an argument'), bytes[at++]);
-  const u16 = () => (need(2, 'an argument'), (at += 2), view.getUint16(at - 2, true));
-  const i32 = () => (need(4, 'an argument'), (at += 4), view.getInt32(at - 4, true));
-  const u32 = () => (need(4, 'an argument'), (at += 4), view.getUint32(at - 4, true));
+  // Fixed-size arguments: checked, read, and the cursor moved past them.
+  const fixed = (size: number, read: (offset: number) => number) => {
+    need(size, 'an argument');
+    at += size;
+    return read(at - size);
+  };
+  const u8 = () => fixed(1, (offset) => bytes[offset]);
+  const u16 = () => fixed(2, (offset) => view.getUint16(offset, true));
+  const i32 = () => fixed(4, (offset) => view.getInt32(offset, true));
+  const u32 = () => fixed(4, (offset) => view.getUint32(offset, true));
   const take = (count: number, what: string) => {
     need(count, what);
     at += count;
@@ -396,43 +403,67 @@ export class PickleWriter {
 
   value(value: unknown): void {
     if (this.custom?.(value, this)) return;
-    if (value === null || value === undefined) return this.bytes(0x4e);
-    if (value === true) return this.bytes(0x88);
-    if (value === false) return this.bytes(0x89);
+    if (value === null || value === undefined) {
+      this.bytes(0x4e);
+      return;
+    }
+    if (value === true) {
+      this.bytes(0x88);
+      return;
+    }
+    if (value === false) {
+      this.bytes(0x89);
+      return;
+    }
     if (typeof value === 'string') {
       const data = this.encoder.encode(value);
       this.bytes(0x58, ...u32le(data.length));
-      return this.raw(data);
+      this.raw(data);
+      return;
     }
-    if (typeof value === 'number' && Number.isInteger(value) && Math.abs(value) <= Number.MAX_SAFE_INTEGER) return this.integer(BigInt(value));
-    if (typeof value === 'bigint') return this.integer(value);
+    if (typeof value === 'number' && Number.isInteger(value) && Math.abs(value) <= Number.MAX_SAFE_INTEGER) {
+      this.integer(BigInt(value));
+      return;
+    }
+    if (typeof value === 'bigint') {
+      this.integer(value);
+      return;
+    }
     if (typeof value === 'number') {
       const data = new Uint8Array(9);
       data[0] = 0x47;
       new DataView(data.buffer).setFloat64(1, value, false);
-      return this.raw(data);
+      this.raw(data);
+      return;
     }
     if (value instanceof PickleTuple) {
-      if (value.items.length === 0) return this.bytes(0x29);
+      if (value.items.length === 0) {
+        this.bytes(0x29);
+        return;
+      }
       this.bytes(0x28);
       for (const item of value.items) this.value(item);
-      return this.bytes(0x74);
+      this.bytes(0x74);
+      return;
     }
     if (Array.isArray(value)) {
       this.bytes(0x5d);
       if (value.length === 0) return;
       this.bytes(0x28);
       for (const item of value) this.value(item);
-      return this.bytes(0x65);
+      this.bytes(0x65);
+      return;
     }
     if (value instanceof PickleOrderedDict) {
       this.global('collections', 'OrderedDict');
       this.bytes(0x29, 0x52);
-      return this.items(value.entries);
+      this.items(value.entries);
+      return;
     }
     if (value instanceof Map) {
       this.bytes(0x7d);
-      return this.items(value);
+      this.items(value);
+      return;
     }
     throw new Error(`pickle: cannot write ${Object.prototype.toString.call(value)}`);
   }
@@ -452,9 +483,18 @@ export class PickleWriter {
   }
 
   private integer(value: bigint): void {
-    if (value >= 0n && value < 256n) return this.bytes(0x4b, Number(value));
-    if (value >= 0n && value < 65536n) return this.bytes(0x4d, Number(value & 0xffn), Number(value >> 8n));
-    if (value >= -(2n ** 31n) && value < 2n ** 31n) return this.bytes(0x4a, ...u32le(Number(BigInt.asUintN(32, value))));
+    if (value >= 0n && value < 256n) {
+      this.bytes(0x4b, Number(value));
+      return;
+    }
+    if (value >= 0n && value < 65536n) {
+      this.bytes(0x4d, Number(value & 0xffn), Number(value >> 8n));
+      return;
+    }
+    if (value >= -(2n ** 31n) && value < 2n ** 31n) {
+      this.bytes(0x4a, ...u32le(Number(BigInt.asUintN(32, value))));
+      return;
+    }
     // LONG1: little-endian two's complement, as short as the sign allows.
     const data: number[] = [];
     let rest = value;

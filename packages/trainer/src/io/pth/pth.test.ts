@@ -1,5 +1,5 @@
-import * as fs from 'fs';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { decodeSafetensors } from '../safetensors';
 import { PickleOrderedDict, PickleTuple } from './pickle';
 import { PthTensor, PthTensorOut, readPth, writePth } from './pth';
@@ -18,7 +18,9 @@ const read = (file: string) => new Uint8Array(fs.readFileSync(path.join(FIXTURES
 function tensorsOf(value: unknown, prefix = ''): Map<string, PthTensor> {
   const found = new Map<string, PthTensor>();
   if (value instanceof PthTensor) found.set(prefix, value);
-  else if (value instanceof Map) for (const [key, item] of value) for (const [name, tensor] of tensorsOf(item, prefix ? `${prefix}.${String(key)}` : String(key))) found.set(name, tensor);
+  else if (value instanceof Map)
+    for (const [key, item] of value)
+      for (const [name, tensor] of tensorsOf(item, prefix ? `${prefix}.${String(key)}` : String(key))) found.set(name, tensor);
   return found;
 }
 
@@ -40,7 +42,9 @@ describe('readPth on files PyTorch wrote', () => {
       expect({ key, shape: tensor.shape }).toEqual({ key, shape: want.shape });
       const got = Float32Array.from(tensor.data);
       // Compare bits, so that NaN payloads and -0 count too.
-      expect(Buffer.from(got.buffer).equals(Buffer.from((want.data as Float32Array).buffer, (want.data as Float32Array).byteOffset, want.data.byteLength))).toBe(true);
+      expect(
+        Buffer.from(got.buffer).equals(Buffer.from((want.data as Float32Array).buffer, (want.data as Float32Array).byteOffset, want.data.byteLength)),
+      ).toBe(true);
     }
   });
 
@@ -98,11 +102,23 @@ describe('readPth on files PyTorch wrote', () => {
 
 describe('readPth refuses what it must not read, quickly and in one line', () => {
   const cases: [string, RegExp][] = [
-    ['os_system.pth', /^hostile\/os_system\.pth: pickle byte 2: refused global os\.system: only tensors, dicts, lists, tuples, strings, numbers, booleans and None are read \(no code runs\)$/],
+    [
+      'os_system.pth',
+      /^hostile\/os_system\.pth: pickle byte 2: refused global os\.system: only tensors, dicts, lists, tuples, strings, numbers, booleans and None are read \(no code runs\)$/,
+    ],
     ['huge_list.pth', /^hostile\/huge_list\.pth: pickle byte 2: refused global builtins\.list/],
-    ['huge_string.pth', /^hostile\/huge_string\.pth: pickle byte 2: BINUNICODE needs 4294967280 bytes but 4 are left \(truncated, or a length that lies\)$/],
-    ['huge_shape.pth', /^hostile\/huge_shape\.pth: a tensor of shape \[1000000, 1000000\] \(1000000000000 elements, stride \[1000000, 1\], offset 0\) does not fit its storage 0 of 4 elements$/],
-    ['lying_sizes.pth', /^hostile\/lying_sizes\.pth: zip entry strided\/data\/0 claims 2147483632 bytes at \d+ but the file has 2143 bytes \(truncated, or the sizes lie\)$/],
+    [
+      'huge_string.pth',
+      /^hostile\/huge_string\.pth: pickle byte 2: BINUNICODE needs 4294967280 bytes but 4 are left \(truncated, or a length that lies\)$/,
+    ],
+    [
+      'huge_shape.pth',
+      /^hostile\/huge_shape\.pth: a tensor of shape \[1000000, 1000000\] \(1000000000000 elements, stride \[1000000, 1\], offset 0\) does not fit its storage 0 of 4 elements$/,
+    ],
+    [
+      'lying_sizes.pth',
+      /^hostile\/lying_sizes\.pth: zip entry strided\/data\/0 claims 2147483632 bytes at \d+ but the file has 2143 bytes \(truncated, or the sizes lie\)$/,
+    ],
     ['truncated.pth', /^hostile\/truncated\.pth: no zip central directory \(truncated, or not a torch\.save file; 1285 bytes\)$/],
   ];
   it.each(cases)('%s', (file, message) => {
@@ -122,7 +138,9 @@ describe('readPth refuses what it must not read, quickly and in one line', () =>
     expect(() => readPth(read('legacy.pth'), { source: 'legacy.pth' })).toThrow(
       'legacy.pth: the legacy torch.save format (before PyTorch 1.6) is not read; load it in PyTorch and save it again with torch.save (the zip format is the default since 1.6)',
     );
-    expect(() => readPth(new TextEncoder().encode('{"a": 1}'), { source: 'x.json' })).toThrow('x.json: not a torch.save zip file (it starts with bytes 7b 22 61 22)');
+    expect(() => readPth(new TextEncoder().encode('{"a": 1}'), { source: 'x.json' })).toThrow(
+      'x.json: not a torch.save zip file (it starts with bytes 7b 22 61 22)',
+    );
   });
 
   it('compressed entries', () => {
@@ -143,7 +161,15 @@ describe('writePth', () => {
     const weight = Float32Array.from([1.5, -0, NaN, 3e-39, -1e30, 7]);
     const bytes = writePth(
       new Map<string, unknown>([
-        ['module', new PickleOrderedDict(new Map<string, PthTensorOut>([['w', new PthTensorOut({ shape: [2, 3], data: weight })], ['n', new PthTensorOut({ shape: [], data: Int32Array.from([-5]), dtype: 'int64' })]]))],
+        [
+          'module',
+          new PickleOrderedDict(
+            new Map<string, PthTensorOut>([
+              ['w', new PthTensorOut({ shape: [2, 3], data: weight })],
+              ['n', new PthTensorOut({ shape: [], data: Int32Array.from([-5]), dtype: 'int64' })],
+            ]),
+          ),
+        ],
         ['meta', [1, 300, 70000, -3, 2 ** 40, -(2 ** 40), 0.25, 'ü', true, false, null, new PickleTuple([1, 'a'])]],
       ]),
     );

@@ -1,7 +1,7 @@
 // PyTorch's `torch.save` files (the zip format of PyTorch >= 1.6), read and written without Python and
 // without Node built-ins: bytes in, tensors and plain objects out, so this runs in a browser as well.
 
-import { PickleOrderedDict, PickleTuple, PickleWriter, pickle, unpickle, type PickleGlobal, type PickleValue } from './pickle';
+import { PickleOrderedDict, PickleTuple, type PickleWriter, pickle, unpickle, type PickleGlobal, type PickleValue } from './pickle';
 import { PthFormatError, looksLikeZip, readZipEntries, writeZip } from './zip';
 
 /** Element types of the storages this reader takes. */
@@ -70,7 +70,13 @@ function halfToFloat32(bits: Uint16Array): Float32Array {
       const exponent = (value >> 10) & 0x1f;
       const fraction = value & 0x3ff;
       halfTable[value] =
-        exponent === 0 ? sign * 2 ** -14 * (fraction / 1024) : exponent === 0x1f ? (fraction ? NaN : sign * Infinity) : sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+        exponent === 0
+          ? sign * 2 ** -14 * (fraction / 1024)
+          : exponent === 0x1f
+            ? fraction
+              ? NaN
+              : sign * Infinity
+            : sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
     }
   }
   const out = new Float32Array(bits.length);
@@ -94,11 +100,14 @@ export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptio
         `${source}: the legacy torch.save format (before PyTorch 1.6) is not read; load it in PyTorch and save it again with torch.save (the zip format is the default since 1.6)`,
       );
     }
-    throw new PthFormatError(`${source}: not a torch.save zip file (it starts with bytes ${[...bytes.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ') || 'none: empty'})`);
+    throw new PthFormatError(
+      `${source}: not a torch.save zip file (it starts with bytes ${[...bytes.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' ') || 'none: empty'})`,
+    );
   }
   const entries = readZipEntries(bytes, source);
   const pickleName = [...entries.keys()].find((name) => /^[^/]+\/data\.pkl$/.test(name));
-  if (!pickleName) throw new PthFormatError(`${source}: the zip holds no <archive>/data.pkl (entries: ${[...entries.keys()].slice(0, 5).join(', ')})`);
+  if (!pickleName)
+    throw new PthFormatError(`${source}: the zip holds no <archive>/data.pkl (entries: ${[...entries.keys()].slice(0, 5).join(', ')})`);
   const archiveName = pickleName.slice(0, -'/data.pkl'.length);
   const byteorderEntry = entries.get(`${archiveName}/byteorder`);
   const byteorder = byteorderEntry ? new TextDecoder().decode(byteorderEntry).trim() : 'little';
@@ -110,7 +119,9 @@ export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptio
     const data = entries.get(`${archiveName}/data/${key}`);
     if (!data) throw new PthFormatError(`${source}: storage ${key} is missing from the archive`);
     if (data.length < count * itemBytes) {
-      throw new PthFormatError(`${source}: storage ${key} should hold ${count} elements of ${itemBytes} bytes but its entry has ${data.length} bytes`);
+      throw new PthFormatError(
+        `${source}: storage ${key} should hold ${count} elements of ${itemBytes} bytes but its entry has ${data.length} bytes`,
+      );
     }
     return data;
   };
@@ -138,8 +149,10 @@ export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptio
     };
     const shape = ints(size, 'size');
     const strides = ints(stride, 'stride');
-    if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0) throw new PthFormatError(`${source}: tensor storage offset is not a non-negative integer`);
-    if (strides.length !== shape.length) throw new PthFormatError(`${source}: tensor size [${shape.join(', ')}] and stride [${strides.join(', ')}] differ in rank`);
+    if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0)
+      throw new PthFormatError(`${source}: tensor storage offset is not a non-negative integer`);
+    if (strides.length !== shape.length)
+      throw new PthFormatError(`${source}: tensor size [${shape.join(', ')}] and stride [${strides.join(', ')}] differ in rank`);
     const count = shape.reduce((a, b) => a * b, 1);
     // The furthest element the tensor reads must lie in its storage; checked before any allocation.
     const extent = count === 0 ? 0 : offset + shape.reduce((sum, extentOf, i) => sum + (extentOf - 1) * strides[i], 0) + 1;
@@ -163,7 +176,8 @@ export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptio
 
   const persistentLoad = (id: PickleValue): PickleValue => {
     // ('storage', storage type, key, location, element count)
-    if (!Array.isArray(id) || id.length !== 5 || id[0] !== 'storage') throw new PthFormatError(`${source}: a persistent id that is not a torch storage`);
+    if (!Array.isArray(id) || id.length !== 5 || id[0] !== 'storage')
+      throw new PthFormatError(`${source}: a persistent id that is not a torch storage`);
     const [, type, key, , count] = id as unknown[];
     const global = type as PickleGlobal;
     const kind = global && global.module === 'torch' ? STORAGES[global.name] : undefined;
@@ -182,7 +196,15 @@ export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptio
 }
 
 // The tensor's elements in row-major order, read through its strides from the raw storage bytes.
-function gather(raw: Uint8Array, storage: StorageRef, shape: number[], strides: number[], offset: number, swap: boolean, source: string): Float32Array | Float64Array | Int32Array {
+function gather(
+  raw: Uint8Array,
+  storage: StorageRef,
+  shape: number[],
+  strides: number[],
+  offset: number,
+  swap: boolean,
+  source: string,
+): Float32Array | Float64Array | Int32Array {
   const count = shape.reduce((a, b) => a * b, 1);
   const itemBytes = storage.itemBytes;
   // The storage, aligned and little-endian (a copy only when the file's bytes are not so already).

@@ -58,13 +58,16 @@ export function readZipEntries(bytes: Uint8Array, source = 'the file'): Map<stri
     const locator = end - 20;
     if (locator < 0 || u32(locator) !== ZIP64_END_LOCATOR) fail('zip64 sizes without a zip64 end locator');
     const record = u64(locator + 8);
-    if (record + 56 > bytes.length || u32(record) !== ZIP64_END) fail(`the zip64 end record at ${record} is outside the file (${bytes.length} bytes)`);
+    if (record + 56 > bytes.length || u32(record) !== ZIP64_END)
+      fail(`the zip64 end record at ${record} is outside the file (${bytes.length} bytes)`);
     entryCount = u64(record + 32);
     directorySize = u64(record + 40);
     directoryOffset = u64(record + 48);
   }
   if (directoryOffset + directorySize > bytes.length) {
-    fail(`the zip central directory claims bytes ${directoryOffset}..${directoryOffset + directorySize} but the file has ${bytes.length} (truncated?)`);
+    fail(
+      `the zip central directory claims bytes ${directoryOffset}..${directoryOffset + directorySize} but the file has ${bytes.length} (truncated?)`,
+    );
   }
   // Each central header takes at least 46 bytes: a count beyond that is a lie.
   if (entryCount * 46 > directorySize) fail(`the zip directory claims ${entryCount} entries in ${directorySize} bytes`);
@@ -91,15 +94,23 @@ export function readZipEntries(bytes: Uint8Array, source = 'the file'): Map<stri
       const length = u16(extra + 2);
       if (id === 0x0001) {
         let field = extra + 4;
-        if (size === 0xffffffff) (size = u64(field)), (field += 8);
-        if (compressedSize === 0xffffffff) (compressedSize = u64(field)), (field += 8);
+        if (size === 0xffffffff) {
+          size = u64(field);
+          field += 8;
+        }
+        if (compressedSize === 0xffffffff) {
+          compressedSize = u64(field);
+          field += 8;
+        }
         if (localOffset === 0xffffffff) localOffset = u64(field);
       }
       extra += 4 + length;
     }
     if (flags & 0x1) fail(`zip entry ${name} is encrypted`);
     if (method !== 0) {
-      fail(`zip entry ${name} is compressed (method ${method}${method === 8 ? ', deflate' : ''}); torch.save stores entries uncompressed: re-save the file with torch.save`);
+      fail(
+        `zip entry ${name} is compressed (method ${method}${method === 8 ? ', deflate' : ''}); torch.save stores entries uncompressed: re-save the file with torch.save`,
+      );
     }
     if (compressedSize !== size) fail(`zip entry ${name} is stored but its sizes differ (${compressedSize} vs ${size})`);
     if (localOffset + 30 > bytes.length || u32(localOffset) !== LOCAL_HEADER) fail(`zip entry ${name}: no local header at ${localOffset}`);
