@@ -83,6 +83,25 @@ export type {
 export { loadTfjsWeights, stateToTfjsArtifacts } from './model/tfjs-weights';
 export type { FetchBytes, LoadTfjsWeightsOptions, TfjsArtifacts, TfjsArtifactsOptions, TfjsModelJson } from './model/tfjs-weights';
 
+// Using what was pre-trained: a classifier on any backbone, layer-wise lr decay, losses, EMA, evaluation
+export { Classifier } from './finetune/classifier';
+export type { ClassifierConfig } from './finetune/classifier';
+export { classificationLoss, smoothedTargets } from './finetune/loss';
+export type { ClassificationLossOptions } from './finetune/loss';
+export { WeightEma } from './finetune/ema';
+export { ClassificationMeter, evaluateLogits } from './finetune/evaluate';
+export type { ClassificationMetrics, LabelledBatch } from './finetune/evaluate';
+export {
+  convnextLayerIdAndScale,
+  customLayerIdAndScale,
+  layerDecayParamGroups,
+  layerIdAndScale,
+  resnetLayerIdAndScale,
+} from './finetune/lr-decay';
+export type { LayerDecayOptions, LayerIdAndScale } from './finetune/lr-decay';
+export { LinearProbe, classifierTrainStep } from './finetune/step';
+export type { ClassifierStepOptions } from './finetune/step';
+
 // Data: sources of training batches, SparK's augmentation, normalisation and previews
 export { batchesPerEpoch } from './data/source';
 export type { Batch, DataSource, EpochOptions, SkippedFile } from './data/source';
