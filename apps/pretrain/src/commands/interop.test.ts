@@ -52,6 +52,38 @@ describe('sparkmim inspect', () => {
     expect(result.stdout).toContain('\n  sparse_encoder.sp_cnn.bn1.num_batches_tracked  []  int64\n');
   });
 
+  it('a run folder: its settings as the official main.py arguments, then its model file', async () => {
+    const run = path.join(folder, 'run');
+    fs.mkdirSync(run);
+    expect((await runCli(['convert', fixture('resnet_withdecoder_bare.pth'), path.join(run, 'model.it00000030-abcd.safetensors')])).code).toBe(0);
+    const config = {
+      model: 'resnet50',
+      depths: [1, 1, 1, 1],
+      decoderWidth: 32,
+      inputSize: 224,
+      maskRatio: 0.6,
+      batchSize: 64,
+      epochs: 10,
+      baseLr: 2e-4,
+      weightDecay: 0.04,
+      weightDecayEnd: 0.2,
+      optimizer: 'lamb',
+      clip: 5,
+    };
+    const manifest = { format: 'sparkmim-checkpoint', config, files: { model: 'model.it00000030-abcd.safetensors' }, progress: { epoch: 3 } };
+    fs.writeFileSync(path.join(run, 'checkpoint.json'), JSON.stringify(manifest));
+    const result = await runCli(['inspect', run]);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toContain(
+      'official main.py arguments: --model=resnet50 --input_size=224 --mask=0.6 --bs=64 --ep=10 --base_lr=0.0002 --wd=0.04 --wde=0.2 --opt=lamb --clip=5\n',
+    );
+    expect(result.stdout).toContain(
+      "note: depths [1,1,1,1]: main.py builds only the named models\nnote: decoder width 32: main.py's LightDecoder is 768 wide\n",
+    );
+    expect(result.stdout).toContain('\nkind: spark-state\n');
+    expect(result.stdout).toContain('\nparameters: 58024\n');
+  });
+
   const hostile = ['os_system.pth', 'huge_list.pth', 'huge_string.pth', 'huge_shape.pth', 'lying_sizes.pth', 'truncated.pth', '../legacy.pth'];
   it.each(hostile)('refuses hostile/%s in one line with exit code 2', async (file) => {
     const started = Date.now();
