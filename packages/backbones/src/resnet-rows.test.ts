@@ -58,7 +58,7 @@ describeBackends('backbones: ResNet row path', ({ backend }) => {
   const relative = TOLERANCE[backend] ?? 5e-4;
 
   for (const file of resnetGoldens) {
-    it(`${file}: rows give the official train-mode features, running statistics and eval-mode features`, async () => {
+    it(`${file}: rows give the official train-mode features and running statistics`, async () => {
       const golden = loadGolden(file);
       const model = loadedResNet(golden);
       const { masked, active, sites } = inputs(golden);
@@ -67,21 +67,17 @@ describeBackends('backbones: ResNet row path', ({ backend }) => {
       for (const { name, variable } of model.namedBuffers(ENCODER_PREFIX)) {
         await expectClose(variable, golden.get(`after_fwd.${name}`).data, { relative, label: `${file} rows after_fwd.${name}` });
       }
-      // enc_eval comes from the initial running statistics: a fresh copy of the model.
-      const fresh = loadedResNet(golden);
-      const evalFeatures = fresh.eval().forward(masked, { active, rows: sites });
-      await expectFeatures(golden, evalFeatures, 'enc_eval', relative);
-      tf.dispose([features, evalFeatures, masked, active]);
+      tf.dispose([features, masked, active]);
       sites.dispose();
       model.dispose();
-      fresh.dispose();
     });
 
   }
 
-  // Gradients on tiny models (the goldens' 128x128 would take minutes on cpu): basic and bottleneck blocks,
-  // strided shortcuts, drop path drawing from a stream, all against the masked path.
-  for (const block of ['basic', 'bottleneck'] as const) {
+  // Gradients on a tiny model (the goldens' 128x128 would take minutes on cpu): bottleneck blocks (1x1, 3x3
+  // strided, 1x1 shortcuts; basic blocks are checked in sparse-ops' rows.test.ts), drop path drawing from a
+  // stream, against the masked path. Eval mode uses rowBatchNorm with running statistics, checked there too.
+  for (const block of ['bottleneck'] as const) {
     it(`${block} blocks: rows give the masked path's features, parameter gradients and running statistics`, async () => {
       const config = { depths: [1, 1, 1, 1], block, stemWidth: 4, channels: [4, 4, 8, 8], dropPathRate: 0.3, seed: 3 };
       const viaMask = createResNet(config);
