@@ -7,7 +7,12 @@
 // per mask and scale, shared by every layer at that scale), not included in `rowsMs`.
 //
 // Run (plain Node, not jest): node scripts/run-ts.mjs packages/sparse-ops/bench/rows.bench.ts \
-//   [backend=cpu] [batch=8] [size=56] [channels=64] [layers=2] [repeats=2] [gather=stock|row-copy]
+//   [backend=cpu] [batch=8] [size=56] [channels=64] [layers=2] [repeats=2] [gather=stock|row-copy] [scenario=stack|resnet18]
+//
+// `resnet18`: a ResNet-18 encoder (timm's: 7x7 stem, max pool, basic blocks [2, 2, 2, 2], widths 64-512,
+// training-mode batch norms) built from this package's layers, `size` the input size (a multiple of 32;
+// `channels` and `layers` unused), its four stage outputs summed as the loss: `apply` with the mask
+// against `applyRows`.
 //
 // `row-copy` (wasm only) swaps, for this process, tfjs-backend-wasm's GatherV2 for a JS loop that copies
 // whole rows over the wasm heap: the stock kernel costs about 170 ns per gathered element (22k rows of 64
@@ -16,10 +21,29 @@
 import * as tf from '@tensorflow/tfjs-core';
 // sparse-ops depends on no backend; the runtime package of this repository sets one up with gradients.
 import { setupBackend } from '@sparkmim/runtime';
-import { ActiveSites, RowSites, fromRows, rowConv2d, sparseConv2d, toRows } from '../src/index';
+import {
+  ActiveSites,
+  RowSites,
+  SparseBatchNorm2d,
+  SparseConv2d,
+  SparseMaxPool2d,
+  fromRows,
+  rowConv2d,
+  sparseConv2d,
+  toRows,
+  windowOutputSize,
+} from '../src/index';
 
-const [backend = 'cpu', batchArg = '8', sizeArg = '56', channelsArg = '64', layersArg = '2', repeatsArg = '2', gather = 'stock'] =
-  process.argv.slice(2);
+const [
+  backend = 'cpu',
+  batchArg = '8',
+  sizeArg = '56',
+  channelsArg = '64',
+  layersArg = '2',
+  repeatsArg = '2',
+  gather = 'stock',
+  scenario = 'stack',
+] = process.argv.slice(2);
 const batch = Number(batchArg);
 const size = Number(sizeArg);
 const channels = Number(channelsArg);
@@ -61,7 +85,7 @@ function useRowCopyGather(): void {
 }
 
 // SparK's masks: 32-pixel patches at 224, i.e. a 7x7 grid at every scale, 60% of the patches hidden.
-const grid = 7;
+const grid = scenario === 'resnet18' ? size / 32 : 7;
 const patchCount = grid * grid;
 const keep = Math.round(patchCount * 0.4);
 const maskValues: number[] = [];
@@ -78,7 +102,7 @@ for (let b = 0; b < batch; b++) {
   maskValues.push(...item);
 }
 
-const x = tf.randomNormal([batch, size, size, channels], 0, 1, 'float32', 1) as tf.Tensor4D;
+const x = tf.randomNormal([batch, size, size, scenario === 'resnet18' ? 3 : channels], 0, 1, 'float32', 1) as tf.Tensor4D;
 const filters = Array.from({ length: layers }, (_, i) => tf.variable(tf.randomNormal([3, 3, channels, channels], 0, 0.05, 'float32', 2 + i)));
 const activeSites = ActiveSites.fromArray(maskValues, [batch, grid, grid]);
 const maskedX = tf.mul(x, activeSites.at(size, size)) as tf.Tensor4D;
@@ -89,13 +113,89 @@ rowSites.neighbours([size, size], { windowSize: 3, pad: 1 });
 const tableBuildMs = performance.now() - tableStart;
 const activeFraction = rowSites.rowCountAt(size, size) / (batch * size * size);
 
+/** A timm ResNet-18 from this package's layers (enough to time it; backbones has the real one). */
+class ResNet18 {
+  readonly stem = new SparseConv2d({ inChannels: 3, outChannels: 64, kernelSize: 7, strides: 2, pad: 3, bias: false });
+  readonly stemNorm = new SparseBatchNorm2d({ channels: 64 });
+  readonly pool = new SparseMaxPool2d({ filterSize: 3, strides: 2, pad: 1 });
+  readonly blocks: { conv1: SparseConv2d; bn1: SparseBatchNorm2d; conv2: SparseConv2d; bn2: SparseBatchNorm2d; down?: [SparseConv2d, SparseBatchNorm2d]; last: boolean }[] = [];
+
+  constructor() {
+    let inChannels = 64;
+    [64, 128, 256, 512].forEach((width, stage) => {
+      for (let i = 0; i < 2; i++) {
+        const strides = stage > 0 && i === 0 ? 2 : 1;
+        this.blocks.push({
+          conv1: new SparseConv2d({ inChannels, outChannels: width, kernelSize: 3, strides, pad: 1, bias: false }),
+          bn1: new SparseBatchNorm2d({ channels: width }),
+          conv2: new SparseConv2d({ inChannels: width, outChannels: width, kernelSize: 3, pad: 1, bias: false }),
+          bn2: new SparseBatchNorm2d({ channels: width }),
+          down:
+            strides > 1 || inChannels !== width
+              ? [new SparseConv2d({ inChannels, outChannels: width, kernelSize: 1, strides, bias: false }), new SparseBatchNorm2d({ channels: width })]
+              : undefined,
+          last: i === 1,
+        });
+        inChannels = width;
+      }
+    });
+  }
+
+  masked(input: tf.Tensor4D, active: ActiveSites): tf.Scalar {
+    let y = tf.relu(this.stemNorm.apply(this.stem.apply(input, { active }), { active }));
+    y = this.pool.apply(y, { active });
+    const outputs: tf.Tensor[] = [];
+    for (const block of this.blocks) {
+      const branch = block.bn2.apply(block.conv2.apply(tf.relu(block.bn1.apply(block.conv1.apply(y, { active }), { active })), { active }), { active });
+      const shortcut = block.down ? block.down[1].apply(block.down[0].apply(y, { active }), { active }) : y;
+      y = tf.relu(tf.add(branch, shortcut)) as tf.Tensor4D;
+      if (block.last) outputs.push(tf.sum(y));
+    }
+    return tf.addN(outputs) as tf.Scalar;
+  }
+
+  rows(input: tf.Tensor4D, sites: RowSites): tf.Scalar {
+    let sizeNow: [number, number] = [input.shape[1], input.shape[2]];
+    const conv = (layer: SparseConv2d, rows: tf.Tensor2D) => {
+      const out = layer.applyRows(rows, { sites, inputSize: sizeNow });
+      return { out, size: windowOutputSize(sizeNow, { windowSize: layer.config.kernelSize, strides: layer.config.strides, pad: layer.config.pad }) };
+    };
+    let step = conv(this.stem, toRows(input, sites));
+    sizeNow = step.size;
+    let y = tf.relu(this.stemNorm.applyRows(step.out));
+    y = this.pool.applyRows(y, { sites, inputSize: sizeNow });
+    sizeNow = windowOutputSize(sizeNow, { windowSize: 3, strides: 2, pad: 1 });
+    const outputs: tf.Tensor[] = [];
+    for (const block of this.blocks) {
+      const first = conv(block.conv1, y);
+      const inputSize = sizeNow;
+      sizeNow = first.size;
+      const branch = block.bn2.applyRows(conv(block.conv2, tf.relu(block.bn1.applyRows(first.out))).out);
+      const shortcut = block.down ? block.down[1].applyRows(block.down[0].applyRows(y, { sites, inputSize })) : y;
+      y = tf.relu(tf.add(branch, shortcut)) as tf.Tensor2D;
+      if (block.last) outputs.push(tf.sum(fromRows(y, sites, sizeNow)));
+    }
+    return tf.addN(outputs) as tf.Scalar;
+  }
+}
+
+const encoder = scenario === 'resnet18' ? new ResNet18() : undefined;
+if (encoder) {
+  // Every scale's tables up front, so that rowsMs is the steady state (tableBuildMs reports the cost).
+  const buildStart = performance.now();
+  tf.tidy(() => encoder.rows(maskedX, rowSites));
+  console.log(JSON.stringify({ encoderTablesAndFirstStepMs: Math.round(performance.now() - buildStart) }));
+}
+
 function denseLoss(): tf.Scalar {
+  if (encoder) return encoder.masked(maskedX, activeSites);
   let h = maskedX;
   for (const filter of filters) h = tf.relu(sparseConv2d(h, filter as unknown as tf.Tensor4D, { pad: 1, active: activeSites }));
   return tf.sum(h);
 }
 
 function rowsLoss(): tf.Scalar {
+  if (encoder) return encoder.rows(maskedX, rowSites);
   let rows = toRows(maskedX, rowSites);
   for (const filter of filters) {
     rows = tf.relu(rowConv2d(rows, filter as unknown as tf.Tensor4D, { sites: rowSites, inputSize: [size, size], pad: 1 }));
@@ -145,7 +245,7 @@ const denseMs = median(denseTimes);
 const rowsMs = median(rowsTimes);
 console.log(
   JSON.stringify({
-    bench: 'submanifold conv3x3 stack, forward + backward',
+    bench: encoder ? 'ResNet-18 encoder, forward + backward' : 'submanifold conv3x3 stack, forward + backward',
     backend: tf.getBackend(),
     gather,
     batch,
