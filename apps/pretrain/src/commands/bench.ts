@@ -7,7 +7,7 @@ import { AdamW, SparkModel, defaultBetas, paramGroupsFromVariables } from '@spar
 import { UsageError } from '../errors';
 import { BENCH_SCENARIOS, CI_SCENARIOS, type BenchScenario } from './bench-scenarios';
 
-export const BENCH_HELP = `usage: sparkmim bench [--scenario NAME[,NAME...]] [--backend NAME[,NAME]] [--steps N] [--ci] [--list]
+export const BENCH_HELP = `usage: sparkmim bench [--scenario NAME[,NAME...]] [--backend NAME[,NAME]] [--steps N] [--batch N] [--ci] [--list]
 
 Times SparK training steps (forward, backward, optimiser apart) or dense encoder inference, and prints one
 JSON line per scenario and backend: scenario, backend, batch, inputSize, imagesPerSecond, ms (forward,
@@ -17,6 +17,7 @@ gives their ratio (images/s of the first over the second), both measured in this
   --scenario LIST   scenarios to run (default quickstart); --list shows them all
   --backend LIST    backends, in order (default wasm,cpu)
   --steps N         timed steps per scenario (default: the scenario's own, after one warm-up step)
+  --batch N         images per step instead of the scenario's
   --ci              the CI-sized scenarios on wasm and cpu (${CI_SCENARIOS.join(', ')}): a check that every
                     path runs, in well under 2 minutes; fails only on errors
   --list            the scenarios, one JSON line each
@@ -142,6 +143,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
       scenario: { type: 'string' },
       backend: { type: 'string' },
       steps: { type: 'string' },
+      batch: { type: 'string' },
       ci: { type: 'boolean', default: false },
       list: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -169,7 +171,13 @@ export async function benchCommand(argv: string[]): Promise<number> {
     steps = Number(values.steps);
     if (!Number.isInteger(steps) || steps < 1) throw new UsageError(`--steps is '${values.steps}', expected a whole number >= 1`);
   }
-  for (const scenario of scenarios) {
+  let batch: number | undefined;
+  if (values.batch !== undefined) {
+    batch = Number(values.batch);
+    if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`--batch is '${values.batch}', expected a whole number >= 1`);
+  }
+  for (const named of scenarios) {
+    const scenario = batch === undefined ? named : { ...named, batch };
     const results: BenchResult[] = [];
     for (const backend of backends) {
       const result = await runScenario(scenario, backend, steps);
