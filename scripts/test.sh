@@ -19,6 +19,12 @@ bash scripts/check-pack.sh
 log=$(mktemp)
 status=0
 pnpm turbo run test --concurrency=1 --continue --output-logs=full --log-order=grouped 2>&1 | tee "$log" || status=$?
+# The golden suites once more on wasm (issue 17): the kernels @sparkmim/wasm-kernels adds, end to end,
+# against the official PyTorch values. Every suite on wasm would add about as much as the cpu copies do;
+# run them with SPARKMIM_TEST_BACKENDS=cpu,wasm,webgpu.
+for golden in backbones:src/backbones.golden.test.ts decoder:src/decoder.golden.test.ts trainer:src/model/spark-model.golden.test.ts; do
+  (cd "packages/${golden%%:*}" && SPARKMIM_TEST_BACKENDS=wasm npx jest "${golden#*:}") 2>&1 | tee -a "$log" || status=$?
+done
 # The benchmark's CI-sized form (issue 17): each kind of scenario runs on wasm and on cpu in one process;
 # it fails on errors (and leaked tensors), never on timings.
 echo "sparkmim bench --ci:"
