@@ -107,7 +107,7 @@ describe('sparkmim forward', () => {
       fs.writeFileSync(other, encodeSafetensors(new Map([['fc.weight', { shape: [2, 2], data: new Float32Array(4) }]])));
       await expectUsageError(
         ['forward', '--weights', other, '--input', `${golden()}:input`, '--out', path.join(folder, 'o.safetensors')],
-        /^sparkmim: --weights: SparkModel\.fromState: cannot read the encoder from the state dict: backboneConfigFromState: .*\n$/,
+        /^sparkmim: --weights: the weights are neither a SparK model \(no key starts with sparse_encoder\.sp_cnn\.\) nor a timm ResNet or an official ConvNeXt \(1 keys, such as fc\.weight\)\n$/,
       );
     });
 
