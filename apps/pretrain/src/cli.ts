@@ -2,9 +2,12 @@ import { parseArgs } from 'node:util';
 import { BACKEND_NAMES, BackendUnavailableError, setupBackend } from '@sparkmim/runtime';
 import { convertCommand } from './commands/convert';
 import { benchCommand } from './commands/bench';
+import { featuresCommand } from './commands/features';
+import { finetuneCommand } from './commands/finetune';
 import { forwardCommand } from './commands/forward';
 import { inspectCommand } from './commands/inspect';
 import { pretrainCommand } from './commands/pretrain';
+import { probeCommand } from './commands/probe';
 import { trainStepsCommand } from './commands/train-steps';
 import { UsageError } from './errors';
 
@@ -24,6 +27,12 @@ commands:
   inspect FILE               what a weights file holds (.safetensors or an official .pth): kind, architecture, tensors
   convert IN OUT [--to pth|safetensors|timm]
                              weights between sparkmim and PyTorch (the official SparK checkpoint layouts)
+  features --weights W --data FOLDER --out F
+                             pooled features of labelled images (one subfolder per class), safetensors or JSONL
+  probe --weights W --data FOLDER --out RUN
+                             a linear classifier on frozen features; validation top-1 / top-5
+  finetune --weights W --data FOLDER --out RUN
+                             fine-tune the whole network (official recipe: layer-wise lr decay, LAMB or AdamW)
   help                       this text
 
 backends: ${BACKEND_NAMES.join(', ')}
@@ -64,6 +73,12 @@ export async function main(argv: string[]): Promise<number> {
         return await inspectCommand(rest);
       case 'convert':
         return await convertCommand(rest);
+      case 'features':
+        return await featuresCommand(rest);
+      case 'probe':
+        return await probeCommand(rest);
+      case 'finetune':
+        return await finetuneCommand(rest);
       default:
         throw new UsageError(`unknown command '${command}': run 'sparkmim --help' for the list`);
     }

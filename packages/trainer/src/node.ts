@@ -11,6 +11,10 @@ export type { AtomicWriteData } from './io/atomic-write';
 export { ImageFolderError, ImageFolderSource, IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS } from './data/image-folder';
 export type { ImageFolderErrorCode, ImageFolderSourceOptions, SkippedImage } from './data/image-folder';
 
+// Data: a folder of labelled images (one subfolder per class) for fine-tuning and probing
+export { LabelledFolderError, LabelledImageFolder } from './data/labelled-folder';
+export type { LabelledFolderErrorCode, LabelledImageFolderOptions, SkippedLabelledImage } from './data/labelled-folder';
+
 // Training: the loop (metrics file, periodic checkpoints), checkpoints on disk
 export { Trainer, train } from './train/loop';
 export type { LrWdSource, TrainOptions, TrainResult } from './train/loop';
