@@ -154,3 +154,32 @@ describe('unsortedSegmentSum and gather on wasm', () => {
     tf.dispose([x, indices]);
   });
 });
+
+describe('Identity on wasm', () => {
+  it('tf.clone shares the buffer: values equal, and either tensor outlives the other', () => {
+    tf.setBackend('wasm');
+    const buffersBefore = tf.engine().backend.numDataIds();
+    const original = tf.tensor2d([[1, 2], [3, 4]]);
+    const copy = tf.clone(original);
+    expect(tf.engine().backend.numDataIds()).toBe(buffersBefore + 1);
+    original.dispose();
+    expect(Array.from(copy.dataSync())).toEqual([1, 2, 3, 4]);
+    const again = tf.clone(copy);
+    copy.dispose();
+    expect(Array.from(tf.add(again, 1).dataSync())).toEqual([2, 3, 4, 5]);
+    again.dispose();
+  });
+
+  it('a variable trained through clones keeps its own values (assign does not write into a shared buffer)', () => {
+    compare(() => {
+      const variable = tf.variable(tf.tensor1d([1, -2, 3]));
+      const snapshot = tf.clone(variable);
+      const optimizer = tf.train.sgd(0.5);
+      optimizer.minimize(() => tf.sum(tf.square(tf.mul(variable, tf.clone(variable)))) as tf.Scalar);
+      const result = [tf.clone(variable), snapshot];
+      optimizer.dispose();
+      variable.dispose();
+      return result;
+    });
+  });
+});

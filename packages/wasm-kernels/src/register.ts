@@ -3,6 +3,7 @@ import { conv2DBackpropFilterConfig } from './kernels/Conv2DBackpropFilter';
 import { conv2DBackpropInputConfig, depthwiseConv2dNativeBackpropInputConfig } from './kernels/Conv2DBackpropInput';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './kernels/DepthwiseConv2dNativeBackpropFilter';
 import { captureStockGather, gatherV2Config } from './kernels/GatherV2';
+import { captureStockIdentity, identityConfig } from './kernels/Identity';
 import { maxPoolGradConfig } from './kernels/MaxPoolGrad';
 import { unsortedSegmentSumConfig } from './kernels/UnsortedSegmentSum';
 
@@ -10,7 +11,8 @@ import { unsortedSegmentSumConfig } from './kernels/UnsortedSegmentSum';
  * The kernels {@link registerWasmTrainingKernels} registers for `wasm`: the ones tfjs-backend-wasm 4.22
  * lacks (Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropInput/Filter, UnsortedSegmentSum), the ones it
  * gets wrong (MaxPoolGrad, GatherV2 with batchDims), and Conv2DBackpropInput, which it has but runs about
- * 8x slower than the forward convolution it is rewritten as here. Their gradients are tfjs-core's own
+ * 8x slower than the forward convolution it is rewritten as here, and Identity, which it runs as a copy
+ * although tfjs clones every tensor an op saves for its gradient. Their gradients are tfjs-core's own
  * (they are tfjs's kernel names), so every op that trains on cpu trains on wasm.
  */
 export const WASM_TRAINING_KERNELS: readonly tf.KernelConfig[] = [
@@ -21,6 +23,7 @@ export const WASM_TRAINING_KERNELS: readonly tf.KernelConfig[] = [
   maxPoolGradConfig,
   unsortedSegmentSumConfig,
   gatherV2Config,
+  identityConfig,
 ];
 
 /**
@@ -39,6 +42,7 @@ export function registerWasmTrainingKernels(): void {
     const existing = tf.getKernel(config.kernelName, 'wasm');
     if (existing?.kernelFunc === config.kernelFunc) continue;
     if (config === gatherV2Config) captureStockGather(existing);
+    if (config === identityConfig) captureStockIdentity(existing);
     if (existing) tf.unregisterKernel(config.kernelName, 'wasm');
     tf.registerKernel(config);
   }

@@ -11,7 +11,7 @@ export const BENCH_HELP = `usage: sparkmim bench [--scenario NAME[,NAME...]] [--
 
 Times SparK training steps (forward, backward, optimiser apart) or dense encoder inference, and prints one
 JSON line per scenario and backend: scenario, backend, batch, inputSize, imagesPerSecond, ms (forward,
-backward, optimiser, total; per step), peakBytes, liveTensors. With two backends, a line per scenario
+backward, optimiser, total; per step), cpuMs (this process's CPU time per step), peakBytes, liveTensors. With two backends, a line per scenario
 gives their ratio (images/s of the first over the second), both measured in this process.
 
   --scenario LIST   scenarios to run (default quickstart); --list shows them all
@@ -35,6 +35,11 @@ export interface BenchResult {
   imagesPerSecond: number;
   /** Milliseconds per step (inference: forward only). */
   ms: { forward: number; backward: number; optimiser: number; total: number };
+  /**
+   * CPU time of this process per step (user + system), ms: on a machine shared with other work the wall
+   * time stretches, this much less (the wasm backend runs on one thread).
+   */
+  cpuMs: number;
   /** Largest tf.memory().numBytes during the warm-up step. */
   peakBytes: number;
   /** Tensors alive after the timed steps (the model's and the optimiser's included). */
@@ -104,7 +109,9 @@ async function runScenario(scenario: BenchScenario, backend: string, stepsOverri
   try {
     const profile = await tf.profile(() => oneStep(false));
     const tensorsBefore = tf.memory().numTensors;
+    const cpuBefore = process.cpuUsage();
     for (let i = 0; i < steps; i++) await oneStep(true);
+    const cpuUsed = process.cpuUsage(cpuBefore);
     const liveTensors = tf.memory().numTensors;
     const ms = {
       forward: totals.forward / steps,
@@ -123,6 +130,7 @@ async function runScenario(scenario: BenchScenario, backend: string, stepsOverri
       steps,
       imagesPerSecond: Math.round((scenario.batch / (ms.total / 1000)) * 1000) / 1000,
       ms: { forward: round(ms.forward), backward: round(ms.backward), optimiser: round(ms.optimiser), total: round(ms.total) },
+      cpuMs: round((cpuUsed.user + cpuUsed.system) / 1000 / steps),
       peakBytes: profile.peakBytes,
       liveTensors,
       leakedTensors: liveTensors - tensorsBefore,
