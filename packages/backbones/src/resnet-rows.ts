@@ -14,8 +14,8 @@ function convOutputSize(conv: SparseConv2d, size: [number, number]): [number, nu
   return windowOutputSize(size, { windowSize: kernelSize, strides, pad, dilations });
 }
 
-function convRows(conv: SparseConv2d, { rows, size }: RowFeatures, sites: RowSites): RowFeatures {
-  return { rows: conv.applyRows(rows, { sites, inputSize: size }), size: convOutputSize(conv, size) };
+function convRows(conv: SparseConv2d, { rows, size }: RowFeatures, sites: RowSites, inputGradient = true): RowFeatures {
+  return { rows: conv.applyRows(rows, { sites, inputSize: size, inputGradient }), size: convOutputSize(conv, size) };
 }
 
 /**
@@ -78,7 +78,8 @@ export function resnetForwardRows(model: ResNet, x: tf.Tensor4D, sites: RowSites
     throw new Error(`${model.name}.forward: rows mask has batch ${sites.batchSize} but x [${x.shape.join(', ')}] has batch ${batch}`);
   }
   return tf.tidy(() => {
-    let y = convRows(model.conv1, { rows: toRows(x, sites), size: [height, width] }, sites);
+    // The image is a constant: skip its gradient, the largest matrix of the stem's backward pass.
+    let y = convRows(model.conv1, { rows: toRows(x, sites), size: [height, width] }, sites, false);
     y = { rows: tf.relu(model.bn1.applyRows(y.rows)), size: y.size };
     const { filterSize, strides = filterSize, pad } = model.maxpool.config;
     y = {

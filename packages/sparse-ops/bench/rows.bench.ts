@@ -157,7 +157,7 @@ class ResNet18 {
   rows(input: tf.Tensor4D, sites: RowSites): tf.Scalar {
     let sizeNow: [number, number] = [input.shape[1], input.shape[2]];
     const conv = (layer: SparseConv2d, rows: tf.Tensor2D) => {
-      const out = layer.applyRows(rows, { sites, inputSize: sizeNow });
+      const out = layer.applyRows(rows, { sites, inputSize: sizeNow, inputGradient: layer !== this.stem });
       return { out, size: windowOutputSize(sizeNow, { windowSize: layer.config.kernelSize, strides: layer.config.strides, pad: layer.config.pad }) };
     };
     let step = conv(this.stem, toRows(input, sites));

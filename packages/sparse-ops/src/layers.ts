@@ -14,6 +14,8 @@ export interface RowApplyOptions {
   sites: RowSites;
   /** `[H, W]` of the map the rows are the active sites of. */
   inputSize: [number, number];
+  /** Convolutions: false skips the gradient of constant rows such as the input image (see `rowConv2d`). */
+  inputGradient?: boolean;
 }
 
 /** The mask a layer call sees; omitted or undefined: dense. */
@@ -74,11 +76,12 @@ export class SparseConv2d extends Module {
   }
 
   /** The same layer on rows (see `rowConv2d`): `[N_in, inC]` at `inputSize` → `[N_out, outC]`. */
-  applyRows(rows: tf.Tensor2D, { sites, inputSize }: RowApplyOptions): tf.Tensor2D {
+  applyRows(rows: tf.Tensor2D, { sites, inputSize, inputGradient }: RowApplyOptions): tf.Tensor2D {
     const { strides, pad, dilations, groups } = this.config;
     return rowConv2d(rows, this.filter as tf.Tensor4D, {
       sites,
       inputSize,
+      inputGradient,
       strides,
       pad,
       dilations,

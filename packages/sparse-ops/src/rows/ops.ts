@@ -59,6 +59,13 @@ export interface RowConv2dOptions {
   groups?: number;
   /** `[outC]`. */
   bias?: tf.Tensor1D;
+  /**
+   * Whether the backward pass computes the gradient of `rows` (default true). A customGrad computes every
+   * gradient it returns, so pass false when the rows are constants, such as a network's input image: a
+   * stem's input gradient (`[N_in, 49 * outC]` gathered for a 7x7 stem) costs more than the rest of it.
+   * The rows then get a zero gradient.
+   */
+  inputGradient?: boolean;
 }
 
 /**
@@ -80,7 +87,7 @@ export interface RowConv2dOptions {
  */
 export function rowConv2d(rows: tf.Tensor2D, filter: tf.Tensor4D, options: RowConv2dOptions): tf.Tensor2D {
   const caller = 'rowConv2d';
-  const { sites, inputSize, strides = 1, pad = 0, dilations = 1, groups = 1, bias } = options;
+  const { sites, inputSize, strides = 1, pad = 0, dilations = 1, groups = 1, bias, inputGradient = true } = options;
   const input = sites.layoutAt(inputSize[0], inputSize[1], caller);
   const inC = checkRows(rows, input, caller);
   if (filter.rank !== 4) {
@@ -111,7 +118,7 @@ export function rowConv2d(rows: tf.Tensor2D, filter: tf.Tensor4D, options: RowCo
         const taps = tf.reshape(gatherRows(rows, table.plan), [table.output.rowCount, table.taps, inC]);
         y = tf.sum(tf.mul(taps, tf.reshape(filter, [table.taps, inC])), 1) as tf.Tensor2D;
       } else {
-        y = neighbourMatMul(rows, filter, table);
+        y = neighbourMatMul(rows, filter, table, inputGradient);
       }
     }
     return bias ? tf.add(y, bias) : y;
@@ -123,30 +130,46 @@ export function rowConv2d(rows: tf.Tensor2D, filter: tf.Tensor4D, options: RowCo
  * as the fast ops of every backend. Both gradients start from `readers`, the output gradient gathered by
  * the transposed table (`[N_in, taps * outC]`: what each input row fed, tap by tap): the input gradient is
  * `readers @ (filter transposed tap by tap)`, a matmul the shape of the forward one, and the filter
- * gradient is `transpose(rows) @ readers`. Only the inputs are saved, never the `taps`-times larger
+ * gradient is `transpose(rows) @ readers` (or `transpose(gathered) @ dy` where that is smaller). Only the
+ * inputs are saved, never the `taps`-times larger
  * gathered matrix. Differentiating through the gather instead would form `dy @ filterᵀ`
  * (`[N_out, taps * inC]`, 6x slower than the forward matmul on wasm) and sum it back over the taps.
  */
-function neighbourMatMul(rows: tf.Tensor2D, filter: tf.Tensor4D, table: NeighbourTable): tf.Tensor2D {
+function neighbourMatMul(rows: tf.Tensor2D, filter: tf.Tensor4D, table: NeighbourTable, inputGradient: boolean): tf.Tensor2D {
   const [inRows, inC] = rows.shape;
   const [kernelH, kernelW, , outC] = filter.shape;
   const { taps } = table;
   const outRows = table.output.rowCount;
+  const gatherNeighbours = (input: tf.Tensor) =>
+    tf.reshape(tf.gather(tf.concat([input, tf.zeros([2, inC])], 0), table.plan.index), [outRows, taps * inC]) as tf.Tensor2D;
+  // The filter gradient from the gathered input (`[N_out, taps * inC]`, gathered again: a customGrad may
+  // only save its inputs) when that is the smaller matrix, as for strided convolutions and the stem (3 input
+  // channels); otherwise from `readers`, which the input gradient needs anyway.
+  const filterFromNeighbours = !inputGradient || outRows * inC < inRows * outC;
   const convolve = tf.customGrad(((input: tf.Tensor2D, weights: tf.Tensor4D, save: tf.GradSaveFunc) => {
     save([input, weights]);
-    const padded = tf.concat([input, tf.zeros([2, inC])], 0);
-    const gathered = tf.reshape(tf.gather(padded, table.plan.index), [outRows, taps * inC]) as tf.Tensor2D;
     return {
-      value: tf.matMul(gathered, tf.reshape(weights, [taps * inC, outC]) as tf.Tensor2D),
+      value: tf.matMul(gatherNeighbours(input), tf.reshape(weights, [taps * inC, outC]) as tf.Tensor2D),
       gradFunc: (dy: tf.Tensor2D, [savedInput, savedWeights]: tf.Tensor[]) => {
-        const dyPadded = tf.concat([dy, tf.zeros([1, outC])], 0);
-        const readers = tf.reshape(tf.gather(dyPadded, table.transposed), [inRows, taps * outC]) as tf.Tensor2D;
-        // [taps, inC, outC] -> [taps, outC, inC]: each tap's filter transposed, stacked along the rows.
-        const tapsTransposed = tf.reshape(tf.transpose(tf.reshape(savedWeights, [taps, inC, outC]), [0, 2, 1]), [taps * outC, inC]);
-        const dInput = tf.matMul(readers, tapsTransposed as tf.Tensor2D);
-        // [inC, taps * outC] -> [taps, inC, outC], the filter's layout.
-        const perTap = tf.reshape(tf.matMul(tf.transpose(savedInput) as tf.Tensor2D, readers), [inC, taps, outC]);
-        const dWeights = tf.reshape(tf.transpose(perTap, [1, 0, 2]), [kernelH, kernelW, inC, outC]);
+        let readers: tf.Tensor2D | undefined;
+        if (inputGradient || !filterFromNeighbours) {
+          const dyPadded = tf.concat([dy, tf.zeros([1, outC])], 0);
+          readers = tf.reshape(tf.gather(dyPadded, table.transposed), [inRows, taps * outC]) as tf.Tensor2D;
+        }
+        let dInput: tf.Tensor = tf.zerosLike(savedInput);
+        if (readers && inputGradient) {
+          // [taps, inC, outC] -> [taps, outC, inC]: each tap's filter transposed, stacked along the rows.
+          const tapsTransposed = tf.reshape(tf.transpose(tf.reshape(savedWeights, [taps, inC, outC]), [0, 2, 1]), [taps * outC, inC]);
+          dInput = tf.matMul(readers, tapsTransposed as tf.Tensor2D);
+        }
+        let dWeights: tf.Tensor;
+        if (filterFromNeighbours || !readers) {
+          dWeights = tf.reshape(tf.matMul(tf.transpose(gatherNeighbours(savedInput)) as tf.Tensor2D, dy), savedWeights.shape);
+        } else {
+          // [inC, taps * outC] -> [taps, inC, outC], the filter's layout.
+          const perTap = tf.reshape(tf.matMul(tf.transpose(savedInput) as tf.Tensor2D, readers), [inC, taps, outC]);
+          dWeights = tf.reshape(tf.transpose(perTap, [1, 0, 2]), [kernelH, kernelW, inC, outC]);
+        }
         return [dInput, dWeights];
       },
     };

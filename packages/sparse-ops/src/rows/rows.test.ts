@@ -73,6 +73,9 @@ interface ConvCase {
 
 const convCases: ConvCase[] = [
   { name: 'submanifold 3x3 (stride 1, pad 1)', input: [2, 8, 8, 3], mask: [2, 4, 4], filter: [3, 3, 3, 4], pad: 1 },
+  // More input than output channels: the filter gradient then comes from the transposed gather (fewer
+  // input channels: from the gathered input instead); both layouts are covered.
+  { name: 'submanifold 3x3, 4 -> 2 channels', input: [2, 8, 8, 4], mask: [2, 4, 4], filter: [3, 3, 4, 2], pad: 1 },
   { name: '3x3 stride 2 pad 1 (ResNet downsampling conv)', input: [2, 8, 8, 3], mask: [2, 4, 4], filter: [3, 3, 3, 4], strides: 2, pad: 1 },
   { name: '1x1 stride 2 (ResNet shortcut)', input: [2, 8, 8, 3], mask: [2, 4, 4], filter: [1, 1, 3, 4], strides: 2 },
   { name: '7x7 stride 2 pad 3 (ResNet stem), mask coarser than the output', input: [2, 8, 8, 3], mask: [2, 2, 2], filter: [7, 7, 3, 2], strides: 2, pad: 3 },
@@ -104,6 +107,28 @@ describeBackends('row ops', () => {
       );
     });
   }
+
+  it('rowConv2d without the input gradient: the same filter gradient, a zero input gradient', async () => {
+    const maskValues = randomMask([2, 4, 4], 21);
+    const sites = RowSites.fromArray(maskValues, [2, 4, 4]);
+    try {
+      const inputs = [float32Grid([2, 8, 8, 3], 21), float32Grid([7, 7, 3, 4], 22, 0.5)];
+      const run = (inputGradient: boolean) =>
+        evaluateWithGradients(
+          ([x, filter]) =>
+            fromRows(rowConv2d(toRows(x as tf.Tensor4D, sites), filter as tf.Tensor4D, { sites, inputSize: [8, 8], strides: 2, pad: 3, inputGradient }), sites, [4, 4]),
+          inputs,
+        );
+      const full = await run(true);
+      const filterOnly = await run(false);
+      await expectClose(filterOnly.output, full.output, { relative, label: 'forward' });
+      await expectClose(filterOnly.gradients[1], full.gradients[1], { relative, label: 'd/dfilter' });
+      expect(Array.from(filterOnly.gradients[0]).every((value) => value === 0)).toBe(true);
+      expect(Array.from(full.gradients[0]).some((value) => value !== 0)).toBe(true);
+    } finally {
+      sites.dispose();
+    }
+  });
 
   it('rowLinear equals a masked 1x1 convolution, with gradients', async () => {
     await expectRowsMatchDense(
