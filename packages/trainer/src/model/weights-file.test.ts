@@ -54,6 +54,16 @@ describe('readWeightsFile on the official file kinds', () => {
       dtype: 'int64',
     });
   });
+  it('tells safetensors from .pth by content, even a safetensors header length ending in 0x80', () => {
+    const state = new Map([['w', { shape: [1], data: Float32Array.from([1.5]) }]]);
+    let bytes = stateToSafetensors(state);
+    for (let pad = 0; bytes[0] !== 0x80; pad++) bytes = stateToSafetensors(state, { note: 'x'.repeat(pad) });
+    expect(readWeightsFile(bytes)).toMatchObject({ format: 'safetensors', kind: 'state-dict' });
+    expect(() => readWeightsFile(new Uint8Array(fs.readFileSync(path.join(FIXTURES, 'legacy.pth'))), { source: 'legacy.pth' })).toThrow(
+      'legacy.pth: the legacy torch.save format (before PyTorch 1.6) is not read',
+    );
+  });
+
   it("takes a sparkmim checkpoint's epoch as the official dict's (the last epoch finished)", () => {
     const state = readFixture('resnet_1kpretrained_timm_style.pth').state;
     const bytes = stateToSafetensors(state, { format: 'pt', sparkmim_version: '0.1.0', epoch: '3' });

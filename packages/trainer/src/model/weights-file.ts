@@ -7,7 +7,7 @@ import { createBackboneFromConfig, backboneConfigFromState, namedBackboneConfig,
 import { loadTorchState, type LoadStateReport, type NamedVariable, type TorchTensorData } from '@sparkmim/sparse-ops';
 import { PickleOrderedDict, type PickleValue } from '../io/pth/pickle';
 import { PthTensor, PthTensorOut, readPth, writePth } from '../io/pth/pth';
-import { looksLikeZip } from '../io/pth/zip';
+import { looksLikeLegacyPth, looksLikeZip } from '../io/pth/zip';
 import { decodeSafetensors } from '../io/safetensors';
 import { ENCODER_STATE_PREFIX } from '../train/trainable';
 import { SparkModel, type SparkModelLoadOptions } from './spark-model';
@@ -65,7 +65,7 @@ export function readWeightsFile(bytes: Uint8Array, { source = 'the file', stripP
   const state: TorchStateDict = new Map();
   let format: WeightsFile['format'];
   let wrapped = false;
-  if (looksLikeZip(bytes) || (bytes.length >= 2 && bytes[0] === 0x80)) {
+  if (looksLikeZip(bytes) || looksLikeLegacyPth(bytes)) {
     format = 'pth';
     const { root } = readPth(bytes, { source });
     let tensors = root;

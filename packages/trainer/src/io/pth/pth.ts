@@ -2,7 +2,7 @@
 // without Node built-ins: bytes in, tensors and plain objects out, so this runs in a browser as well.
 
 import { PickleOrderedDict, PickleTuple, type PickleWriter, pickle, unpickle, type PickleGlobal, type PickleValue } from './pickle';
-import { PthFormatError, looksLikeZip, readZipEntries, writeZip } from './zip';
+import { PthFormatError, looksLikeLegacyPth, looksLikeZip, readZipEntries, writeZip } from './zip';
 
 /** Element types of the storages this reader takes. */
 export type PthDtype = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32';
@@ -95,7 +95,7 @@ function halfToFloat32(bits: Uint16Array): Float32Array {
  */
 export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptions = {}): ReadPth {
   if (!looksLikeZip(bytes)) {
-    if (bytes.length >= 2 && bytes[0] === 0x80 && bytes[1] <= 5) {
+    if (looksLikeLegacyPth(bytes)) {
       throw new PthFormatError(
         `${source}: the legacy torch.save format (before PyTorch 1.6) is not read; load it in PyTorch and save it again with torch.save (the zip format is the default since 1.6)`,
       );

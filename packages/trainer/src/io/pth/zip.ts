@@ -18,6 +18,14 @@ const ZIP64_END_LOCATOR = 0x07064b50;
 const ZIP64_END = 0x06064b50;
 const MAX_COMMENT = 0xffff;
 
+/**
+ * Whether the bytes start like the legacy (pre-1.6) `torch.save` format: a pickle (PROTO) whose first value
+ * is the magic number as a LONG1. A safetensors file whose header length ends in 0x80 does not match.
+ */
+export function looksLikeLegacyPth(bytes: Uint8Array): boolean {
+  return bytes.length >= 3 && bytes[0] === 0x80 && bytes[1] >= 2 && bytes[1] <= 5 && bytes[2] === 0x8a;
+}
+
 /** Whether the bytes start like a zip archive (a local file header). */
 export function looksLikeZip(bytes: Uint8Array): boolean {
   return bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04;
