@@ -183,3 +183,15 @@ describe('Identity on wasm', () => {
     });
   });
 });
+
+describe('Tile on wasm', () => {
+  it('tiles every axis, broadcasts a [1, 1, 1, C] row, and keeps int32 and bool', () => {
+    compare(() => [
+      tf.tile(random([2, 3, 4], 41), [2, 1, 3]),
+      tf.tile(random([1, 1, 1, 5], 42), [2, 3, 4, 1]),
+      tf.broadcastTo(random([1, 3, 1], 43), [2, 3, 4]),
+      tf.cast(tf.tile(tf.tensor1d([1, -2, 3], 'int32'), [3]), 'float32'),
+      tf.cast(tf.tile(tf.tensor2d([[true], [false]], [2, 1], 'bool'), [2, 3]), 'float32'),
+    ]);
+  });
+});

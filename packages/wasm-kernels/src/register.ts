@@ -5,6 +5,7 @@ import { depthwiseConv2dNativeBackpropFilterConfig } from './kernels/DepthwiseCo
 import { captureStockGather, gatherV2Config } from './kernels/GatherV2';
 import { captureStockIdentity, identityConfig } from './kernels/Identity';
 import { maxPoolGradConfig } from './kernels/MaxPoolGrad';
+import { captureStockTile, tileConfig } from './kernels/Tile';
 import { unsortedSegmentSumConfig } from './kernels/UnsortedSegmentSum';
 
 /**
@@ -12,7 +13,8 @@ import { unsortedSegmentSumConfig } from './kernels/UnsortedSegmentSum';
  * lacks (Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropInput/Filter, UnsortedSegmentSum), the ones it
  * gets wrong (MaxPoolGrad, GatherV2 with batchDims), and Conv2DBackpropInput, which it has but runs about
  * 8x slower than the forward convolution it is rewritten as here, and Identity, which it runs as a copy
- * although tfjs clones every tensor an op saves for its gradient. Their gradients are tfjs-core's own
+ * although tfjs clones every tensor an op saves for its gradient, and Tile, which it runs ~20x slower than a
+ * plain loop. Their gradients are tfjs-core's own
  * (they are tfjs's kernel names), so every op that trains on cpu trains on wasm.
  */
 export const WASM_TRAINING_KERNELS: readonly tf.KernelConfig[] = [
@@ -24,6 +26,7 @@ export const WASM_TRAINING_KERNELS: readonly tf.KernelConfig[] = [
   unsortedSegmentSumConfig,
   gatherV2Config,
   identityConfig,
+  tileConfig,
 ];
 
 /**
@@ -43,6 +46,7 @@ export function registerWasmTrainingKernels(): void {
     if (existing?.kernelFunc === config.kernelFunc) continue;
     if (config === gatherV2Config) captureStockGather(existing);
     if (config === identityConfig) captureStockIdentity(existing);
+    if (config === tileConfig) captureStockTile(existing);
     if (existing) tf.unregisterKernel(config.kernelName, 'wasm');
     tf.registerKernel(config);
   }

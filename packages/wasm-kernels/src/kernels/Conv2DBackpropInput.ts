@@ -5,7 +5,7 @@
 // convolution of dy (spread by the stride, padded by k - 1 - pad) with the filter flipped in space and
 // its channel axes swapped.
 import * as tf from '@tensorflow/tfjs-core';
-import { spreadByStride, withScope, type KernelScope } from '../compose';
+import { spreadByStride, withScope, type KernelScope, type WasmBackendLike } from '../compose';
 
 /**
  * `dx` of a convolution: `[B, H, W, inC]` from `dy` `[B, H', W', outC]` and the filter `[kH, kW, inC, outC]`
@@ -70,20 +70,22 @@ function inputGradientBySubPixels(
   const tapsW = Math.ceil(kernelW / strideW);
   const rows = Math.ceil(height / strideH);
   const cols = Math.ceil(width / strideW);
-  // The filter as [sH * sW, tapsH, tapsW, inC, outC] (zero taps past the kernel's end), flipped and with
-  // its channel axes swapped per phase below.
+  // Zero taps past the kernel's end, so that every phase has tapsH x tapsW taps.
   const paddedFilter = scope.pad(filter, [[0, tapsH * strideH - kernelH], [0, tapsW * strideW - kernelW], [0, 0], [0, 0]]);
-  const split = scope.reshape(paddedFilter, [tapsH, strideH, tapsW, strideW, inC, outC]);
-  const byPhase = scope.reshape(scope.transpose(split, [1, 3, 0, 2, 4, 5]), [strideH * strideW, tapsH * tapsW * inC * outC]);
+  // Rows i = firstTapH + sH * t as [tapsH, sH, ...] sliced at the phase: slices of rank <= 4 only (the
+  // backend's higher-rank slices and transposes fall back to a slow generic loop).
+  const byRow = scope.reshape(paddedFilter, [tapsH, strideH, tapsW * strideW * inC * outC]);
   const convAttrs = { strides: [1, 1], pad: 'valid', dilations: [1, 1], dataFormat: 'NHWC', dimRoundingMode: undefined } as unknown as tf.NamedAttrMap;
   const phases: tf.TensorInfo[] = [];
   for (let a = 0; a < strideH; a++) {
+    const firstTapH = (a + sides.top) % strideH;
+    const rowTaps = scope.run('Slice', { x: byRow }, { begin: [0, firstTapH, 0], size: [tapsH, 1, tapsW * strideW * inC * outC] });
+    const byColumn = scope.reshape(rowTaps, [tapsH, tapsW, strideW, inC * outC]);
     for (let b = 0; b < strideW; b++) {
-      const firstTapH = (a + sides.top) % strideH;
       const firstTapW = (b + sides.left) % strideW;
       const offsetH = Math.floor((a + sides.top) / strideH);
       const offsetW = Math.floor((b + sides.left) / strideW);
-      const taps = scope.run('Slice', { x: byPhase }, { begin: [firstTapH * strideW + firstTapW, 0], size: [1, tapsH * tapsW * inC * outC] });
+      const taps = scope.run('Slice', { x: byColumn }, { begin: [0, 0, firstTapW, 0], size: [tapsH, tapsW, 1, inC * outC] });
       const subFilter = scope.reshape(taps, [tapsH, tapsW, inC, outC]);
       const convFilter = scope.transpose(scope.run('Reverse', { x: subFilter }, { dims: [0, 1] }), [0, 1, 3, 2]);
       // phase[q] = sum over t of dy[q + offset - t] * W[firstTap + s * t]: dy padded by taps - 1 - offset.
@@ -93,12 +95,43 @@ function inputGradientBySubPixels(
       phases.push(scope.run('Conv2D', { x: padded, filter: convFilter }, convAttrs));
     }
   }
-  // [sH * sW, B, rows, cols, inC] -> [B, rows, sH, cols, sW, inC] -> [B, rows * sH, cols * sW, inC].
-  const stacked = scope.run('Concat', phases.map((phase) => scope.reshape(phase, [1, batch, rows, cols, inC])) as unknown as tf.NamedTensorInfoMap, { axis: 0 });
-  const interleaved = scope.transpose(scope.reshape(stacked, [strideH, strideW, batch, rows, cols, inC]), [2, 3, 0, 4, 1, 5]);
-  const full = scope.reshape(interleaved, [batch, rows * strideH, cols * strideW, inC]);
-  if (rows * strideH === height && cols * strideW === width) return full;
-  return scope.run('Slice', { x: full }, { begin: [0, 0, 0, 0], size: [batch, height, width, inC] });
+  return interleavePhases(scope.backend, phases, [batch, height, width, inC], strides, rows, cols);
+}
+
+/**
+ * dx from its phases (`phases[a * sW + b]` `[B, rows, cols, C]` holds dx[:, a::sH, b::sW]): one pass over
+ * the wasm heap (the equivalent rank-6 transpose runs the backend's slow generic loop).
+ */
+function interleavePhases(
+  backend: WasmBackendLike,
+  phases: tf.TensorInfo[],
+  shape: [number, number, number, number],
+  [strideH, strideW]: [number, number],
+  rows: number,
+  cols: number,
+): tf.TensorInfo {
+  const [batch, height, width, channels] = shape;
+  const out = backend.makeOutput(shape, 'float32');
+  const outValues = backend.typedArrayFromHeap(out) as Float32Array;
+  for (let a = 0; a < strideH; a++) {
+    for (let b = 0; b < strideW; b++) {
+      const values = backend.typedArrayFromHeap(phases[a * strideW + b]) as Float32Array;
+      for (let n = 0; n < batch; n++) {
+        for (let r = 0; r < rows; r++) {
+          const y = r * strideH + a;
+          if (y >= height) break;
+          for (let c = 0; c < cols; c++) {
+            const x = c * strideW + b;
+            if (x >= width) break;
+            const from = ((n * rows + r) * cols + c) * channels;
+            const to = ((n * height + y) * width + x) * channels;
+            for (let k = 0; k < channels; k++) outValues[to + k] = values[from + k];
+          }
+        }
+      }
+    }
+  }
+  return out;
 }
 
 function conv2DBackpropInput({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
