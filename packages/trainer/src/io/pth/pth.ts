@@ -137,6 +137,7 @@ export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptio
       return new Map();
     },
   });
+  const prepared = new Map<string, Uint8Array>();
   const rebuildTensor = (args: PickleValue[]): PickleValue => {
     // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
     const [storage, offset, size, stride] = args;
@@ -161,8 +162,13 @@ export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptio
         `${source}: a tensor of shape [${shape.join(', ')}] (${count} elements, stride [${strides.join(', ')}], offset ${offset}) does not fit its storage ${storage.key} of ${storage.count} elements`,
       );
     }
-    const raw = storageEntry(storage.key, storage.itemBytes, storage.count);
-    return new PthTensor(storage.dtype, shape, gather(raw, storage, shape, strides, offset, swap, source));
+    // One aligned, little-endian copy per storage (when one is needed at all), however many views share it.
+    let raw = prepared.get(storage.key);
+    if (!raw) {
+      raw = alignedStorage(storageEntry(storage.key, storage.itemBytes, storage.count), storage, swap);
+      prepared.set(storage.key, raw);
+    }
+    return new PthTensor(storage.dtype, shape, gather(raw, storage, shape, strides, offset, source));
   };
   globals.set('torch._utils._rebuild_tensor_v2', { module: 'torch._utils', name: '_rebuild_tensor_v2', call: rebuildTensor });
   globals.set('torch._utils._rebuild_parameter', {
@@ -195,6 +201,17 @@ export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptio
   return { root, archiveName };
 }
 
+// The storage's bytes, aligned for its element size and little-endian (a copy only when they are not).
+function alignedStorage(raw: Uint8Array, storage: StorageRef, swap: boolean): Uint8Array {
+  const itemBytes = storage.itemBytes;
+  let aligned = raw.subarray(0, storage.count * itemBytes);
+  if (swap || aligned.byteOffset % itemBytes !== 0) aligned = aligned.slice();
+  if (swap) {
+    for (let i = 0; i < aligned.length; i += itemBytes) aligned.subarray(i, i + itemBytes).reverse();
+  }
+  return aligned;
+}
+
 // The tensor's elements in row-major order, read through its strides from the raw storage bytes.
 function gather(
   raw: Uint8Array,
@@ -202,17 +219,10 @@ function gather(
   shape: number[],
   strides: number[],
   offset: number,
-  swap: boolean,
   source: string,
 ): Float32Array | Float64Array | Int32Array {
   const count = shape.reduce((a, b) => a * b, 1);
-  const itemBytes = storage.itemBytes;
-  // The storage, aligned and little-endian (a copy only when the file's bytes are not so already).
-  let aligned = raw.subarray(0, storage.count * itemBytes);
-  if (swap || aligned.byteOffset % itemBytes !== 0) aligned = aligned.slice();
-  if (swap) {
-    for (let i = 0; i < aligned.length; i += itemBytes) aligned.subarray(i, i + itemBytes).reverse();
-  }
+  const aligned = raw; // aligned and little-endian already (alignedStorage)
   const indices = new Int32Array(count);
   const contiguous = strides.every((stride, i) => shape[i] === 1 || stride === strides.slice(i + 1).reduce((p, _, j) => p * shape[i + 1 + j], 1));
   if (contiguous) {
