@@ -76,7 +76,7 @@ describe('sparkmim pretrain in real processes [cpu]', () => {
     await untilFileHas(path.join(out, 'metrics.jsonl'), '"step"', ended);
     // One process per run folder: the lock holds this one's pid.
     expect(fs.readFileSync(path.join(out, 'run.lock'), 'utf8')).toBe(`${child.pid} ${os.hostname()}\n`);
-    const second = await start(['pretrain', '--resume', out]).ended;
+    const second = await start(['pretrain', '--data', few, ...QUICK, '--epochs', '2', '--out', out]).ended;
     expect(second.code).toBe(2);
     expect(second.stderr).toBe(
       `sparkmim: --out: ${out} is in use by another run (pid ${child.pid}, see ${path.join(out, 'run.lock')}): one process per run folder; if that process is gone, delete ${path.join(out, 'run.lock')}\n`,
@@ -86,11 +86,14 @@ describe('sparkmim pretrain in real processes [cpu]', () => {
     expect({ code: result.code, signal: result.signal }).toEqual({ code: 0, signal: null });
     expect(result.stderr).toContain('sparkmim: SIGTERM: stopping after this step and saving a checkpoint (a second signal quits at once)\n');
     expect(result.stdout).toContain(`continue with: sparkmim pretrain --resume ${out}\n`);
+    // Stopped long before its 100 epochs, with a checkpoint of where it stopped.
+    expect(result.stdout).toMatch(/^stopped: \d+ epoch\(s\) run \(now at \d+ of 100\)/m);
     const { progress } = JSON.parse(fs.readFileSync(path.join(out, 'checkpoint.json'), 'utf8'));
-    expect(progress.epoch).toBe(0);
     expect(progress.iteration).toBeGreaterThanOrEqual(1);
+    expect(progress.epoch).toBeLessThan(100);
+    expect(result.stdout).toContain(`(iteration ${progress.iteration}) saved in ${out}`);
     expect(fs.existsSync(path.join(out, 'run.lock'))).toBe(false);
-  }, 120_000);
+  }, 240_000);
 
   it('probes WebGPU quietly: without --backend no Dawn message reaches the terminal; --backend webgpu that fails shows them after its line', async () => {
     // No Vulkan driver (jest's setup points Dawn at SwiftShader): Dawn, if loaded here, complains on stderr.

@@ -1,30 +1,23 @@
 // `sparkmim pretrain`: SparK pre-training of a convnet on a folder of images, with a config file and flags,
-// progress on the terminal, previews, checkpoints, resume and Ctrl-C handling.
+// progress on the terminal, previews, checkpoints, resume and Ctrl-C handling. The steps live in pretrain/:
+// settings (flags, config, resumed run), run-folder (lock, --overwrite, snapshots), setup (data, schedule,
+// starting weights), backend (quiet probing), run (signals, errors), report (the closing lines).
 import * as path from 'node:path';
 import type { BackendInfo } from '@sparkmim/runtime';
-import { NonFiniteLossError, batchesPerEpoch, deriveSeeds, sparkSchedule, type EpochMetrics } from '@sparkmim/trainer';
-import {
-  ENCODER_WEIGHTS_FILE,
-  CHECKPOINT_MANIFEST,
-  ImageFolderError,
-  ImageFolderSource,
-  Trainer,
-  initFromWeights,
-  readCheckpointManifest,
-  resumeFromCheckpoint,
-  writeFileAtomic,
-  type CheckpointManifest,
-} from '@sparkmim/trainer/node';
-import { UsageError } from '../errors';
+import { batchesPerEpoch, deriveSeeds, type EpochMetrics } from '@sparkmim/trainer';
+import { Trainer, writeFileAtomic } from '@sparkmim/trainer/node';
 import { oneLine } from './inputs';
 import { setUpTrainingBackend } from './pretrain/backend';
-import { checkRunFolder, keepCheckpointCopy, openRunFolder, savedPath, type RunLock } from './pretrain/run-folder';
+import { reportRun } from './pretrain/report';
+import { checkRunFolder, keepCheckpointCopy, openRunFolder, type RunLock } from './pretrain/run-folder';
+import { trainUntilDoneOrStopped } from './pretrain/run';
 import { readSettings } from './pretrain/settings';
-import { CONFIG_KEYS, formatConfig, inputSizeOf, warmupEpochsOf } from './pretrain-config';
+import { checkResumePosition, openData, runSchedule, savedSettings, startingWeights } from './pretrain/setup';
+import { formatConfig } from './pretrain-config';
 import { LOSS_CURVE_FILE, writeLossCurve } from './pretrain-loss-curve';
 import { buildModel, buildOptimizer } from './pretrain-model';
 import { previewImages, writePreview } from './pretrain-preview';
-import { ProgressReporter, formatDuration } from './pretrain-progress';
+import { ProgressReporter } from './pretrain-progress';
 
 export const PRETRAIN_HELP = `usage: sparkmim pretrain --data FOLDER [options]
        sparkmim pretrain --config FILE [options]
@@ -117,9 +110,6 @@ const PREVIEW_SEED = 20230101;
 
 const epochTag = (epochsDone: number) => `epoch-${String(epochsDone).padStart(4, '0')}`;
 
-/** Errors of the file system the user can act on (a full disk, a read-only folder): one line, not a trace. */
-const FILE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EACCES', 'EPERM', 'EROFS', 'EIO', 'ENOTDIR', 'ENOENT']);
-
 /** Runs `sparkmim pretrain`; returns the exit code. */
 export async function pretrainCommand(argv: string[]): Promise<number> {
   // Everything the user gave is checked first: flags, config, resumed run, run folder, data; only then is a
@@ -132,99 +122,37 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   const disposables: { dispose(): void }[] = [];
   let lock: RunLock | undefined;
   try {
-    let source: ImageFolderSource;
-    let skippedWhileRunning = 0;
     let progress: ProgressReporter | undefined;
-    // Files skipped while the folder is opened are reported once it opens: when none decodes, the
-    // error alone (one line) says so.
-    let heldWarnings: string[] | undefined = [];
     const warn = (line: string) => {
       progress?.clear();
       process.stderr.write(line);
     };
-    try {
-      source = await ImageFolderSource.open(config.data!, {
-        inputSize: inputSizeOf(config),
-        onSkip: (skipped) => {
-          skippedWhileRunning++;
-          const line = `sparkmim: skipped ${skipped.path}: ${oneLine(skipped.reason)}\n`;
-          if (heldWarnings) heldWarnings.push(line);
-          else warn(line);
-        },
-      });
-    } catch (error) {
-      if (error instanceof ImageFolderError) throw new UsageError(`--data: ${oneLine(error.message)}`);
-      throw error;
-    }
+    const data = await openData(config, warn);
+    const { source } = data;
     disposables.push(source);
     const iterationsPerEpoch = batchesPerEpoch(source.size, { batchSize: config.batchSize });
-    if (resumed) {
-      // The position must fit this data: a folder that gained or lost images has other epochs.
-      const { epoch, iterationInEpoch, iteration } = resumed.manifest.progress;
-      if (iteration !== epoch * iterationsPerEpoch + iterationInEpoch || iterationInEpoch >= iterationsPerEpoch) {
-        throw new UsageError(
-          `--resume: ${resumed.dir} stopped at epoch ${epoch + 1}, batch ${iterationInEpoch + 1} (iteration ${iteration}), which does not fit ` +
-            `${iterationsPerEpoch} batches per epoch (${source.size} images in ${config.data}, batches of ${config.batchSize}): ` +
-            'the data folder or --batch-size changed since the run was saved',
-        );
-      }
-    }
-    const warmupEpochs = warmupEpochsOf(config);
-    let schedule: ReturnType<typeof sparkSchedule>;
-    try {
-      schedule = sparkSchedule({
-        batchSize: config.batchSize,
-        iterationsPerEpoch,
-        epochs: config.epochs,
-        warmupEpochs,
-        baseLr: config.baseLr,
-        weightDecay: config.weightDecay,
-        weightDecayEnd: config.weightDecayEnd,
-      });
-    } catch (error) {
-      throw new UsageError(`--warmup-epochs ${warmupEpochs} with --epochs ${config.epochs}: ${oneLine((error as Error).message)}`);
-    }
+    if (resumed) checkResumePosition(resumed, iterationsPerEpoch, source.size, config);
+    const { schedule, warmupEpochs } = runSchedule(config, iterationsPerEpoch);
 
     const backend: BackendInfo = await setUpTrainingBackend(config.backend, { verbose: settings.verbose });
-    const seeds = deriveSeeds(config.seed);
-    const model = await buildModel(config, seeds.init);
+    const model = await buildModel(config, deriveSeeds(config.seed).init);
     disposables.push(model);
-    heldWarnings.forEach(warn);
-    heldWarnings = undefined;
+    data.showHeldWarnings();
     const optimizer = buildOptimizer(config, model);
     disposables.push(optimizer);
 
     // From here on the run folder is this process's: created, locked, cleared with --overwrite.
     lock = await openRunFolder(out, { resume: resumed !== undefined, overwrite: settings.overwrite });
-    let manifest: CheckpointManifest | undefined;
-    if (resumed) {
-      try {
-        manifest = await resumeFromCheckpoint(resumed.dir, { model, optimizer });
-      } catch (error) {
-        throw new UsageError(`--resume: ${resumed.dir} does not fit the settings (${oneLine((error as Error).message)})`);
-      }
-    } else if (config.initWeights !== undefined) {
-      try {
-        await initFromWeights(model, config.initWeights);
-      } catch (error) {
-        throw new UsageError(`--init-weights: ${oneLine((error as Error).message)}`);
-      }
-    }
-
-    // Saved with the run: paths relative to its folder (so it can be moved, or resumed from anywhere), and
-    // not the folder itself (the folder resumed is the folder written).
-    const saved: Record<string, unknown> = JSON.parse(JSON.stringify(config, CONFIG_KEYS));
-    delete saved.out;
-    for (const key of ['data', 'initWeights']) if (typeof saved[key] === 'string') saved[key] = savedPath(saved[key] as string, out);
+    const manifest = await startingWeights(settings, model, optimizer);
+    const saved = savedSettings(config, out);
     await writeFileAtomic(path.join(out, 'config.json'), new TextEncoder().encode(JSON.stringify(saved, null, 2) + '\n'));
     process.stdout.write(`sparkmim pretrain: ${out}\n${formatConfig(config)}\n`);
     process.stdout.write(
       `backend ${backend.name}${backend.adapter?.description ? ` (${backend.adapter.description})` : ''}; ${source.size} images, ` +
         `${iterationsPerEpoch} steps per epoch; peak lr ${schedule.peakLr.toExponential(2)}, ${warmupEpochs} warm-up epochs\n`,
     );
-    const startEpoch = manifest?.progress.epoch ?? 0;
-    if (manifest && startEpoch >= config.epochs) {
-      process.stdout.write(`nothing to do: ${out} already ran ${startEpoch} of ${config.epochs} epochs (raise --epochs to continue)\n`);
+    if (manifest && manifest.progress.epoch >= config.epochs) {
+      process.stdout.write(`nothing to do: ${out} already ran ${manifest.progress.epoch} of ${config.epochs} epochs (raise --epochs to continue)\n`);
       return 0;
     }
     if (manifest) {
@@ -235,7 +163,6 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     const previews = await previewImages(source, PREVIEW_COUNT, PREVIEW_SEED);
     disposables.push(previews);
     const previewFiles: string[] = [];
-
     progress = new ProgressReporter(process.stdout, config.epochs, iterationsPerEpoch, config.epochs * iterationsPerEpoch);
     const epochs: EpochMetrics[] = [];
     const trainer = new Trainer({
@@ -264,43 +191,8 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
       },
     });
 
-    // First Ctrl-C (SIGINT) or SIGTERM (what schedulers and `docker stop` send): finish the step, save,
-    // return; a second one: quit at once.
-    let interrupts = 0;
-    const onInterrupt = (signal: NodeJS.Signals) => {
-      interrupts++;
-      progress!.clear();
-      if (interrupts === 1) {
-        const again = signal === 'SIGTERM' ? 'a second signal quits at once' : 'Ctrl-C again to quit at once';
-        process.stderr.write(`sparkmim: ${signal === 'SIGTERM' ? 'SIGTERM: ' : ''}stopping after this step and saving a checkpoint (${again})\n`);
-        trainer.stop();
-      } else {
-        process.stderr.write('sparkmim: quit without saving\n');
-        process.exit(signal === 'SIGTERM' ? 143 : 130);
-      }
-    };
-    process.on('SIGINT', onInterrupt);
-    process.on('SIGTERM', onInterrupt);
     const started = performance.now();
-    let result;
-    try {
-      result = await trainer.run();
-    } catch (error) {
-      progress.clear();
-      if (error instanceof NonFiniteLossError) throw new UsageError(oneLine(error.message));
-      const code = (error as { code?: string }).code;
-      if (code && FILE_ERRORS.has(code)) {
-        const last = await readCheckpointManifest(out).catch(() => undefined);
-        throw new UsageError(
-          `${oneLine((error as Error).message)}; ` +
-            (last ? `${out} still holds the checkpoint of iteration ${last.progress.iteration} (continue with: sparkmim pretrain --resume ${out})` : `${out} holds no complete checkpoint of this run`),
-        );
-      }
-      throw error;
-    } finally {
-      process.off('SIGINT', onInterrupt);
-      process.off('SIGTERM', onInterrupt);
-    }
+    const result = await trainUntilDoneOrStopped(trainer, out, () => progress!.clear());
     const seconds = (performance.now() - started) / 1000;
     // From the metrics file, not this run's steps alone: a resumed run's curve covers the whole run.
     let lossCurve: string | undefined;
@@ -309,25 +201,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     } catch (error) {
       process.stderr.write(`sparkmim: could not draw ${LOSS_CURVE_FILE}: ${oneLine((error as Error).message)}\n`);
     }
-
-    const skipped = result.skipped?.length ?? skippedWhileRunning;
-    const images = result.steps * config.batchSize;
-    const meanLoss = (metrics: EpochMetrics | undefined) => (metrics ? metrics.meanLoss.toFixed(4) : '-');
-    const { epoch, iterationInEpoch, iteration } = result.progress;
-    process.stdout.write(
-      `${result.stopped ? 'stopped' : 'done'}: ${epochs.length} epoch(s) run (now at ${epoch} of ${config.epochs}), ${result.steps} steps, ` +
-        `mean loss ${meanLoss(epochs[0])} (first epoch) -> ${meanLoss(epochs[epochs.length - 1])} (last epoch), ` +
-        `${skipped} files skipped, ${formatDuration(seconds)}, ${(images / seconds).toFixed(1)} images/s\n`,
-    );
-    if (result.stopped) {
-      process.stdout.write(
-        `checkpoint at epoch ${epoch + 1}, batch ${iterationInEpoch + 1} (iteration ${iteration}) saved in ${out}; continue with: sparkmim pretrain --resume ${out}\n`,
-      );
-    }
-    process.stdout.write(
-      `run folder ${out}: ${CHECKPOINT_MANIFEST} (full checkpoint), ${ENCODER_WEIGHTS_FILE}, metrics.jsonl${lossCurve ? `, ${LOSS_CURVE_FILE}` : ''}, config.json` +
-        `${previewFiles.length ? `, previews/ (last: ${path.basename(previewFiles[previewFiles.length - 1])})` : ''}\n`,
-    );
+    reportRun({ result, out, epochsOfRun: config.epochs, batchSize: config.batchSize, epochs, seconds, skippedCount: data.skippedCount(), lossCurve, previewFiles });
     return 0;
   } finally {
     for (const item of disposables.reverse()) item.dispose();
