@@ -30,6 +30,11 @@ function stateOf(file: string): Map<string, PthTensor> {
   return tensorsOf(module);
 }
 
+// A pickle BINUNICODE string, as latin1 characters.
+function uni(text: string): string {
+  return `X${String.fromCharCode(text.length & 0xff, (text.length >> 8) & 0xff, 0, 0)}${text}`;
+}
+
 describe('readPth on files PyTorch wrote', () => {
   const stateFiles = Object.entries(manifest.fixtures).filter(([, info]) => info.group);
   it.each(stateFiles)('%s: every tensor bit-exact (shape and float32 bits)', (file, info) => {
@@ -132,6 +137,21 @@ describe('readPth refuses what it must not read, quickly and in one line', () =>
     expect(error?.message).toMatch(message);
     expect(error?.message).not.toContain('\n');
     expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it('a file of many views over one storage (more memory than 4x the file)', () => {
+    // 3000 views, each the whole 4096-element storage: 49 MB of tensors from a file of a few tens of KB.
+    const view = (index: number) =>
+      `${uni(`t${index}`)}ctorch._utils\n_rebuild_tensor_v2\n((${uni('storage')}ctorch\nFloatStorage\n${uni('0')}${uni('cpu')}M\x00\x10tQK\x00(M\x00\x10t(K\x01t\x89)tR`;
+    const items = Array.from({ length: 3000 }, (_, index) => view(index)).join('');
+    const data = Uint8Array.from(`\x80\x02}(${items}u.`, (c) => c.charCodeAt(0));
+    const zip = writeZip([
+      ['a/data.pkl', data],
+      ['a/data/0', new Uint8Array(4096 * 4)],
+    ]);
+    expect(() => readPth(zip, { source: 'views.pth' })).toThrow(
+      /^views\.pth: its tensors would take \d+ bytes from a \d+-byte file \(views of the same storage over and over\); refused$/,
+    );
   });
 
   it('the legacy format and foreign bytes, with a plain message', () => {

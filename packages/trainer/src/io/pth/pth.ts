@@ -138,6 +138,7 @@ export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptio
     },
   });
   const prepared = new Map<string, Uint8Array>();
+  let materialised = 0;
   const rebuildTensor = (args: PickleValue[]): PickleValue => {
     // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
     const [storage, offset, size, stride] = args;
@@ -160,6 +161,14 @@ export function readPth(bytes: Uint8Array, { source = 'the file' }: ReadPthOptio
     if (count > MAX_ELEMENTS || extent > storage.count) {
       throw new PthFormatError(
         `${source}: a tensor of shape [${shape.join(', ')}] (${count} elements, stride [${strides.join(', ')}], offset ${offset}) does not fit its storage ${storage.key} of ${storage.count} elements`,
+      );
+    }
+    // Views are materialised (copied): a file of many views over one big storage could ask for far more
+    // memory than it holds. State dicts view each storage about once; allow 4x the file, plus 16 MiB.
+    materialised += count * 4;
+    if (materialised > 4 * bytes.length + 16 * 2 ** 20) {
+      throw new PthFormatError(
+        `${source}: its tensors would take ${materialised} bytes from a ${bytes.length}-byte file (views of the same storage over and over); refused`,
       );
     }
     // One aligned, little-endian copy per storage (when one is needed at all), however many views share it.
