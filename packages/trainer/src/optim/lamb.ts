@@ -11,7 +11,7 @@ export interface LambOptions {
   eps?: number;
   /** Weight decay of groups that set none. Default 0 (SparK's groups get it from the schedule). */
   weightDecay?: number;
-  /** The global gradient norm is scaled down to this when above it. Default 5.0 (SparK's value). */
+  /** The global gradient norm is scaled down to this when above it. Default 5.0 (SparK's value); `Infinity` never clips. */
   maxGradNorm?: number;
   /** Divide the moments by 1 - beta^step. Default true. */
   biasCorrection?: boolean;

@@ -55,5 +55,6 @@ describeBackends('a custom convnet from its module file', () => {
     data.dispose();
     optimizer.dispose();
     model.dispose();
-  });
+    // Eight steps of a real SparkModel: seconds on cpu, a minute or more on SwiftShader.
+  }, 600_000);
 });
