@@ -71,7 +71,6 @@ describeBackends('backbones: ResNet row path', ({ backend }) => {
       sites.dispose();
       model.dispose();
     });
-
   }
 
   // Gradients on a tiny model (the goldens' 128x128 would take minutes on cpu): bottleneck blocks (1x1, 3x3
@@ -93,7 +92,10 @@ describeBackends('backbones: ResNet row path', ({ backend }) => {
       });
       const stream = () => {
         let state = 7;
-        return () => ((state = (state * 48271) % 2147483647) / 2147483647);
+        return () => {
+          state = (state * 48271) % 2147483647;
+          return state / 2147483647;
+        };
       };
       const weighted = (model: ResNet, rows?: RowSites) => () =>
         tf.addN(
@@ -103,8 +105,14 @@ describeBackends('backbones: ResNet row path', ({ backend }) => {
         ) as tf.Scalar;
       const maskParameters = viaMask.namedParameters();
       const rowParameters = viaRows.namedParameters();
-      const expected = tf.variableGrads(weighted(viaMask), maskParameters.map((entry) => entry.variable));
-      const actual = tf.variableGrads(weighted(viaRows, sites), rowParameters.map((entry) => entry.variable));
+      const expected = tf.variableGrads(
+        weighted(viaMask),
+        maskParameters.map((entry) => entry.variable),
+      );
+      const actual = tf.variableGrads(
+        weighted(viaRows, sites),
+        rowParameters.map((entry) => entry.variable),
+      );
       await expectClose(actual.value, expected.value, { relative: 1e-5, label: 'loss' });
       expect(rowParameters.length).toBe(maskParameters.length);
       for (let i = 0; i < maskParameters.length; i++) {

@@ -34,16 +34,8 @@ import {
   windowOutputSize,
 } from '../src/index';
 
-const [
-  backend = 'cpu',
-  batchArg = '8',
-  sizeArg = '56',
-  channelsArg = '64',
-  layersArg = '2',
-  repeatsArg = '2',
-  gather = 'stock',
-  scenario = 'stack',
-] = process.argv.slice(2);
+const [backend = 'cpu', batchArg = '8', sizeArg = '56', channelsArg = '64', layersArg = '2', repeatsArg = '2', gather = 'stock', scenario = 'stack'] =
+  process.argv.slice(2);
 const batch = Number(batchArg);
 const size = Number(sizeArg);
 const channels = Number(channelsArg);
@@ -118,7 +110,14 @@ class ResNet18 {
   readonly stem = new SparseConv2d({ inChannels: 3, outChannels: 64, kernelSize: 7, strides: 2, pad: 3, bias: false });
   readonly stemNorm = new SparseBatchNorm2d({ channels: 64 });
   readonly pool = new SparseMaxPool2d({ filterSize: 3, strides: 2, pad: 1 });
-  readonly blocks: { conv1: SparseConv2d; bn1: SparseBatchNorm2d; conv2: SparseConv2d; bn2: SparseBatchNorm2d; down?: [SparseConv2d, SparseBatchNorm2d]; last: boolean }[] = [];
+  readonly blocks: {
+    conv1: SparseConv2d;
+    bn1: SparseBatchNorm2d;
+    conv2: SparseConv2d;
+    bn2: SparseBatchNorm2d;
+    down?: [SparseConv2d, SparseBatchNorm2d];
+    last: boolean;
+  }[] = [];
 
   constructor() {
     let inChannels = 64;
@@ -132,7 +131,10 @@ class ResNet18 {
           bn2: new SparseBatchNorm2d({ channels: width }),
           down:
             strides > 1 || inChannels !== width
-              ? [new SparseConv2d({ inChannels, outChannels: width, kernelSize: 1, strides, bias: false }), new SparseBatchNorm2d({ channels: width })]
+              ? [
+                  new SparseConv2d({ inChannels, outChannels: width, kernelSize: 1, strides, bias: false }),
+                  new SparseBatchNorm2d({ channels: width }),
+                ]
               : undefined,
           last: i === 1,
         });
@@ -146,7 +148,9 @@ class ResNet18 {
     y = this.pool.apply(y, { active });
     const outputs: tf.Tensor[] = [];
     for (const block of this.blocks) {
-      const branch = block.bn2.apply(block.conv2.apply(tf.relu(block.bn1.apply(block.conv1.apply(y, { active }), { active })), { active }), { active });
+      const branch = block.bn2.apply(block.conv2.apply(tf.relu(block.bn1.apply(block.conv1.apply(y, { active }), { active })), { active }), {
+        active,
+      });
       const shortcut = block.down ? block.down[1].apply(block.down[0].apply(y, { active }), { active }) : y;
       y = tf.relu(tf.add(branch, shortcut)) as tf.Tensor4D;
       if (block.last) outputs.push(tf.sum(y));
@@ -160,7 +164,7 @@ class ResNet18 {
       const out = layer.applyRows(rows, { sites, inputSize: sizeNow, inputGradient: layer !== this.stem });
       return { out, size: windowOutputSize(sizeNow, { windowSize: layer.config.kernelSize, strides: layer.config.strides, pad: layer.config.pad }) };
     };
-    let step = conv(this.stem, toRows(input, sites));
+    const step = conv(this.stem, toRows(input, sites));
     sizeNow = step.size;
     let y = tf.relu(this.stemNorm.applyRows(step.out));
     y = this.pool.applyRows(y, { sites, inputSize: sizeNow });
@@ -216,7 +220,10 @@ async function timeStep(loss: () => tf.Scalar): Promise<number> {
 
 if (process.env.ROWS_BENCH_PROFILE) {
   // Kernel times of one step of each path (after a warm-up), to see where the time goes.
-  for (const [name, loss] of [['dense', denseLoss], ['rows', rowsLoss]] as const) {
+  for (const [name, loss] of [
+    ['dense', denseLoss],
+    ['rows', rowsLoss],
+  ] as const) {
     tf.dispose(tf.variableGrads(loss).grads);
     const info = await tf.profile(() => {
       const { value, grads } = tf.variableGrads(loss);

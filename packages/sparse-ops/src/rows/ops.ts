@@ -3,7 +3,7 @@ import type { Padding2d } from '../padding';
 import { pair } from '../padding';
 import { gatherRows } from './gather';
 import { matMulPlainGradients } from './matmul';
-import { RowSites, type NeighbourTable, type RowLayout } from './row-sites';
+import type { NeighbourTable, RowLayout, RowSites } from './row-sites';
 
 /**
  * The active sites of `x` as rows: `[N, C]`, row `r` the `r`-th active site in `[B, H, W]` order. Sites
@@ -39,9 +39,7 @@ export function toRows(x: tf.Tensor4D, sites: RowSites): tf.Tensor2D {
 export function fromRows(rows: tf.Tensor2D, sites: RowSites, size: [number, number]): tf.Tensor4D {
   const layout = sites.layoutAt(size[0], size[1], 'fromRows');
   const channels = checkRows(rows, layout, 'fromRows');
-  return tf.tidy(
-    () => tf.reshape(gatherRows(rows, layout.toSites), [layout.batchSize, layout.height, layout.width, channels]) as tf.Tensor4D,
-  );
+  return tf.tidy(() => tf.reshape(gatherRows(rows, layout.toSites), [layout.batchSize, layout.height, layout.width, channels]) as tf.Tensor4D);
 }
 
 export interface RowConv2dOptions {
@@ -101,7 +99,9 @@ export function rowConv2d(rows: tf.Tensor2D, filter: tf.Tensor4D, options: RowCo
     );
   }
   if (!depthwise && filterInC !== inC) {
-    throw new Error(`${caller}: filter [${filter.shape.join(', ')}] expects ${filterInC} input channels, rows [${rows.shape.join(', ')}] have ${inC}`);
+    throw new Error(
+      `${caller}: filter [${filter.shape.join(', ')}] expects ${filterInC} input channels, rows [${rows.shape.join(', ')}] have ${inC}`,
+    );
   }
   if (bias && (bias.rank !== 1 || bias.shape[0] !== outC)) {
     throw new Error(`${caller}: bias must have shape [${outC}], got [${bias.shape.join(', ')}]`);
@@ -190,7 +190,9 @@ function neighbourMatMul(rows: tf.Tensor2D, filter: tf.Tensor4D, table: Neighbou
  */
 export function rowLinear(rows: tf.Tensor2D, weight: tf.Tensor2D, bias?: tf.Tensor1D): tf.Tensor2D {
   if (rows.rank !== 2 || weight.rank !== 2 || weight.shape[0] !== rows.shape[1]) {
-    throw new Error(`rowLinear: rows [N, C] and weight [C, outC] must agree, got rows [${rows.shape.join(', ')}] and weight [${weight.shape.join(', ')}]`);
+    throw new Error(
+      `rowLinear: rows [N, C] and weight [C, outC] must agree, got rows [${rows.shape.join(', ')}] and weight [${weight.shape.join(', ')}]`,
+    );
   }
   if (bias && (bias.rank !== 1 || bias.shape[0] !== weight.shape[1])) {
     throw new Error(`rowLinear: bias must have shape [${weight.shape[1]}], got [${bias.shape.join(', ')}]`);

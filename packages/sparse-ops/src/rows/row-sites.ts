@@ -91,10 +91,7 @@ export function windowOutputSize(inputSize: [number, number], options: WindowOpt
   const [top, bottom, left, right] = resolveSides(options.pad ?? 0, [1, ...inputSize, 1], [kernelH, kernelW], [strideH, strideW]);
   const extentH = (kernelH - 1) * dilationH + 1;
   const extentW = (kernelW - 1) * dilationW + 1;
-  return [
-    Math.floor((inputSize[0] + top + bottom - extentH) / strideH) + 1,
-    Math.floor((inputSize[1] + left + right - extentW) / strideW) + 1,
-  ];
+  return [Math.floor((inputSize[0] + top + bottom - extentH) / strideH) + 1, Math.floor((inputSize[1] + left + right - extentW) / strideW) + 1];
 }
 
 /**
@@ -146,9 +143,7 @@ export class RowSites {
    */
   static fromArray(values: ArrayLike<number>, [batch, height, width]: [number, number, number]): RowSites {
     if (values.length !== batch * height * width) {
-      throw new Error(
-        `RowSites.fromArray: expected ${batch * height * width} values for [${batch}, ${height}, ${width}], got ${values.length}`,
-      );
+      throw new Error(`RowSites.fromArray: expected ${batch * height * width} values for [${batch}, ${height}, ${width}], got ${values.length}`);
     }
     const base = new Uint8Array(values.length);
     for (let i = 0; i < values.length; i++) {

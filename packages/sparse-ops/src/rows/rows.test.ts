@@ -78,7 +78,14 @@ const convCases: ConvCase[] = [
   { name: 'submanifold 3x3, 4 -> 2 channels', input: [2, 8, 8, 4], mask: [2, 4, 4], filter: [3, 3, 4, 2], pad: 1 },
   { name: '3x3 stride 2 pad 1 (ResNet downsampling conv)', input: [2, 8, 8, 3], mask: [2, 4, 4], filter: [3, 3, 3, 4], strides: 2, pad: 1 },
   { name: '1x1 stride 2 (ResNet shortcut)', input: [2, 8, 8, 3], mask: [2, 4, 4], filter: [1, 1, 3, 4], strides: 2 },
-  { name: '7x7 stride 2 pad 3 (ResNet stem), mask coarser than the output', input: [2, 8, 8, 3], mask: [2, 2, 2], filter: [7, 7, 3, 2], strides: 2, pad: 3 },
+  {
+    name: '7x7 stride 2 pad 3 (ResNet stem), mask coarser than the output',
+    input: [2, 8, 8, 3],
+    mask: [2, 2, 2],
+    filter: [7, 7, 3, 2],
+    strides: 2,
+    pad: 3,
+  },
   { name: '2x2 stride 2 (ConvNeXt downsampling), rectangular map', input: [2, 4, 6, 3], mask: [2, 2, 3], filter: [2, 2, 3, 4], strides: 2 },
   { name: '1x1 pointwise (plain matmul)', input: [2, 4, 6, 3], mask: [2, 2, 3], filter: [1, 1, 3, 5] },
   { name: '3x3 dilation 2 pad 2, rectangular map', input: [2, 4, 6, 2], mask: [2, 2, 3], filter: [3, 3, 2, 3], pad: 2, dilations: 2 },
@@ -116,7 +123,11 @@ describeBackends('row ops', () => {
       const run = (inputGradient: boolean) =>
         evaluateWithGradients(
           ([x, filter]) =>
-            fromRows(rowConv2d(toRows(x as tf.Tensor4D, sites), filter as tf.Tensor4D, { sites, inputSize: [8, 8], strides: 2, pad: 3, inputGradient }), sites, [4, 4]),
+            fromRows(
+              rowConv2d(toRows(x as tf.Tensor4D, sites), filter as tf.Tensor4D, { sites, inputSize: [8, 8], strides: 2, pad: 3, inputGradient }),
+              sites,
+              [4, 4],
+            ),
           inputs,
         );
       const full = await run(true);
@@ -293,7 +304,10 @@ describeBackends('row ops', () => {
     try {
       const [dense, rows] = tf.tidy(() => {
         const mask = tf.tensor4d(maskValues, [...maskShape, 1]);
-        const x = tf.mul(tf.tensor4d(Float32Array.from(float32Grid([2, 8, 8, 3], 92).data), [2, 8, 8, 3]), activeAt(mask, tf.zeros([2, 8, 8, 1]))) as tf.Tensor4D;
+        const x = tf.mul(
+          tf.tensor4d(Float32Array.from(float32Grid([2, 8, 8, 3], 92).data), [2, 8, 8, 3]),
+          activeAt(mask, tf.zeros([2, 8, 8, 1])),
+        ) as tf.Tensor4D;
         const viaMask = layerNorm.apply(pool.apply(tf.relu(masked.apply(conv.apply(x, { active: mask }), { active: mask })), { active: mask }), {
           active: mask,
         });
