@@ -51,13 +51,21 @@ export async function featuresCommand(argv: string[]): Promise<number> {
     const size = classifier.featureSize;
     if (format === 'safetensors') {
       const bytes = encodeSafetensors(
-        { features: { dtype: 'F32', shape: [indices.length, size], data: features }, labels: { dtype: 'I32', shape: [indices.length], data: Int32Array.from(data.labels) } },
+        {
+          features: { dtype: 'F32', shape: [indices.length, size], data: features },
+          labels: { dtype: 'I32', shape: [indices.length], data: Int32Array.from(data.labels) },
+        },
         { files: JSON.stringify(data.files), classes: JSON.stringify(data.classes), weights: source },
       );
       await writeFile(values.out, bytes);
     } else {
       const lines = indices.map((i) =>
-        JSON.stringify({ file: data.files[i], class: data.classes[data.labels[i]], label: data.labels[i], features: Array.from(features.subarray(i * size, (i + 1) * size)) }),
+        JSON.stringify({
+          file: data.files[i],
+          class: data.classes[data.labels[i]],
+          label: data.labels[i],
+          features: Array.from(features.subarray(i * size, (i + 1) * size)),
+        }),
       );
       await writeFile(values.out, `${lines.join('\n')}\n`);
     }

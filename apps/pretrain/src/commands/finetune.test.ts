@@ -16,9 +16,13 @@ beforeEach(() => {
   folder = fs.mkdtempSync(path.join(os.tmpdir(), 'sparkmim-finetune-'));
   data = path.join(folder, 'data');
   // Two classes of three sample crops each (a colour photograph and a grey one).
-  for (const [label, photo] of [['coffee', 'coffee'], ['text', 'text']]) {
+  for (const [label, photo] of [
+    ['coffee', 'coffee'],
+    ['text', 'text'],
+  ]) {
     fs.mkdirSync(path.join(data, label), { recursive: true });
-    for (const index of ['000', '001', '002']) fs.copyFileSync(path.join(SAMPLES, `${photo}-${index}.jpg`), path.join(data, label, `${photo}-${index}.jpg`));
+    for (const index of ['000', '001', '002'])
+      fs.copyFileSync(path.join(SAMPLES, `${photo}-${index}.jpg`), path.join(data, label, `${photo}-${index}.jpg`));
   }
 });
 afterEach(() => {
@@ -56,11 +60,17 @@ describe('sparkmim features / probe / finetune', () => {
     expect(Array.from(decoded.tensors.get('labels')!.data)).toEqual([0, 0, 0, 1, 1, 1]);
     expect(JSON.parse(decoded.metadata.classes)).toEqual(['coffee', 'text']);
     const files = JSON.parse(decoded.metadata.files) as string[];
-    expect(files).toEqual(['coffee-000', 'coffee-001', 'coffee-002', 'text-000', 'text-001', 'text-002'].map((name) => path.join(name.split('-')[0], `${name}.jpg`)));
-    const lines = fs.readFileSync(jsonlFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { file: string; class: string; label: number; features: number[] });
+    expect(files).toEqual(
+      ['coffee-000', 'coffee-001', 'coffee-002', 'text-000', 'text-001', 'text-002'].map((name) => path.join(name.split('-')[0], `${name}.jpg`)),
+    );
+    const lines = fs
+      .readFileSync(jsonlFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { file: string; class: string; label: number; features: number[] });
     expect(lines.map((line) => line.file)).toEqual(files);
     const features = decoded.tensors.get('features')!.data;
-    lines.forEach((line, i) => expect(line.features).toEqual(Array.from(features.subarray(i * 64, (i + 1) * 64))));
+    for (const [i, line] of lines.entries()) expect(line.features).toEqual(Array.from(features.subarray(i * 64, (i + 1) * 64)));
     // Pooled after a ReLU: never negative, and the two photographs differ.
     expect(Math.min(...Array.from(features))).toBeGreaterThanOrEqual(0);
     expect(lines[0].features).not.toEqual(lines[3].features);
@@ -84,7 +94,11 @@ describe('sparkmim features / probe / finetune', () => {
     expect([...b.keys()]).toEqual([...a.keys()]);
     expect(a.get('fc.weight')!.shape).toEqual([2, 64]);
     for (const [key, tensor] of a) expect({ key, data: Array.from(b.get(key)!.data) }).toEqual({ key, data: Array.from(tensor.data) });
-    const records = fs.readFileSync(path.join(straight, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    const records = fs
+      .readFileSync(path.join(straight, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(records.filter((record) => record.type === 'step')).toHaveLength(2); // 4 training images, batch 4: one step per epoch
     const summary = records[records.length - 1];
     expect(summary.type).toBe('summary');

@@ -161,7 +161,9 @@ export async function finetuneCommand(argv: string[]): Promise<number> {
   // The official optimiser settings (downstream_imagenet/util.py): timm's Lamb with max_grad_norm 1e7,
   // always_adapt, no bias correction; AdamW with torch's defaults.
   const optimizer: Optimizer =
-    settings.optimizer === 'lamb' ? new Lamb(groups, { maxGradNorm: 1e7, alwaysAdapt: true, biasCorrection: false }) : new AdamW(groups, { weightDecay: 0 });
+    settings.optimizer === 'lamb'
+      ? new Lamb(groups, { maxGradNorm: 1e7, alwaysAdapt: true, biasCorrection: false })
+      : new AdamW(groups, { weightDecay: 0 });
   const ema = settings.ema > 0 ? new WeightEma(classifier.stateEntries(), settings.ema) : undefined;
   try {
     if (!values.resume) {
@@ -181,7 +183,8 @@ export async function finetuneCommand(argv: string[]): Promise<number> {
 
 function settingsFrom(values: Record<string, unknown>): FinetuneSettings {
   const optimizer = values.optimizer as string | undefined;
-  if (optimizer !== undefined && optimizer !== 'lamb' && optimizer !== 'adamw') throw new UsageError(`--optimizer: expected lamb or adamw, got '${optimizer}'`);
+  if (optimizer !== undefined && optimizer !== 'lamb' && optimizer !== 'adamw')
+    throw new UsageError(`--optimizer: expected lamb or adamw, got '${optimizer}'`);
   const loss = values.loss as string | undefined;
   if (loss !== undefined && loss !== 'bce' && loss !== 'ce') throw new UsageError(`--loss: expected bce or ce, got '${loss}'`);
   const inputSize = intOption(values, 'input-size', 96);
@@ -270,7 +273,8 @@ async function run(
     warmupIterations: Math.min(settings.warmupEpochs * stepsPerEpoch, epochs * stepsPerEpoch - 2),
     maxIterations: epochs * stepsPerEpoch,
   };
-  if (schedule.maxIterations < 2) throw new UsageError(`finetune: ${epochs} epoch(s) of ${stepsPerEpoch} step(s) is fewer than the 2 steps a schedule needs (more --epochs)`);
+  if (schedule.maxIterations < 2)
+    throw new UsageError(`finetune: ${epochs} epoch(s) of ${stepsPerEpoch} step(s) is fewer than the 2 steps a schedule needs (more --epochs)`);
   const startEpoch = resumed?.epochsDone ?? 0;
   let iteration = resumed?.iteration ?? 0;
   let best = resumed?.best ?? 0;
@@ -305,7 +309,14 @@ async function run(
         });
         ema?.update(classifier.stateEntries());
         lossSum += result.loss;
-        await appendMetrics(out, { type: 'step', epoch: epoch + 1, iteration, loss: result.loss, lr: result.lrWd.maxLr, gradNorm: result.globalGradNorm });
+        await appendMetrics(out, {
+          type: 'step',
+          epoch: epoch + 1,
+          iteration,
+          loss: result.loss,
+          lr: result.lrWd.maxLr,
+          gradNorm: result.globalGradNorm,
+        });
       } finally {
         batch.images.dispose();
       }
@@ -336,7 +347,10 @@ async function run(
     }
   }
   if (!last) last = await evaluate(classifier, data, batchSize);
-  await writeFileAtomic(path.join(out, 'classifier.safetensors'), stateToSafetensors(await torchState(classifier), { classes: JSON.stringify(data.classes) }));
+  await writeFileAtomic(
+    path.join(out, 'classifier.safetensors'),
+    stateToSafetensors(await torchState(classifier), { classes: JSON.stringify(data.classes) }),
+  );
   await appendMetrics(out, {
     type: 'summary',
     epochs,
@@ -347,11 +361,19 @@ async function run(
     classes: data.classes,
     confusion: last.confusion,
   });
-  process.stdout.write(`done: val top-1 ${percent(last.top1)}, top-5 ${percent(last.top5)} (best top-1 ${percent(best)}); ${path.join(out, 'classifier.safetensors')}\n`);
+  process.stdout.write(
+    `done: val top-1 ${percent(last.top1)}, top-5 ${percent(last.top5)} (best top-1 ${percent(best)}); ${path.join(out, 'classifier.safetensors')}\n`,
+  );
   return 0;
 }
 
-async function saveCheckpoint(out: string, classifier: Classifier, optimizer: Optimizer, ema: WeightEma | undefined, position: CheckpointPosition): Promise<void> {
+async function saveCheckpoint(
+  out: string,
+  classifier: Classifier,
+  optimizer: Optimizer,
+  ema: WeightEma | undefined,
+  position: CheckpointPosition,
+): Promise<void> {
   const folder = path.join(out, 'checkpoint');
   await mkdir(folder, { recursive: true });
   // Position last: a checkpoint without it (cut mid-write) is refused by --resume rather than half-loaded.

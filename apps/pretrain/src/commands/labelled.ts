@@ -57,7 +57,8 @@ export function numberOption(values: Record<string, unknown>, name: string, fall
   const text = values[name];
   if (text === undefined) return fallback;
   const value = Number(text);
-  if (!(Number.isFinite(value) && value >= min && value <= max)) throw new UsageError(`--${name}: expected a number in [${min}, ${max}], got '${String(text)}'`);
+  if (!(Number.isFinite(value) && value >= min && value <= max))
+    throw new UsageError(`--${name}: expected a number in [${min}, ${max}], got '${String(text)}'`);
   return value;
 }
 
@@ -82,14 +83,20 @@ export interface LabelledData {
 
 /** Opens --data (and --val), refusing in one line what cannot be used. */
 export async function openLabelledData(values: Values, inputSize: number, seed: number): Promise<LabelledData> {
-  if (typeof values.data !== 'string') throw new UsageError("--data FOLDER is required (a folder with one subfolder per class)");
+  if (typeof values.data !== 'string') throw new UsageError('--data FOLDER is required (a folder with one subfolder per class)');
   try {
     const train = await LabelledImageFolder.open(values.data, { inputSize });
     for (const skipped of train.skipped) process.stderr.write(`warning: skipped ${skipped.path}: ${skipped.reason}\n`);
     if (typeof values.val === 'string') {
       if (values['val-fraction'] !== undefined) throw new UsageError('--val and --val-fraction exclude each other');
       const validation = await LabelledImageFolder.open(values.val, { inputSize, classes: train.classes });
-      return { train, trainIndices: train.files.map((_, i) => i), validation, validationIndices: validation.files.map((_, i) => i), classes: train.classes };
+      return {
+        train,
+        trainIndices: train.files.map((_, i) => i),
+        validation,
+        validationIndices: validation.files.map((_, i) => i),
+        classes: train.classes,
+      };
     }
     const fraction = numberOption(values, 'val-fraction', 0.2, 0, 1);
     if (!(fraction > 0 && fraction < 1)) throw new UsageError(`--val-fraction: expected a number in (0, 1), got ${fraction}`);
@@ -97,13 +104,18 @@ export async function openLabelledData(values: Values, inputSize: number, seed: 
     if (validationIndices.length === 0) throw new UsageError(`--data: no class has 2 images, so nothing can be held out for validation (give --val)`);
     return { train, trainIndices, validation: train, validationIndices, classes: train.classes };
   } catch (error) {
-    if (error instanceof LabelledFolderError) throw new UsageError(`--${error.folder === path.resolve(String(values.val ?? '')) ? 'val' : 'data'}: ${error.message}`);
+    if (error instanceof LabelledFolderError)
+      throw new UsageError(`--${error.folder === path.resolve(String(values.val ?? '')) ? 'val' : 'data'}: ${error.message}`);
     throw error;
   }
 }
 
 /** Builds the classifier: from --weights (architecture read off the weights), or --model with random weights. */
-export async function buildClassifier(values: Values, numClasses: number, seed: number): Promise<{ classifier: Classifier; source: string; weights?: WeightsFile }> {
+export async function buildClassifier(
+  values: Values,
+  numClasses: number,
+  seed: number,
+): Promise<{ classifier: Classifier; source: string; weights?: WeightsFile }> {
   if (typeof values.weights === 'string') {
     if (values.model !== undefined) throw new UsageError('--weights and --model exclude each other (the architecture is read off the weights)');
     const weights = await readWeightsOption('weights', values.weights);
@@ -117,9 +129,14 @@ export async function buildClassifier(values: Values, numClasses: number, seed: 
   const depths = listOption(values, 'depths');
   const channels = listOption(values, 'widths');
   const stemWidth = values['stem-width'] === undefined ? undefined : intOption(values, 'stem-width', 64);
-  let backbone;
+  let backbone: ReturnType<typeof createBackbone>;
   try {
-    backbone = createBackbone(values.model, { seed, ...(depths ? { depths } : {}), ...(channels ? { channels } : {}), ...(stemWidth ? { stemWidth } : {}) });
+    backbone = createBackbone(values.model, {
+      seed,
+      ...(depths ? { depths } : {}),
+      ...(channels ? { channels } : {}),
+      ...(stemWidth ? { stemWidth } : {}),
+    });
   } catch (error) {
     throw new UsageError(`--model: ${oneLine((error as Error).message)}`);
   }
@@ -127,7 +144,12 @@ export async function buildClassifier(values: Values, numClasses: number, seed: 
 }
 
 /** Pooled features `[N, C]` of these images, in eval mode, batch by batch. */
-export async function extractFeatures(classifier: Classifier, folder: LabelledImageFolder, indices: readonly number[], batchSize: number): Promise<Float32Array> {
+export async function extractFeatures(
+  classifier: Classifier,
+  folder: LabelledImageFolder,
+  indices: readonly number[],
+  batchSize: number,
+): Promise<Float32Array> {
   classifier.eval();
   const size = classifier.featureSize;
   const out = new Float32Array(indices.length * size);
@@ -143,7 +165,8 @@ export async function extractFeatures(classifier: Classifier, folder: LabelledIm
 /** A run folder: refused when it holds a run already, unless resuming or overwriting. */
 export async function prepareRunFolder(out: string, { resume = false, overwrite = false } = {}): Promise<void> {
   const existing = await stat(path.join(out, 'metrics.jsonl')).catch(() => undefined);
-  if (existing && !resume && !overwrite) throw new UsageError(`--out: ${out} holds a run already (resume it with --resume ${out}, or pass --overwrite)`);
+  if (existing && !resume && !overwrite)
+    throw new UsageError(`--out: ${out} holds a run already (resume it with --resume ${out}, or pass --overwrite)`);
   await mkdir(out, { recursive: true });
   if (existing && overwrite && !resume) await import('node:fs/promises').then((fs) => fs.rm(path.join(out, 'metrics.jsonl'), { force: true }));
 }

@@ -10,7 +10,18 @@ import { AdamW, ClassificationMeter, LinearProbe, lrWdAt, stateToSafetensors, ty
 import { torchState } from '@sparkmim/sparse-ops';
 import { writeFileAtomic } from '@sparkmim/trainer/node';
 import { UsageError } from '../errors';
-import { LABELLED_HELP, LABELLED_OPTIONS, appendMetrics, buildClassifier, extractFeatures, intOption, numberOption, openLabelledData, percent, prepareRunFolder } from './labelled';
+import {
+  LABELLED_HELP,
+  LABELLED_OPTIONS,
+  appendMetrics,
+  buildClassifier,
+  extractFeatures,
+  intOption,
+  numberOption,
+  openLabelledData,
+  percent,
+  prepareRunFolder,
+} from './labelled';
 
 export const PROBE_HELP = `usage: sparkmim probe (--weights FILE | --model NAME) --data FOLDER --out RUN [options]
 
@@ -91,7 +102,13 @@ export async function probeCommand(argv: string[]): Promise<number> {
       `probe: ${source}; ${data.classes.length} classes, ${trainLabels.length} training and ${validationLabels.length} validation images, ` +
         `${featureSize} features (extracted in ${((Date.now() - started) / 1000).toFixed(1)} s); ${steps} AdamW steps, peak lr ${lr}\n`,
     );
-    const schedule = { peakLr: lr, weightDecay, weightDecayEnd: weightDecay, warmupIterations: Math.min(Math.round(steps / 20), steps - 2), maxIterations: steps };
+    const schedule = {
+      peakLr: lr,
+      weightDecay,
+      weightDecayEnd: weightDecay,
+      warmupIterations: Math.min(Math.round(steps / 20), steps - 2),
+      maxIterations: steps,
+    };
     let metrics: ClassificationMetrics | undefined;
     for (let step = 0; step < steps; step++) {
       const { loss } = await probe.trainStep(optimizer, train, trainLabels, { lrWd: lrWdAt(schedule, step), labelSmoothing });
@@ -101,8 +118,19 @@ export async function probeCommand(argv: string[]): Promise<number> {
       }
     }
     metrics ??= await measure();
-    await writeFileAtomic(path.join(values.out, 'probe.safetensors'), stateToSafetensors(await torchState(probe), { classes: JSON.stringify(data.classes) }));
-    await appendMetrics(values.out, { type: 'summary', steps, valTop1: metrics.top1, valTop5: metrics.top5, valLoss: metrics.loss, classes: data.classes, confusion: metrics.confusion });
+    await writeFileAtomic(
+      path.join(values.out, 'probe.safetensors'),
+      stateToSafetensors(await torchState(probe), { classes: JSON.stringify(data.classes) }),
+    );
+    await appendMetrics(values.out, {
+      type: 'summary',
+      steps,
+      valTop1: metrics.top1,
+      valTop5: metrics.top5,
+      valLoss: metrics.loss,
+      classes: data.classes,
+      confusion: metrics.confusion,
+    });
     process.stdout.write(`done: val top-1 ${percent(metrics.top1)}, top-5 ${percent(metrics.top5)}; ${path.join(values.out, 'probe.safetensors')}\n`);
     return 0;
   } finally {

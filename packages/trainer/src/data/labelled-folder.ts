@@ -10,7 +10,13 @@ import { normalizationTable } from './normalize';
 import { resizeBicubicLikePil } from './resize';
 
 /** Why a folder cannot serve as a labelled data set. */
-export type LabelledFolderErrorCode = 'missing-folder' | 'not-a-folder' | 'too-few-classes' | 'empty-class' | 'no-decodable-images' | 'class-mismatch';
+export type LabelledFolderErrorCode =
+  | 'missing-folder'
+  | 'not-a-folder'
+  | 'too-few-classes'
+  | 'empty-class'
+  | 'no-decodable-images'
+  | 'class-mismatch';
 
 /** A folder that cannot serve as a labelled data set; `message` is one line naming the folder. */
 export class LabelledFolderError extends Error {
@@ -78,9 +84,10 @@ export class LabelledImageFolder {
    */
   static async open(root: string, options: LabelledImageFolderOptions): Promise<LabelledImageFolder> {
     const { inputSize, maxPixels = MAX_IMAGE_PIXELS } = options;
-    if (!(Number.isInteger(inputSize) && inputSize >= 1)) throw new Error(`LabelledImageFolder: inputSize is ${inputSize}, expected a whole number >= 1`);
+    if (!(Number.isInteger(inputSize) && inputSize >= 1))
+      throw new Error(`LabelledImageFolder: inputSize is ${inputSize}, expected a whole number >= 1`);
     const absolute = path.resolve(root);
-    let stat;
+    let stat: Awaited<ReturnType<typeof fs.stat>>;
     try {
       stat = await fs.stat(absolute);
     } catch {
@@ -95,7 +102,11 @@ export class LabelledImageFolder {
     if (options.classes) {
       const unknown = found.filter((name) => !classes.includes(name));
       if (unknown.length > 0) {
-        throw new LabelledFolderError('class-mismatch', absolute, `data folder ${absolute} has classes the training data lacks: ${unknown.slice(0, 5).join(', ')}`);
+        throw new LabelledFolderError(
+          'class-mismatch',
+          absolute,
+          `data folder ${absolute} has classes the training data lacks: ${unknown.slice(0, 5).join(', ')}`,
+        );
       }
     }
     if (!options.classes && classes.length < 2) {
@@ -114,7 +125,11 @@ export class LabelledImageFolder {
       if (!found.includes(name)) continue;
       const classFiles = (await listImages(path.join(absolute, name))).sort();
       if (classFiles.length === 0 && !options.classes) {
-        throw new LabelledFolderError('empty-class', absolute, `data folder ${absolute}: class '${name}' has no images (${IMAGE_EXTENSIONS.join(', ')})`);
+        throw new LabelledFolderError(
+          'empty-class',
+          absolute,
+          `data folder ${absolute}: class '${name}' has no images (${IMAGE_EXTENSIONS.join(', ')})`,
+        );
       }
       for (const file of classFiles) {
         try {
@@ -135,7 +150,8 @@ export class LabelledImageFolder {
    * class has two or more) go to validation. The same (fraction, seed) gives the same split.
    */
   split(validationFraction: number, seed = 0): { train: number[]; validation: number[] } {
-    if (!(validationFraction > 0 && validationFraction < 1)) throw new Error(`LabelledImageFolder.split: fraction is ${validationFraction}, expected a number in (0, 1)`);
+    if (!(validationFraction > 0 && validationFraction < 1))
+      throw new Error(`LabelledImageFolder.split: fraction is ${validationFraction}, expected a number in (0, 1)`);
     const random = seededRandom(seed);
     const train: number[] = [];
     const validation: number[] = [];
@@ -188,12 +204,7 @@ async function listImages(folder: string): Promise<string[]> {
   return result;
 }
 
-async function decodeSquare(
-  sharp: Awaited<ReturnType<typeof loadSharp>>,
-  bytes: Uint8Array,
-  size: number,
-  maxPixels: number,
-): Promise<Uint8Array> {
+async function decodeSquare(sharp: Awaited<ReturnType<typeof loadSharp>>, bytes: Uint8Array, size: number, maxPixels: number): Promise<Uint8Array> {
   if (bytes.byteLength === 0) throw new Error('empty file');
   const { width, height } = await sharp(bytes, { failOn: 'warning' }).metadata();
   if (!width || !height) throw new Error('no image size in the header');

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 
 /** Accuracy figures of a classifier over a set of images. */
 export interface ClassificationMetrics {
@@ -40,11 +40,14 @@ export class ClassificationMeter {
   add(logits: ArrayLike<number>, labels: ArrayLike<number>): void {
     const K = this.numClasses;
     if (logits.length !== labels.length * K) {
-      throw new Error(`ClassificationMeter.add: expected ${labels.length} x ${K} = ${labels.length * K} logits for ${labels.length} labels, got ${logits.length}`);
+      throw new Error(
+        `ClassificationMeter.add: expected ${labels.length} x ${K} = ${labels.length * K} logits for ${labels.length} labels, got ${logits.length}`,
+      );
     }
     for (let row = 0; row < labels.length; row++) {
       const label = labels[row];
-      if (!(Number.isInteger(label) && label >= 0 && label < K)) throw new Error(`ClassificationMeter.add: label ${label} is not a class index in [0, ${K - 1}]`);
+      if (!(Number.isInteger(label) && label >= 0 && label < K))
+        throw new Error(`ClassificationMeter.add: label ${label} is not a class index in [0, ${K - 1}]`);
       const values = Array.from({ length: K }, (_, k) => logits[row * K + k]);
       let best = 0;
       for (let k = 1; k < K; k++) if (values[k] > values[best]) best = k;

@@ -15,10 +15,190 @@ import { LinearProbe, classifierTrainStep } from './step';
 // downstream_imagenet/models/__init__.py (resnets_get_layer_id_and_scale_exp,
 // convnext_get_layer_id_and_scale_exp; SparK a63e386) run on models with these stage depths.
 const OFFICIAL_LAYER_IDS: Record<string, Record<string, [number, number]>> = {
-  resnet50: { 'conv1.weight': [0, 7], 'bn1.weight': [0, 7], 'layer1.0.conv1.weight': [1, 6], 'layer1.0.bn3.bias': [1, 6], 'layer1.1.conv1.weight': [1, 6], 'layer1.1.bn3.bias': [1, 6], 'layer1.2.conv1.weight': [1, 6], 'layer1.2.bn3.bias': [1, 6], 'layer2.0.conv1.weight': [2, 5], 'layer2.0.bn3.bias': [2, 5], 'layer2.1.conv1.weight': [2, 5], 'layer2.1.bn3.bias': [2, 5], 'layer2.2.conv1.weight': [3, 4], 'layer2.2.bn3.bias': [3, 4], 'layer2.3.conv1.weight': [3, 4], 'layer2.3.bn3.bias': [3, 4], 'layer3.0.conv1.weight': [4, 3], 'layer3.0.bn3.bias': [4, 3], 'layer3.1.conv1.weight': [4, 3], 'layer3.1.bn3.bias': [4, 3], 'layer3.2.conv1.weight': [4, 3], 'layer3.2.bn3.bias': [4, 3], 'layer3.3.conv1.weight': [5, 2], 'layer3.3.bn3.bias': [5, 2], 'layer3.4.conv1.weight': [5, 2], 'layer3.4.bn3.bias': [5, 2], 'layer3.5.conv1.weight': [5, 2], 'layer3.5.bn3.bias': [5, 2], 'layer4.0.conv1.weight': [6, 1], 'layer4.0.bn3.bias': [6, 1], 'layer4.1.conv1.weight': [6, 1], 'layer4.1.bn3.bias': [6, 1], 'layer4.2.conv1.weight': [6, 1], 'layer4.2.bn3.bias': [6, 1], 'layer2.0.downsample.0.weight': [2, 5], 'layer3.0.downsample.1.weight': [4, 3], 'fc.weight': [7, 0], 'fc.bias': [7, 0] },
-  resnet101: { 'conv1.weight': [0, 13], 'bn1.weight': [0, 13], 'layer1.0.conv1.weight': [1, 12], 'layer1.0.bn3.bias': [1, 12], 'layer1.1.conv1.weight': [1, 12], 'layer1.1.bn3.bias': [1, 12], 'layer1.2.conv1.weight': [1, 12], 'layer1.2.bn3.bias': [1, 12], 'layer2.0.conv1.weight': [2, 11], 'layer2.0.bn3.bias': [2, 11], 'layer2.1.conv1.weight': [2, 11], 'layer2.1.bn3.bias': [2, 11], 'layer2.2.conv1.weight': [3, 10], 'layer2.2.bn3.bias': [3, 10], 'layer2.3.conv1.weight': [3, 10], 'layer2.3.bn3.bias': [3, 10], 'layer3.0.conv1.weight': [4, 9], 'layer3.0.bn3.bias': [4, 9], 'layer3.1.conv1.weight': [4, 9], 'layer3.1.bn3.bias': [4, 9], 'layer3.2.conv1.weight': [4, 9], 'layer3.2.bn3.bias': [4, 9], 'layer3.3.conv1.weight': [5, 8], 'layer3.3.bn3.bias': [5, 8], 'layer3.4.conv1.weight': [5, 8], 'layer3.4.bn3.bias': [5, 8], 'layer3.5.conv1.weight': [5, 8], 'layer3.5.bn3.bias': [5, 8], 'layer3.6.conv1.weight': [6, 7], 'layer3.6.bn3.bias': [6, 7], 'layer3.7.conv1.weight': [6, 7], 'layer3.7.bn3.bias': [6, 7], 'layer3.8.conv1.weight': [6, 7], 'layer3.8.bn3.bias': [6, 7], 'layer3.9.conv1.weight': [7, 6], 'layer3.9.bn3.bias': [7, 6], 'layer3.10.conv1.weight': [7, 6], 'layer3.10.bn3.bias': [7, 6], 'layer3.11.conv1.weight': [7, 6], 'layer3.11.bn3.bias': [7, 6], 'layer3.12.conv1.weight': [8, 5], 'layer3.12.bn3.bias': [8, 5], 'layer3.13.conv1.weight': [8, 5], 'layer3.13.bn3.bias': [8, 5], 'layer3.14.conv1.weight': [8, 5], 'layer3.14.bn3.bias': [8, 5], 'layer3.15.conv1.weight': [9, 4], 'layer3.15.bn3.bias': [9, 4], 'layer3.16.conv1.weight': [9, 4], 'layer3.16.bn3.bias': [9, 4], 'layer3.17.conv1.weight': [9, 4], 'layer3.17.bn3.bias': [9, 4], 'layer3.18.conv1.weight': [10, 3], 'layer3.18.bn3.bias': [10, 3], 'layer3.19.conv1.weight': [10, 3], 'layer3.19.bn3.bias': [10, 3], 'layer3.20.conv1.weight': [10, 3], 'layer3.20.bn3.bias': [10, 3], 'layer3.21.conv1.weight': [11, 2], 'layer3.21.bn3.bias': [11, 2], 'layer3.22.conv1.weight': [11, 2], 'layer3.22.bn3.bias': [11, 2], 'layer4.0.conv1.weight': [12, 1], 'layer4.0.bn3.bias': [12, 1], 'layer4.1.conv1.weight': [12, 1], 'layer4.1.bn3.bias': [12, 1], 'layer4.2.conv1.weight': [12, 1], 'layer4.2.bn3.bias': [12, 1], 'layer2.0.downsample.0.weight': [2, 11], 'layer3.0.downsample.1.weight': [4, 9], 'fc.weight': [13, 0], 'fc.bias': [13, 0] },
-  convnext_tiny: { 'downsample_layers.0.0.weight': [0, 7], 'downsample_layers.1.1.weight': [2, 5], 'downsample_layers.2.1.bias': [3, 4], 'downsample_layers.3.1.weight': [6, 1], 'stages.0.0.dwconv.weight': [1, 6], 'stages.0.1.dwconv.weight': [1, 6], 'stages.0.2.dwconv.weight': [1, 6], 'stages.1.0.dwconv.weight': [2, 5], 'stages.1.1.dwconv.weight': [2, 5], 'stages.1.2.dwconv.weight': [2, 5], 'stages.2.0.dwconv.weight': [3, 4], 'stages.2.1.dwconv.weight': [3, 4], 'stages.2.2.dwconv.weight': [3, 4], 'stages.2.3.dwconv.weight': [4, 3], 'stages.2.4.dwconv.weight': [4, 3], 'stages.2.5.dwconv.weight': [4, 3], 'stages.2.6.dwconv.weight': [5, 2], 'stages.2.7.dwconv.weight': [5, 2], 'stages.2.8.dwconv.weight': [5, 2], 'stages.3.0.dwconv.weight': [6, 1], 'stages.3.1.dwconv.weight': [6, 1], 'stages.3.2.dwconv.weight': [6, 1], 'head.weight': [7, 0], 'norm.bias': [7, 0] },
-  convnext_small: { 'downsample_layers.0.0.weight': [0, 13], 'downsample_layers.1.1.weight': [2, 11], 'downsample_layers.2.1.bias': [3, 10], 'downsample_layers.3.1.weight': [12, 1], 'stages.0.0.dwconv.weight': [1, 12], 'stages.0.1.dwconv.weight': [1, 12], 'stages.0.2.dwconv.weight': [1, 12], 'stages.1.0.dwconv.weight': [2, 11], 'stages.1.1.dwconv.weight': [2, 11], 'stages.1.2.dwconv.weight': [2, 11], 'stages.2.0.dwconv.weight': [3, 10], 'stages.2.1.dwconv.weight': [3, 10], 'stages.2.2.dwconv.weight': [3, 10], 'stages.2.3.dwconv.weight': [4, 9], 'stages.2.4.dwconv.weight': [4, 9], 'stages.2.5.dwconv.weight': [4, 9], 'stages.2.6.dwconv.weight': [5, 8], 'stages.2.7.dwconv.weight': [5, 8], 'stages.2.8.dwconv.weight': [5, 8], 'stages.2.9.dwconv.weight': [6, 7], 'stages.2.10.dwconv.weight': [6, 7], 'stages.2.11.dwconv.weight': [6, 7], 'stages.2.12.dwconv.weight': [7, 6], 'stages.2.13.dwconv.weight': [7, 6], 'stages.2.14.dwconv.weight': [7, 6], 'stages.2.15.dwconv.weight': [8, 5], 'stages.2.16.dwconv.weight': [8, 5], 'stages.2.17.dwconv.weight': [8, 5], 'stages.2.18.dwconv.weight': [9, 4], 'stages.2.19.dwconv.weight': [9, 4], 'stages.2.20.dwconv.weight': [9, 4], 'stages.2.21.dwconv.weight': [10, 3], 'stages.2.22.dwconv.weight': [10, 3], 'stages.2.23.dwconv.weight': [10, 3], 'stages.2.24.dwconv.weight': [11, 2], 'stages.2.25.dwconv.weight': [11, 2], 'stages.2.26.dwconv.weight': [11, 2], 'stages.3.0.dwconv.weight': [12, 1], 'stages.3.1.dwconv.weight': [12, 1], 'stages.3.2.dwconv.weight': [12, 1], 'head.weight': [13, 0], 'norm.bias': [13, 0] },
+  resnet50: {
+    'conv1.weight': [0, 7],
+    'bn1.weight': [0, 7],
+    'layer1.0.conv1.weight': [1, 6],
+    'layer1.0.bn3.bias': [1, 6],
+    'layer1.1.conv1.weight': [1, 6],
+    'layer1.1.bn3.bias': [1, 6],
+    'layer1.2.conv1.weight': [1, 6],
+    'layer1.2.bn3.bias': [1, 6],
+    'layer2.0.conv1.weight': [2, 5],
+    'layer2.0.bn3.bias': [2, 5],
+    'layer2.1.conv1.weight': [2, 5],
+    'layer2.1.bn3.bias': [2, 5],
+    'layer2.2.conv1.weight': [3, 4],
+    'layer2.2.bn3.bias': [3, 4],
+    'layer2.3.conv1.weight': [3, 4],
+    'layer2.3.bn3.bias': [3, 4],
+    'layer3.0.conv1.weight': [4, 3],
+    'layer3.0.bn3.bias': [4, 3],
+    'layer3.1.conv1.weight': [4, 3],
+    'layer3.1.bn3.bias': [4, 3],
+    'layer3.2.conv1.weight': [4, 3],
+    'layer3.2.bn3.bias': [4, 3],
+    'layer3.3.conv1.weight': [5, 2],
+    'layer3.3.bn3.bias': [5, 2],
+    'layer3.4.conv1.weight': [5, 2],
+    'layer3.4.bn3.bias': [5, 2],
+    'layer3.5.conv1.weight': [5, 2],
+    'layer3.5.bn3.bias': [5, 2],
+    'layer4.0.conv1.weight': [6, 1],
+    'layer4.0.bn3.bias': [6, 1],
+    'layer4.1.conv1.weight': [6, 1],
+    'layer4.1.bn3.bias': [6, 1],
+    'layer4.2.conv1.weight': [6, 1],
+    'layer4.2.bn3.bias': [6, 1],
+    'layer2.0.downsample.0.weight': [2, 5],
+    'layer3.0.downsample.1.weight': [4, 3],
+    'fc.weight': [7, 0],
+    'fc.bias': [7, 0],
+  },
+  resnet101: {
+    'conv1.weight': [0, 13],
+    'bn1.weight': [0, 13],
+    'layer1.0.conv1.weight': [1, 12],
+    'layer1.0.bn3.bias': [1, 12],
+    'layer1.1.conv1.weight': [1, 12],
+    'layer1.1.bn3.bias': [1, 12],
+    'layer1.2.conv1.weight': [1, 12],
+    'layer1.2.bn3.bias': [1, 12],
+    'layer2.0.conv1.weight': [2, 11],
+    'layer2.0.bn3.bias': [2, 11],
+    'layer2.1.conv1.weight': [2, 11],
+    'layer2.1.bn3.bias': [2, 11],
+    'layer2.2.conv1.weight': [3, 10],
+    'layer2.2.bn3.bias': [3, 10],
+    'layer2.3.conv1.weight': [3, 10],
+    'layer2.3.bn3.bias': [3, 10],
+    'layer3.0.conv1.weight': [4, 9],
+    'layer3.0.bn3.bias': [4, 9],
+    'layer3.1.conv1.weight': [4, 9],
+    'layer3.1.bn3.bias': [4, 9],
+    'layer3.2.conv1.weight': [4, 9],
+    'layer3.2.bn3.bias': [4, 9],
+    'layer3.3.conv1.weight': [5, 8],
+    'layer3.3.bn3.bias': [5, 8],
+    'layer3.4.conv1.weight': [5, 8],
+    'layer3.4.bn3.bias': [5, 8],
+    'layer3.5.conv1.weight': [5, 8],
+    'layer3.5.bn3.bias': [5, 8],
+    'layer3.6.conv1.weight': [6, 7],
+    'layer3.6.bn3.bias': [6, 7],
+    'layer3.7.conv1.weight': [6, 7],
+    'layer3.7.bn3.bias': [6, 7],
+    'layer3.8.conv1.weight': [6, 7],
+    'layer3.8.bn3.bias': [6, 7],
+    'layer3.9.conv1.weight': [7, 6],
+    'layer3.9.bn3.bias': [7, 6],
+    'layer3.10.conv1.weight': [7, 6],
+    'layer3.10.bn3.bias': [7, 6],
+    'layer3.11.conv1.weight': [7, 6],
+    'layer3.11.bn3.bias': [7, 6],
+    'layer3.12.conv1.weight': [8, 5],
+    'layer3.12.bn3.bias': [8, 5],
+    'layer3.13.conv1.weight': [8, 5],
+    'layer3.13.bn3.bias': [8, 5],
+    'layer3.14.conv1.weight': [8, 5],
+    'layer3.14.bn3.bias': [8, 5],
+    'layer3.15.conv1.weight': [9, 4],
+    'layer3.15.bn3.bias': [9, 4],
+    'layer3.16.conv1.weight': [9, 4],
+    'layer3.16.bn3.bias': [9, 4],
+    'layer3.17.conv1.weight': [9, 4],
+    'layer3.17.bn3.bias': [9, 4],
+    'layer3.18.conv1.weight': [10, 3],
+    'layer3.18.bn3.bias': [10, 3],
+    'layer3.19.conv1.weight': [10, 3],
+    'layer3.19.bn3.bias': [10, 3],
+    'layer3.20.conv1.weight': [10, 3],
+    'layer3.20.bn3.bias': [10, 3],
+    'layer3.21.conv1.weight': [11, 2],
+    'layer3.21.bn3.bias': [11, 2],
+    'layer3.22.conv1.weight': [11, 2],
+    'layer3.22.bn3.bias': [11, 2],
+    'layer4.0.conv1.weight': [12, 1],
+    'layer4.0.bn3.bias': [12, 1],
+    'layer4.1.conv1.weight': [12, 1],
+    'layer4.1.bn3.bias': [12, 1],
+    'layer4.2.conv1.weight': [12, 1],
+    'layer4.2.bn3.bias': [12, 1],
+    'layer2.0.downsample.0.weight': [2, 11],
+    'layer3.0.downsample.1.weight': [4, 9],
+    'fc.weight': [13, 0],
+    'fc.bias': [13, 0],
+  },
+  convnext_tiny: {
+    'downsample_layers.0.0.weight': [0, 7],
+    'downsample_layers.1.1.weight': [2, 5],
+    'downsample_layers.2.1.bias': [3, 4],
+    'downsample_layers.3.1.weight': [6, 1],
+    'stages.0.0.dwconv.weight': [1, 6],
+    'stages.0.1.dwconv.weight': [1, 6],
+    'stages.0.2.dwconv.weight': [1, 6],
+    'stages.1.0.dwconv.weight': [2, 5],
+    'stages.1.1.dwconv.weight': [2, 5],
+    'stages.1.2.dwconv.weight': [2, 5],
+    'stages.2.0.dwconv.weight': [3, 4],
+    'stages.2.1.dwconv.weight': [3, 4],
+    'stages.2.2.dwconv.weight': [3, 4],
+    'stages.2.3.dwconv.weight': [4, 3],
+    'stages.2.4.dwconv.weight': [4, 3],
+    'stages.2.5.dwconv.weight': [4, 3],
+    'stages.2.6.dwconv.weight': [5, 2],
+    'stages.2.7.dwconv.weight': [5, 2],
+    'stages.2.8.dwconv.weight': [5, 2],
+    'stages.3.0.dwconv.weight': [6, 1],
+    'stages.3.1.dwconv.weight': [6, 1],
+    'stages.3.2.dwconv.weight': [6, 1],
+    'head.weight': [7, 0],
+    'norm.bias': [7, 0],
+  },
+  convnext_small: {
+    'downsample_layers.0.0.weight': [0, 13],
+    'downsample_layers.1.1.weight': [2, 11],
+    'downsample_layers.2.1.bias': [3, 10],
+    'downsample_layers.3.1.weight': [12, 1],
+    'stages.0.0.dwconv.weight': [1, 12],
+    'stages.0.1.dwconv.weight': [1, 12],
+    'stages.0.2.dwconv.weight': [1, 12],
+    'stages.1.0.dwconv.weight': [2, 11],
+    'stages.1.1.dwconv.weight': [2, 11],
+    'stages.1.2.dwconv.weight': [2, 11],
+    'stages.2.0.dwconv.weight': [3, 10],
+    'stages.2.1.dwconv.weight': [3, 10],
+    'stages.2.2.dwconv.weight': [3, 10],
+    'stages.2.3.dwconv.weight': [4, 9],
+    'stages.2.4.dwconv.weight': [4, 9],
+    'stages.2.5.dwconv.weight': [4, 9],
+    'stages.2.6.dwconv.weight': [5, 8],
+    'stages.2.7.dwconv.weight': [5, 8],
+    'stages.2.8.dwconv.weight': [5, 8],
+    'stages.2.9.dwconv.weight': [6, 7],
+    'stages.2.10.dwconv.weight': [6, 7],
+    'stages.2.11.dwconv.weight': [6, 7],
+    'stages.2.12.dwconv.weight': [7, 6],
+    'stages.2.13.dwconv.weight': [7, 6],
+    'stages.2.14.dwconv.weight': [7, 6],
+    'stages.2.15.dwconv.weight': [8, 5],
+    'stages.2.16.dwconv.weight': [8, 5],
+    'stages.2.17.dwconv.weight': [8, 5],
+    'stages.2.18.dwconv.weight': [9, 4],
+    'stages.2.19.dwconv.weight': [9, 4],
+    'stages.2.20.dwconv.weight': [9, 4],
+    'stages.2.21.dwconv.weight': [10, 3],
+    'stages.2.22.dwconv.weight': [10, 3],
+    'stages.2.23.dwconv.weight': [10, 3],
+    'stages.2.24.dwconv.weight': [11, 2],
+    'stages.2.25.dwconv.weight': [11, 2],
+    'stages.2.26.dwconv.weight': [11, 2],
+    'stages.3.0.dwconv.weight': [12, 1],
+    'stages.3.1.dwconv.weight': [12, 1],
+    'stages.3.2.dwconv.weight': [12, 1],
+    'head.weight': [13, 0],
+    'norm.bias': [13, 0],
+  },
 };
 const OFFICIAL_DEPTHS: Record<string, { kind: 'resnet' | 'convnext'; depths: number[] }> = {
   resnet50: { kind: 'resnet', depths: [3, 4, 6, 3] },
@@ -30,10 +210,12 @@ const OFFICIAL_DEPTHS: Record<string, { kind: 'resnet' | 'convnext'; depths: num
 describe('layer-wise lr decay', () => {
   for (const [model, table] of Object.entries(OFFICIAL_LAYER_IDS)) {
     it(`gives every parameter of ${model} the official layer id and scale exponent`, () => {
-      const ours = Object.fromEntries(Object.keys(table).map((name) => {
-        const { layerId, scaleExponent } = layerIdAndScale(name, OFFICIAL_DEPTHS[model]);
-        return [name, [layerId, scaleExponent]];
-      }));
+      const ours = Object.fromEntries(
+        Object.keys(table).map((name) => {
+          const { layerId, scaleExponent } = layerIdAndScale(name, OFFICIAL_DEPTHS[model]);
+          return [name, [layerId, scaleExponent]];
+        }),
+      );
       expect(ours).toEqual(table);
     });
   }
@@ -54,7 +236,12 @@ describe('evaluation', () => {
     const meter = new ClassificationMeter(6);
     // Row 0: class 2 highest (right). Row 1: true 0 ranked last (6th). Row 2: true 5 ranked 2nd.
     // Row 3: all equal, true 3: the tie goes to class 0 (predicted), class 3 ranked 4th.
-    const rows = [[0, 1, 5, 2, 3, 4], [1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 2, 1], [1, 1, 1, 1, 1, 1]];
+    const rows = [
+      [0, 1, 5, 2, 3, 4],
+      [1, 2, 3, 4, 5, 6],
+      [0, 0, 0, 0, 2, 1],
+      [1, 1, 1, 1, 1, 1],
+    ];
     const labels = [2, 0, 5, 3];
     meter.add(rows.flat(), labels);
     const result = meter.result();
@@ -78,7 +265,10 @@ describe('evaluation', () => {
 // the blue; noise on top so that every image differs.
 function toyBatch(batchSize: number, size: number, seed: number): { images: tf.Tensor4D; labels: number[] } {
   let state = seed;
-  const next = () => ((state = (state * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const next = () => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state / 2147483648;
+  };
   const labels = Array.from({ length: batchSize }, (_, i) => i % 2);
   const data = new Float32Array(batchSize * size * size * 3);
   for (let b = 0; b < batchSize; b++) {
@@ -123,7 +313,10 @@ function binaryCrossEntropy64(logits: number[][], labels: number[], smoothing: n
 describeBackends('finetune', () => {
   it('groups parameters per layer with lr scale decay ** exponent, and no_decay for 1-D / bias', () => {
     const names = Object.keys(OFFICIAL_LAYER_IDS.resnet50);
-    const variables = names.map((name) => ({ name, variable: tf.tidy(() => tf.variable(tf.zeros(name.includes('conv') || name === 'fc.weight' ? [1, 1] : [1]))) }));
+    const variables = names.map((name) => ({
+      name,
+      variable: tf.tidy(() => tf.variable(tf.zeros(name.includes('conv') || name === 'fc.weight' ? [1, 1] : [1]))),
+    }));
     try {
       const groups = layerDecayParamGroups(variables, { ...OFFICIAL_DEPTHS.resnet50, decay: 0.7 });
       for (const group of groups) {
@@ -162,12 +355,17 @@ describeBackends('finetune', () => {
       expect((await bce.data())[0]).toBeCloseTo(binaryCrossEntropy64(rows, labels, smoothing), 5);
       tf.dispose([ce, bce]);
     }
-    expect(() => classificationLoss(logits, labelTensor, 5)).toThrow('classificationLoss: expected logits [B, 5] and labels [B], got logits [3, 4] and labels [3]');
+    expect(() => classificationLoss(logits, labelTensor, 5)).toThrow(
+      'classificationLoss: expected logits [B, 5] and labels [B], got logits [3, 4] and labels [3]',
+    );
     tf.dispose([logits, labelTensor]);
   });
 
   it('keeps an EMA of parameters and buffers equal to a float64 reference, and evaluates with it', async () => {
-    const initial = [[0.5, -1.25, 2], [3, 0.125]];
+    const initial = [
+      [0.5, -1.25, 2],
+      [3, 0.125],
+    ];
     const a = tf.tidy(() => tf.variable(tf.tensor1d(initial[0])));
     const b = tf.tidy(() => tf.variable(tf.tensor1d(initial[1]), false));
     const entries = [
@@ -176,20 +374,35 @@ describeBackends('finetune', () => {
     ];
     const ema = new WeightEma(entries, 0.9);
     const reference = initial.map((values) => [...values]);
-    const steps = [[[1, 2, 3], [-1, 0.5]], [[0.25, -0.5, 4], [2, 2]], [[-3, 1, 0], [0, -8]]];
+    const steps = [
+      [
+        [1, 2, 3],
+        [-1, 0.5],
+      ],
+      [
+        [0.25, -0.5, 4],
+        [2, 2],
+      ],
+      [
+        [-3, 1, 0],
+        [0, -8],
+      ],
+    ];
     for (const [valuesA, valuesB] of steps) {
       tf.tidy(() => {
         a.assign(tf.tensor1d(valuesA));
         b.assign(tf.tensor1d(valuesB));
       });
       ema.update(entries);
-      [valuesA, valuesB].forEach((values, i) => values.forEach((value, j) => (reference[i][j] = 0.9 * reference[i][j] + 0.1 * value)));
+      for (const [i, values] of [valuesA, valuesB].entries()) {
+        for (const [j, value] of values.entries()) reference[i][j] = 0.9 * reference[i][j] + 0.1 * value;
+      }
     }
     const state = ema.state();
     const averaged = [Array.from(await state.get('a')!.data()), Array.from(await state.get('b')!.data())];
-    averaged.forEach((values, i) => values.forEach((value, j) => expect(value).toBeCloseTo(reference[i][j], 5)));
+    for (const [i, values] of averaged.entries()) for (const [j, value] of values.entries()) expect(value).toBeCloseTo(reference[i][j], 5);
     const seen = await ema.withAverage(entries, async () => Array.from(await a.data()));
-    seen.forEach((value, j) => expect(value).toBeCloseTo(reference[0][j], 5));
+    for (const [j, value] of seen.entries()) expect(value).toBeCloseTo(reference[0][j], 5);
     expect(Array.from(await a.data())).toEqual([-3, 1, 0]); // the model's own values are back
     ema.dispose();
     tf.dispose([a, b]);
@@ -197,7 +410,11 @@ describeBackends('finetune', () => {
 
   const cases = [
     { name: 'the tiny example convnet', build: () => createTinyConvNet({ channels: [4, 8, 8, 16], seed: 1 }), optimizer: 'adamw' as const },
-    { name: 'a narrow ResNet (LAMB, BCE, layer decay)', build: () => resnet18({ depths: [1, 1, 1, 1], stemWidth: 4, channels: [4, 8, 8, 16], seed: 1 }), optimizer: 'lamb' as const },
+    {
+      name: 'a narrow ResNet (LAMB, BCE, layer decay)',
+      build: () => resnet18({ depths: [1, 1, 1, 1], stemWidth: 4, channels: [4, 8, 8, 16], seed: 1 }),
+      optimizer: 'lamb' as const,
+    },
   ];
   for (const { name, build, optimizer: optimizerName } of cases) {
     it(`fine-tunes ${name} on a separable toy problem`, async () => {
@@ -208,7 +425,13 @@ describeBackends('finetune', () => {
         optimizerName === 'lamb'
           ? new Lamb(groups, { maxGradNorm: 1e7, alwaysAdapt: true, biasCorrection: false })
           : new AdamW(groups, { maxGradNorm: 5 });
-      const schedule = { peakLr: optimizerName === 'lamb' ? 0.05 : 0.03, weightDecay: 0.01, weightDecayEnd: 0.01, warmupIterations: 1, maxIterations: 10 };
+      const schedule = {
+        peakLr: optimizerName === 'lamb' ? 0.05 : 0.03,
+        weightDecay: 0.01,
+        weightDecayEnd: 0.01,
+        warmupIterations: 1,
+        maxIterations: 10,
+      };
       const train = toyBatch(8, 32, 7);
       const held = toyBatch(8, 32, 99);
       const losses: number[] = [];
@@ -225,7 +448,10 @@ describeBackends('finetune', () => {
       const metrics = await evaluateLogits((x) => classifier.logits(x), [{ images: held.images, labels: held.labels }], 2);
       expect(losses[losses.length - 1]).toBeLessThan(losses[0] * 0.7);
       expect(metrics.top1).toBe(1);
-      expect(metrics.confusion).toEqual([[4, 0], [0, 4]]);
+      expect(metrics.confusion).toEqual([
+        [4, 0],
+        [0, 4],
+      ]);
       optimizer.dispose();
       classifier.dispose();
       tf.dispose([train.images, held.images]);

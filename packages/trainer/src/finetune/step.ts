@@ -101,7 +101,12 @@ export class LinearProbe {
   }
 
   /** One optimiser step on a batch of features `[B, C]` and B labels. */
-  async trainStep(optimizer: Optimizer, features: tf.Tensor2D, labels: ArrayLike<number>, options: ClassifierStepOptions = {}): Promise<{ loss: number }> {
+  async trainStep(
+    optimizer: Optimizer,
+    features: tf.Tensor2D,
+    labels: ArrayLike<number>,
+    options: ClassifierStepOptions = {},
+  ): Promise<{ loss: number }> {
     const { lrWd, ...lossOptions } = options;
     if (lrWd) applyLrWd(optimizer, lrWd);
     const labelTensor = tf.tensor1d(Array.from(labels), 'int32');
