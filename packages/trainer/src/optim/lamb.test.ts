@@ -202,6 +202,34 @@ describeBackends('Lamb', () => {
     disposeAll(variables);
   });
 
+  it('never clips with maxGradNorm Infinity (sparkmim pretrain --clip 0): a float64 reference without clipping', async () => {
+    const params = makeParams();
+    const variables = variablesFor(params);
+    const refGroups: RefGroup[] = [{ lr: 1e-2, weightDecay: 0.04, params: Object.keys(SHAPES) }];
+    // eps 1 makes the update depend on the gradients' scale (m / (sqrt(v) + 1)), so clipping shows.
+    const hyper: RefHyper = { beta1: 0.9, beta2: 0.95, eps: 1, maxGradNorm: Infinity };
+    const lamb = new Lamb(groupsFor(variables, refGroups), { betas: [0.9, 0.95], eps: 1, maxGradNorm: Infinity });
+    const refState: RefState = { step: 0, expAvg: new Map(), expAvgSq: new Map() };
+    const clipped = new Map([...params].map(([name, data]) => [name, [...data]]));
+    const clippedState: RefState = { step: 0, expAvg: new Map(), expAvgSq: new Map() };
+    // A norm far above SparK's 5: clipped, the gradients would be scaled down more than tenfold.
+    const gradValues = new Map(Object.entries(SHAPES).map(([name, shape], index) => [name, values(shape.reduce((a, b) => a * b, 1), 7 + index, 40)]));
+    const expectedNorm = referenceLambStep(params, gradValues, refGroups, hyper, refState).globalNorm;
+    expect(expectedNorm).toBeGreaterThan(50);
+    const grads = new Map([...gradValues].map(([name, data]) => [name, tf.tensor(data, SHAPES[name])]));
+    await lamb.step(grads);
+    await lamb.step(grads);
+    referenceLambStep(params, gradValues, refGroups, hyper, refState);
+    for (let step = 0; step < 2; step++) referenceLambStep(clipped, gradValues, refGroups, { ...hyper, maxGradNorm: 5 }, clippedState);
+    tf.dispose([...grads.values()]);
+    await expectParams(variables, params, 2e-6);
+    // The bound above tells the two apart: clipping at 5 moves the weights elsewhere.
+    const moved = Math.max(...[...params].map(([name, data]) => Math.max(...data.map((value, i) => Math.abs(value - clipped.get(name)![i])))));
+    expect(moved).toBeGreaterThan(1e-4);
+    lamb.dispose();
+    disposeAll(variables);
+  });
+
   it('uses trust ratio 1 for an all-zero parameter, and alwaysAdapt/trustClip as the official flags', async () => {
     for (const flags of [{}, { alwaysAdapt: true }, { alwaysAdapt: true, trustClip: true }] as LambOptions[]) {
       const params = makeParams();
