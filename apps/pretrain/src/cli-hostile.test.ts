@@ -1,11 +1,11 @@
 // Twenty hostile invocations of the real CLI (node bin/sparkmim.mjs): each one line on stderr, exit code 2,
 // no stack trace, nothing from Dawn (run without the SwiftShader driver, so that Dawn would complain if it
 // were loaded), in under 10 seconds.
-import { spawnSync } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
-import { pathToFileURL } from 'url';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 
 const bin = path.resolve(__dirname, '../bin/sparkmim.mjs');
@@ -28,7 +28,9 @@ beforeAll(async () => {
   fs.mkdirSync(at('broken'));
   for (let i = 0; i < 2; i++) {
     const pixels = Buffer.alloc(64 * 64 * 3, 40 * i + 30);
-    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(at('images', `image${i}.png`));
+    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
+      .png()
+      .toFile(at('images', `image${i}.png`));
   }
   fs.writeFileSync(at('broken', 'a.png'), 'not a png');
   fs.writeFileSync(at('broken', 'b.jpg'), '');
@@ -64,18 +66,30 @@ const CASES: [string, () => string[], RegExp][] = [
   ['a mask ratio of 1.5', () => pretrain('--mask-ratio', '1.5'), /--mask-ratio is 1\.5, expected a number between 0 and 1/],
   ['a batch size of 0', () => pretrain('--batch-size', '0'), /--batch-size is 0, expected a whole number >= 1/],
   ['a batch size of 1e9', () => pretrain('--batch-size', '1e9'), /--batch-size 1000000000 of 64x64 images is .* GiB of input alone/],
-  ['an input size of 100', () => pretrain('--input-size', '100', '--backend', 'cpu'), /--input-size is 100, which is not a multiple of resnet18's downsample ratio 32/],
+  [
+    'an input size of 100',
+    () => pretrain('--input-size', '100', '--backend', 'cpu'),
+    /--input-size is 100, which is not a multiple of resnet18's downsample ratio 32/,
+  ],
   ['an input size of 1000000', () => pretrain('--input-size', '1000000'), /--input-size is 1000000, expected sides of at most 8192 pixels/],
   ['0 epochs', () => pretrain('--epochs', '0'), /--epochs is 0, expected a whole number >= 1/],
   ['1e9 epochs', () => pretrain('--epochs', '1e9'), /--epochs is 1000000000, expected at most 100000/],
   ['an unknown model', () => pretrain('--model', 'resnet19'), /--model: unknown model 'resnet19': expected one of resnet18/],
   ['an unknown backend', () => pretrain('--backend', 'quantum'), /--backend: unknown backend 'quantum': expected one of cpu/],
   ['a missing config file', () => ['pretrain', '--config', at('none.json')], /--config: cannot read .*none\.json: no such file/],
-  ['a config file with an unknown key', () => ['pretrain', '--config', at('typo.json'), '--data', at('images')], /unknown key\(s\) batchsize; valid keys/],
+  [
+    'a config file with an unknown key',
+    () => ['pretrain', '--config', at('typo.json'), '--data', at('images')],
+    /unknown key\(s\) batchsize; valid keys/,
+  ],
   ['a malformed config file', () => ['pretrain', '--config', at('malformed.json'), '--data', at('images')], /malformed\.json is not valid JSON/],
   ['a missing run to resume', () => ['pretrain', '--resume', at('no-run')], /--resume: .*no-run does not exist/],
   ['forward: a truncated safetensors file', () => forward('truncated.safetensors'), /--weights: .*truncated/],
-  ['forward: a huge header length', () => forward('huge-header.safetensors'), /--weights: .*the header length is 1099511627776 bytes, expected at most/],
+  [
+    'forward: a huge header length',
+    () => forward('huge-header.safetensors'),
+    /--weights: .*the header length is 1099511627776 bytes, expected at most/,
+  ],
   ['forward: a huge shape', () => forward('huge-shape.safetensors'), /--weights: .*tensor 'w' \[1000000, 1000000, 1000000\] F32 needs/],
   ['forward: offsets past the end', () => forward('offsets.safetensors'), /--weights: .*the file is truncated/],
   ['forward: a file that is no model', () => forward('not-a-model.safetensors'), /--weights: /],
@@ -92,7 +106,11 @@ describe('hostile invocations of the CLI', () => {
     const started = performance.now();
     const result = spawnSync(process.execPath, [runner, ...args()], { encoding: 'utf8', env, cwd: folder, timeout: 60_000 });
     const seconds = (performance.now() - started) / 1000;
-    expect({ status: result.status, lines: result.stderr.trimEnd().split('\n').length, stdout: result.stdout }).toEqual({ status: 2, lines: 1, stdout: '' });
+    expect({ status: result.status, lines: result.stderr.trimEnd().split('\n').length, stdout: result.stdout }).toEqual({
+      status: 2,
+      lines: 1,
+      stdout: '',
+    });
     expect(result.stderr).toMatch(/^sparkmim: /);
     expect(result.stderr).toMatch(message);
     expect(result.stderr).not.toMatch(/\n\s+at |Vulkan|vkCreateInstance|Dawn|XDG_RUNTIME_DIR|Warning:/);

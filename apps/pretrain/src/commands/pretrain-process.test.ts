@@ -1,9 +1,9 @@
 // `sparkmim pretrain` as real processes (node bin/sparkmim.mjs): SIGTERM, two runs on one folder, kill -9 at
 // every file write of a checkpoint save followed by --resume, and a full disk during a save.
-import { spawn, spawnSync } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import sharp from 'sharp';
 
 const bin = path.resolve(__dirname, '../../bin/sparkmim.mjs');
@@ -19,7 +19,9 @@ beforeAll(async () => {
   for (let i = 0; i < 6; i++) {
     const pixels = Buffer.alloc(64 * 64 * 3);
     for (let p = 0; p < pixels.length; p++) pixels[p] = (p * (i + 3) + 17 * i) & 255;
-    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(path.join(images, `image${i}.png`));
+    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
+      .png()
+      .toFile(path.join(images, `image${i}.png`));
     if (i < 2) fs.copyFileSync(path.join(images, `image${i}.png`), path.join(few, `image${i}.png`));
   }
   // The launcher rebuilds the bundle when the sources are newer: done here, before any timing or limit.
@@ -30,7 +32,26 @@ afterAll(() => {
   fs.rmSync(folder, { recursive: true, force: true });
 });
 
-const QUICK = ['--model', 'resnet18', '--stem-width', '4', '--widths', '4,8,8,8', '--depths', '1,1,1,1', '--decoder-width', '32', '--input-size', '64', '--batch-size', '2', '--backend', 'cpu', '--preview-every', '0'];
+const QUICK = [
+  '--model',
+  'resnet18',
+  '--stem-width',
+  '4',
+  '--widths',
+  '4,8,8,8',
+  '--depths',
+  '1,1,1,1',
+  '--decoder-width',
+  '32',
+  '--input-size',
+  '64',
+  '--batch-size',
+  '2',
+  '--backend',
+  'cpu',
+  '--preview-every',
+  '0',
+];
 
 interface Ended {
   code: number | null;
@@ -41,7 +62,10 @@ interface Ended {
 
 function start(args: string[], options: { env?: NodeJS.ProcessEnv; shellPrefix?: string } = {}) {
   const child = options.shellPrefix
-    ? spawn('bash', ['-c', `${options.shellPrefix}; exec "$@"`, 'bash', process.execPath, bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env })
+    ? spawn('bash', ['-c', `${options.shellPrefix}; exec "$@"`, 'bash', process.execPath, bin, ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: options.env,
+      })
     : spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env });
   let stdout = '';
   let stderr = '';
@@ -100,16 +124,45 @@ describe('sparkmim pretrain in real processes [cpu]', () => {
     const env = { ...process.env };
     delete env.VK_ICD_FILENAMES;
     delete env.VK_DRIVER_FILES;
-    const quiet = await start(['pretrain', '--data', few, ...QUICK.filter((arg, i, all) => arg !== '--backend' && all[i - 1] !== '--backend'), '--epochs', '2', '--out', path.join(folder, 'auto')], { env }).ended;
+    const quiet = await start(
+      [
+        'pretrain',
+        '--data',
+        few,
+        ...QUICK.filter((arg, i, all) => arg !== '--backend' && all[i - 1] !== '--backend'),
+        '--epochs',
+        '2',
+        '--out',
+        path.join(folder, 'auto'),
+      ],
+      { env },
+    ).ended;
     expect({ code: quiet.code, stderr: quiet.stderr }).toEqual({ code: 0, stderr: '' });
     expect(quiet.stdout).toMatch(/^backend wasm; 2 images/m);
-    const verbose = await start(['pretrain', '--data', few, ...QUICK.filter((arg, i, all) => arg !== '--backend' && all[i - 1] !== '--backend'), '--epochs', '2', '--out', path.join(folder, 'auto-verbose'), '--verbose'], { env }).ended;
+    const verbose = await start(
+      [
+        'pretrain',
+        '--data',
+        few,
+        ...QUICK.filter((arg, i, all) => arg !== '--backend' && all[i - 1] !== '--backend'),
+        '--epochs',
+        '2',
+        '--out',
+        path.join(folder, 'auto-verbose'),
+        '--verbose',
+      ],
+      { env },
+    ).ended;
     expect(verbose.code).toBe(0);
     expect(verbose.stderr).toMatch(/^sparkmim: webgpu probe: Dawn found no GPU adapter\n(sparkmim: dawn: .*\n)+$/);
-    const asked = await start(['pretrain', '--data', few, ...QUICK, '--epochs', '2', '--backend', 'webgpu', '--out', path.join(folder, 'webgpu')], { env }).ended;
+    const asked = await start(['pretrain', '--data', few, ...QUICK, '--epochs', '2', '--backend', 'webgpu', '--out', path.join(folder, 'webgpu')], {
+      env,
+    }).ended;
     expect(asked.code).toBe(2);
     const lines = asked.stderr.trimEnd().split('\n');
-    expect(lines[lines.length - 1]).toMatch(/^sparkmim: --backend webgpu: Dawn found no GPU adapter; without a GPU, Chromium's SwiftShader driver works/);
+    expect(lines[lines.length - 1]).toMatch(
+      /^sparkmim: --backend webgpu: Dawn found no GPU adapter; without a GPU, Chromium's SwiftShader driver works/,
+    );
     expect(lines.slice(0, -1).every((line) => line.startsWith('sparkmim: dawn: '))).toBe(true);
     expect(asked.stderr).not.toMatch(/\n\s+at /);
     expect(fs.existsSync(path.join(folder, 'webgpu'))).toBe(false);
@@ -154,7 +207,13 @@ describe('sparkmim pretrain in real processes [cpu]', () => {
     ];
     for (const point of points) {
       const out = path.join(folder, `killed-${point.at}-${point.after}`);
-      const env = { ...process.env, NODE_OPTIONS: `--require ${preload}`, KILL_AT_RENAME: String(point.at), KILL_AFTER: point.after ? '1' : '0', KILL_FOLDER: out };
+      const env = {
+        ...process.env,
+        NODE_OPTIONS: `--require ${preload}`,
+        KILL_AT_RENAME: String(point.at),
+        KILL_AFTER: point.after ? '1' : '0',
+        KILL_FOLDER: out,
+      };
       const killed = await start(run(out), { env }).ended;
       expect({ point: point.what, signal: killed.signal }).toEqual({ point: point.what, signal: 'SIGKILL' });
       const resumed = await start(['pretrain', '--resume', out]).ended;
@@ -164,7 +223,9 @@ describe('sparkmim pretrain in real processes [cpu]', () => {
       // Bit for bit the weights of the run never killed, the encoder file included; no leftovers, no lock.
       const manifest = JSON.parse(fs.readFileSync(path.join(out, 'checkpoint.json'), 'utf8'));
       const referenceManifest = JSON.parse(fs.readFileSync(path.join(reference, 'checkpoint.json'), 'utf8'));
-      expect(fs.readFileSync(path.join(out, manifest.files.model)).equals(fs.readFileSync(path.join(reference, referenceManifest.files.model)))).toBe(true);
+      expect(fs.readFileSync(path.join(out, manifest.files.model)).equals(fs.readFileSync(path.join(reference, referenceManifest.files.model)))).toBe(
+        true,
+      );
       expect(fs.readFileSync(path.join(out, 'encoder.safetensors')).equals(fs.readFileSync(path.join(reference, 'encoder.safetensors')))).toBe(true);
       expect(fs.readdirSync(out).filter((name) => name.endsWith('.tmp') || name === 'run.lock')).toEqual([]);
     }

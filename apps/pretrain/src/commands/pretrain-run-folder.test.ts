@@ -1,10 +1,10 @@
 // The run folder contract of `sparkmim pretrain`: the folder resumed is the folder written, paths saved with
 // a run resolve against it, one run per folder (the lock, --overwrite), snapshots hold one checkpoint each,
 // and the hostile settings and checkpoints that must be one line and exit code 2.
-import { spawn } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import sharp from 'sharp';
 import { runCli } from '../testing/run-cli';
 
@@ -18,7 +18,9 @@ beforeAll(async () => {
   for (let i = 0; i < 2; i++) {
     const pixels = Buffer.alloc(64 * 64 * 3);
     for (let p = 0; p < pixels.length; p++) pixels[p] = (p * (i + 3) + 17 * i) & 255;
-    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(path.join(few, `image${i}.png`));
+    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
+      .png()
+      .toFile(path.join(few, `image${i}.png`));
   }
 });
 afterAll(() => {
@@ -26,7 +28,24 @@ afterAll(() => {
 });
 
 // A tiny resnet18 (one block per stage, narrow): a fraction of a second per step on the cpu backend.
-const QUICK = ['--model', 'resnet18', '--stem-width', '4', '--widths', '4,8,8,8', '--depths', '1,1,1,1', '--decoder-width', '32', '--input-size', '64', '--batch-size', '2', '--backend', 'cpu'];
+const QUICK = [
+  '--model',
+  'resnet18',
+  '--stem-width',
+  '4',
+  '--widths',
+  '4,8,8,8',
+  '--depths',
+  '1,1,1,1',
+  '--decoder-width',
+  '32',
+  '--input-size',
+  '64',
+  '--batch-size',
+  '2',
+  '--backend',
+  'cpu',
+];
 
 const read = (file: string) => fs.readFileSync(file);
 const manifestOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
@@ -70,7 +89,9 @@ describe('sparkmim pretrain: the run folder [cpu]', () => {
     fs.cpSync(path.join(work, 'images'), path.join(moved, 'images'), { recursive: true });
     const originalBytes = read(path.join(original, 'checkpoint.json'));
     const elsewhere = fs.mkdtempSync(path.join(folder, 'elsewhere-'));
-    const resumed = await inFolder(elsewhere, () => runCli(['pretrain', '--resume', path.relative(elsewhere, path.join(moved, 'runs', 'b')), '--epochs', '3']));
+    const resumed = await inFolder(elsewhere, () =>
+      runCli(['pretrain', '--resume', path.relative(elsewhere, path.join(moved, 'runs', 'b')), '--epochs', '3']),
+    );
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
     expect(manifestOf(path.join(moved, 'runs', 'b')).progress).toEqual({ epoch: 3, iterationInEpoch: 0, iteration: 3 });
@@ -97,18 +118,39 @@ describe('sparkmim pretrain: the run folder [cpu]', () => {
       `--out: ${out} already holds a run (checkpoint.json): continue it with --resume ${out}, choose another --out, or pass --overwrite to replace it`,
     );
     expect(new Map(fs.readdirSync(out).map((name) => [name, fs.statSync(path.join(out, name)).mtimeMs]))).toEqual(before);
-    expectOneLine(await runCli(['pretrain', '--resume', out, '--overwrite']), '--resume and --overwrite exclude each other: a resumed run continues its folder, --overwrite starts a new one');
+    expectOneLine(
+      await runCli(['pretrain', '--resume', out, '--overwrite']),
+      '--resume and --overwrite exclude each other: a resumed run continues its folder, --overwrite starts a new one',
+    );
 
     // The snapshot of epoch 2, then files an earlier snapshot left there: the next copy removes them.
     const snapshot = path.join(out, 'checkpoints', 'epoch-0002');
     fs.writeFileSync(path.join(snapshot, 'model.it00000099-abcd.safetensors'), 'stale');
     fs.writeFileSync(path.join(snapshot, '.optimizer.it00000099-abcd.safetensors.4242.0123abcd.tmp'), 'stale');
     fs.writeFileSync(path.join(out, 'notes.txt'), 'mine');
-    const replaced = await runCli(['pretrain', '--data', few, ...QUICK, '--epochs', '2', '--checkpoint-every', '2', '--seed', '5', '--out', out, '--overwrite']);
+    const replaced = await runCli([
+      'pretrain',
+      '--data',
+      few,
+      ...QUICK,
+      '--epochs',
+      '2',
+      '--checkpoint-every',
+      '2',
+      '--seed',
+      '5',
+      '--out',
+      out,
+      '--overwrite',
+    ]);
     expect(replaced.stderr).toBe('');
     expect(replaced.code).toBe(0);
     // A new run: one run's metrics (2 steps), the user's own file kept.
-    const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    const lines = fs
+      .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(lines.filter((line) => line.type === 'step').map((line) => line.iteration)).toEqual([0, 1]);
     expect(manifestOf(out).config.seed).toBe(5);
     expect(fs.readFileSync(path.join(out, 'notes.txt'), 'utf8')).toBe('mine');
@@ -153,22 +195,45 @@ describe('sparkmim pretrain: the run folder [cpu]', () => {
     };
     for (const key of ['__proto__', 'constructor', 'toString']) {
       const file = write(`${key.replace(/_/g, 'u')}.json`, `{"${key}": {"batchSize": 2}}`);
-      expectOneLine(await runCli(['pretrain', '--config', file, '--data', few]), new RegExp(`^sparkmim: --config: .*: unknown key\\(s\\) ${key}; valid keys: data, model, `));
+      expectOneLine(
+        await runCli(['pretrain', '--config', file, '--data', few]),
+        new RegExp(`^sparkmim: --config: .*: unknown key\\(s\\) ${key}; valid keys: data, model, `),
+      );
     }
     const yamlNumbers = write('numbers.yaml', 'baseLr: .inf\n');
-    expectOneLine(await runCli(['pretrain', '--config', yamlNumbers, '--data', few]), `baseLr in ${yamlNumbers} is Infinity (too large), expected a number`);
+    expectOneLine(
+      await runCli(['pretrain', '--config', yamlNumbers, '--data', few]),
+      `baseLr in ${yamlNumbers} is Infinity (too large), expected a number`,
+    );
     const yamlNan = write('nan.yaml', 'maskRatio: .nan\n');
     expectOneLine(await runCli(['pretrain', '--config', yamlNan, '--data', few]), `maskRatio in ${yamlNan} is NaN (not a number), expected a number`);
     const jsonHuge = write('huge.json', '{"epochs": 1e400}');
-    expectOneLine(await runCli(['pretrain', '--config', jsonHuge, '--data', few]), `epochs in ${jsonHuge} is Infinity (too large), expected a whole number`);
+    expectOneLine(
+      await runCli(['pretrain', '--config', jsonHuge, '--data', few]),
+      `epochs in ${jsonHuge} is Infinity (too large), expected a whole number`,
+    );
     // An alias bomb: nine levels of nine aliases each.
-    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefghi'.split('').map((name, i) => `${name}: &${name} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(', ')}]`), 'epochs: *i', ''].join('\n');
+    const bomb = [
+      'a: &a [x, x, x, x, x, x, x, x, x]',
+      ...'bcdefghi'.split('').map((name, i) => `${name}: &${name} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(', ')}]`),
+      'epochs: *i',
+      '',
+    ].join('\n');
     const bombFile = write('bomb.yaml', bomb);
-    expectOneLine(await runCli(['pretrain', '--config', bombFile, '--data', few]), /^sparkmim: --config: .*bomb\.yaml cannot be read as YAML: Excessive alias count/);
+    expectOneLine(
+      await runCli(['pretrain', '--config', bombFile, '--data', few]),
+      /^sparkmim: --config: .*bomb\.yaml cannot be read as YAML: Excessive alias count/,
+    );
     const deep = write('deep.json', `{"widths": ${'['.repeat(5000)}${']'.repeat(5000)}}`);
-    expectOneLine(await runCli(['pretrain', '--config', deep, '--data', few]), `--config: ${deep} nests values more than 8 deep; settings are numbers, strings and lists`);
+    expectOneLine(
+      await runCli(['pretrain', '--config', deep, '--data', few]),
+      `--config: ${deep} nests values more than 8 deep; settings are numbers, strings and lists`,
+    );
     const deepYaml = write('deep.yaml', `widths: ${'['.repeat(5000)}${']'.repeat(5000)}\n`);
-    expectOneLine(await runCli(['pretrain', '--config', deepYaml, '--data', few]), /^sparkmim: --config: .*deep\.yaml (cannot be read as YAML|is not valid YAML|nests values more than 8 deep)/);
+    expectOneLine(
+      await runCli(['pretrain', '--config', deepYaml, '--data', few]),
+      /^sparkmim: --config: .*deep\.yaml (cannot be read as YAML|is not valid YAML|nests values more than 8 deep)/,
+    );
 
     expectOneLine(
       await runCli(['pretrain', '--data', few, ...QUICK, '--batch-size', '1e9']),
@@ -176,7 +241,10 @@ describe('sparkmim pretrain: the run folder [cpu]', () => {
     );
     const aFile = write('a-file', 'x');
     expectOneLine(await runCli(['pretrain', '--data', few, ...QUICK, '--out', aFile]), `--out: ${aFile} is a file, expected a folder for the run`);
-    expectOneLine(await runCli(['pretrain', '--data', few, ...QUICK, '--out', path.join(aFile, 'run')]), `--out: ${aFile} is a file, expected a folder for the run (${path.join(aFile, 'run')} would be inside it)`);
+    expectOneLine(
+      await runCli(['pretrain', '--data', few, ...QUICK, '--out', path.join(aFile, 'run')]),
+      `--out: ${aFile} is a file, expected a folder for the run (${path.join(aFile, 'run')} would be inside it)`,
+    );
 
     // Checkpoints: no config, an impossible position, a data folder that changed size under the run.
     const run = path.join(folder, 'hostile-run');
@@ -184,7 +252,10 @@ describe('sparkmim pretrain: the run folder [cpu]', () => {
     const manifestFile = path.join(run, 'checkpoint.json');
     const good = fs.readFileSync(manifestFile, 'utf8');
     fs.writeFileSync(manifestFile, good.replace(/"config": \{[^}]*\}/, '"config": null'));
-    expectOneLine(await runCli(['pretrain', '--resume', run, '--epochs', '3']), `--resume: ${manifestFile}: config is null, expected an object of settings`);
+    expectOneLine(
+      await runCli(['pretrain', '--resume', run, '--epochs', '3']),
+      `--resume: ${manifestFile}: config is null, expected an object of settings`,
+    );
     const manifest = JSON.parse(good);
     fs.writeFileSync(manifestFile, JSON.stringify({ ...manifest, progress: { epoch: 2, iterationInEpoch: 0, iteration: 7 } }));
     expectOneLine(
@@ -200,6 +271,9 @@ describe('sparkmim pretrain: the run folder [cpu]', () => {
       `--resume: ${run} stopped at epoch 3, batch 1 (iteration 2), which does not fit 2 batches per epoch (4 images in ${grown}, batches of 2): the data folder or --batch-size changed since the run was saved`,
     );
     fs.writeFileSync(manifestFile, JSON.stringify({ ...manifest, files: { ...manifest.files, model: '../../escape.safetensors' } }));
-    expectOneLine(await runCli(['pretrain', '--resume', run, '--epochs', '3']), /^sparkmim: --resume: .*files\.model is "\.\.\/\.\.\/escape\.safetensors", expected a plain file name inside the checkpoint folder/);
+    expectOneLine(
+      await runCli(['pretrain', '--resume', run, '--epochs', '3']),
+      /^sparkmim: --resume: .*files\.model is "\.\.\/\.\.\/escape\.safetensors", expected a plain file name inside the checkpoint folder/,
+    );
   }, 180_000);
 });

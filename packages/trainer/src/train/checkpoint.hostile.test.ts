@@ -1,8 +1,8 @@
 // Checkpoint folders as a kill or a hostile file leaves them: what a save writes and in which order, what a
 // resume repairs, and the manifests that are refused.
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describeBackends } from '@sparkmim/test-utils';
 import { decodeSafetensors } from '../io/safetensors';
 import { readCheckpointManifest, resumeFromCheckpoint, saveCheckpoint } from './checkpoint';
@@ -32,7 +32,11 @@ describeBackends('checkpoint folders after kills and hostile manifests', () => {
     await saveCheckpoint(path.join(folder, 'other'), { ...other, progress: manifest.progress, random: manifest.random });
     fs.copyFileSync(path.join(folder, 'other', 'encoder.safetensors'), encoderFile);
     expect(fs.readFileSync(encoderFile).equals(good)).toBe(false);
-    const leftovers = ['.model.it00000004-abcd.safetensors.999999.0123abcd.tmp', '.encoder.safetensors.999999.89abcdef.tmp', '.checkpoint.json.999999.00000000.tmp'];
+    const leftovers = [
+      '.model.it00000004-abcd.safetensors.999999.0123abcd.tmp',
+      '.encoder.safetensors.999999.89abcdef.tmp',
+      '.checkpoint.json.999999.00000000.tmp',
+    ];
     for (const name of leftovers) fs.writeFileSync(path.join(folder, name), 'partial');
     fs.rmSync(path.join(folder, 'other'), { recursive: true });
 
@@ -57,7 +61,10 @@ describeBackends('checkpoint folders after kills and hostile manifests', () => {
     disposeTinyRun(run);
     const file = path.join(folder, 'checkpoint.json');
     const good = JSON.parse(fs.readFileSync(file, 'utf8'));
-    const expectRefused = async (change: (manifest: Record<string, any>) => void, message: string) => {
+    const expectRefused = async (
+      change: (manifest: { files: Record<string, unknown>; config: unknown; progress: unknown; random: unknown }) => void,
+      message: string,
+    ) => {
       const manifest = structuredClone(good);
       change(manifest);
       fs.writeFileSync(file, JSON.stringify(manifest));
@@ -69,7 +76,10 @@ describeBackends('checkpoint folders after kills and hostile manifests', () => {
     await expectRefused((m) => (m.files.encoder = '..'), `files.encoder is "..", ${plain}`);
     await expectRefused((m) => (m.files.model = 'sub\\..\\..\\x'), `files.model is "sub\\\\..\\\\..\\\\x", ${plain}`);
     await expectRefused((m) => (m.config = null), 'config is null, expected an object of settings');
-    await expectRefused((m) => (m.progress = { epoch: 3, iterationInEpoch: 1, iteration: 2 }), 'progress is inconsistent: iteration 2 cannot follow 3 whole epochs and 1 batches');
+    await expectRefused(
+      (m) => (m.progress = { epoch: 3, iterationInEpoch: 1, iteration: 2 }),
+      'progress is inconsistent: iteration 2 cannot follow 3 whole epochs and 1 batches',
+    );
     await expectRefused((m) => (m.random = null), 'random is null, expected { mask: <stream position>, ... }');
   });
 });

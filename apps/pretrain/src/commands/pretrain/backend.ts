@@ -67,12 +67,16 @@ export async function setUpTrainingBackend(name: string, { verbose }: { verbose:
   if (name === 'auto') {
     const probe = probeWebGpu();
     if (verbose) {
-      process.stderr.write(`sparkmim: webgpu probe: ${probe.adapter ? `adapter ${probe.adapter.description || probe.adapter.vendor}` : probe.failure}\n`);
+      process.stderr.write(
+        `sparkmim: webgpu probe: ${probe.adapter ? `adapter ${probe.adapter.description || probe.adapter.vendor}` : probe.failure}\n`,
+      );
       showProbeOutput(probe.stderr);
     }
     const usable = probe.adapter !== undefined && !isSoftwareAdapter(probe.adapter);
     // wasm before cpu: `sparkmim bench --scenario quickstart` ran a training step 5x faster on it.
-    const candidates = usable ? (['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const) : (['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const);
+    const candidates = usable
+      ? (['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const)
+      : (['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const);
     info = await setupFastestBackend(candidates);
   } else {
     if (name === 'webgpu') {

@@ -174,7 +174,10 @@ async function nearestExisting(dir: string): Promise<string> {
   for (;;) {
     try {
       const info = await stat(current);
-      if (!info.isDirectory()) throw new UsageError(`--out: ${current} is a file, expected a folder for the run${current === path.resolve(dir) ? '' : ` (${dir} would be inside it)`}`);
+      if (!info.isDirectory())
+        throw new UsageError(
+          `--out: ${current} is a file, expected a folder for the run${current === path.resolve(dir) ? '' : ` (${dir} would be inside it)`}`,
+        );
       return current;
     } catch (error) {
       if (error instanceof UsageError) throw error;
@@ -201,7 +204,7 @@ export async function checkRunFolder(out: string, { resume, overwrite }: { resum
   }
   if (existing !== path.resolve(out)) return; // a new folder
   const holder = readLockHolder(path.join(out, LOCK_FILE));
-  if (holder && holder.live) throw new UsageError(lockedMessage(out, holder));
+  if (holder?.live) throw new UsageError(lockedMessage(out, holder));
   if (!resume && !overwrite) {
     const found = await holdsRun(out);
     if (found !== undefined) {
@@ -220,7 +223,9 @@ export async function openRunFolder(out: string, { resume, overwrite }: { resume
     if (!resume) {
       const found = await holdsRun(out);
       if (found !== undefined && !overwrite) {
-        throw new UsageError(`--out: ${out} already holds a run (${found}): continue it with --resume ${out}, choose another --out, or pass --overwrite to replace it`);
+        throw new UsageError(
+          `--out: ${out} already holds a run (${found}): continue it with --resume ${out}, choose another --out, or pass --overwrite to replace it`,
+        );
       }
       if (found !== undefined) await clearRun(out);
     }
@@ -247,7 +252,7 @@ export async function keepCheckpointCopy(runDir: string, target: string): Promis
     if (typeof config[key] === 'string') config[key] = savedPath(pathFromRun(config[key] as string, runDir), target);
   }
   // The manifest last, as the trainer does: a folder with a manifest holds a whole checkpoint.
-  await writeFileAtomic(path.join(target, CHECKPOINT_MANIFEST), new TextEncoder().encode(JSON.stringify({ ...manifest, config }, null, 2) + '\n'));
+  await writeFileAtomic(path.join(target, CHECKPOINT_MANIFEST), new TextEncoder().encode(`${JSON.stringify({ ...manifest, config }, null, 2)}\n`));
   const keep = new Set([...files, CHECKPOINT_MANIFEST]);
   for (const name of await readdir(target)) {
     if (!keep.has(name) && (RUN_FILE.test(name) || name === ENCODER_WEIGHTS_FILE)) await rm(path.join(target, name), { force: true });

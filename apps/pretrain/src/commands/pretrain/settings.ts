@@ -78,7 +78,9 @@ function checkLimits(config: PretrainConfig): void {
     throw new UsageError(`--model: unknown model '${config.model}': expected one of ${BACKBONE_NAMES.join(', ')}`);
   }
   if (config.backend !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(config.backend)) {
-    throw new UsageError(`--backend: unknown backend '${config.backend}': expected one of ${BACKEND_NAMES.join(', ')} (or leave it out: the fastest available)`);
+    throw new UsageError(
+      `--backend: unknown backend '${config.backend}': expected one of ${BACKEND_NAMES.join(', ')} (or leave it out: the fastest available)`,
+    );
   }
   if (config.epochs > LIMITS.epochs) throw new UsageError(`--epochs is ${config.epochs}, expected at most ${LIMITS.epochs} (SparK runs 1600)`);
   const [height, width] = inputSides(config.inputSize);
@@ -91,7 +93,9 @@ function checkLimits(config: PretrainConfig): void {
     const ratio = REGISTRY_DOWNSAMPLE_RATIO;
     const lower = Math.floor(config.inputSize / ratio) * ratio;
     const suggestion = lower > 0 ? `${lower} or ${lower + ratio}` : `${ratio}`;
-    throw new UsageError(`--input-size is ${config.inputSize}, which is not a multiple of ${config.model}'s downsample ratio ${ratio} (use ${suggestion})`);
+    throw new UsageError(
+      `--input-size is ${config.inputSize}, which is not a multiple of ${config.model}'s downsample ratio ${ratio} (use ${suggestion})`,
+    );
   }
   const batchBytes = config.batchSize * height * width * 3 * 4;
   if (batchBytes > LIMITS.batchImageBytes) {
@@ -133,8 +137,10 @@ export async function readSettings(argv: string[], help: string): Promise<Pretra
   const layers: Parameters<typeof resolveConfig>[0] = [];
   let resumed: ResumedRun | undefined;
   if (typeof values.resume === 'string') {
-    if (values['init-weights'] !== undefined) throw new UsageError('--resume and --init-weights exclude each other: a resumed run has its weights already');
-    if (values.overwrite) throw new UsageError('--resume and --overwrite exclude each other: a resumed run continues its folder, --overwrite starts a new one');
+    if (values['init-weights'] !== undefined)
+      throw new UsageError('--resume and --init-weights exclude each other: a resumed run has its weights already');
+    if (values.overwrite)
+      throw new UsageError('--resume and --overwrite exclude each other: a resumed run continues its folder, --overwrite starts a new one');
     resumed = await resumedRunOf(values.resume);
     const saved: Record<string, unknown> = Object.fromEntries(
       Object.entries(resumed.manifest.config).filter(([key]) => (CONFIG_KEYS as string[]).includes(key)),

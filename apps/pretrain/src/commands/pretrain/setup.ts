@@ -1,13 +1,7 @@
 // The parts of a run that are set up from its settings before training: the data (opened and checked first),
 // the schedule, the resumed position checked against the data, the starting weights, and the settings as
 // saved with the run.
-import {
-  ImageFolderError,
-  ImageFolderSource,
-  initFromWeights,
-  resumeFromCheckpoint,
-  type CheckpointManifest,
-} from '@sparkmim/trainer/node';
+import { ImageFolderError, ImageFolderSource, initFromWeights, resumeFromCheckpoint, type CheckpointManifest } from '@sparkmim/trainer/node';
 import { sparkSchedule, type Optimizer, type SparkModel } from '@sparkmim/trainer';
 import { UsageError } from '../../errors';
 import { oneLine } from '../inputs';
@@ -69,7 +63,10 @@ export function checkResumePosition(resumed: ResumedRun, iterationsPerEpoch: num
 }
 
 /** SparK's lr / weight-decay schedule of the run, or a usage error naming the warm-up. */
-export function runSchedule(config: PretrainConfig, iterationsPerEpoch: number): { schedule: ReturnType<typeof sparkSchedule>; warmupEpochs: number } {
+export function runSchedule(
+  config: PretrainConfig,
+  iterationsPerEpoch: number,
+): { schedule: ReturnType<typeof sparkSchedule>; warmupEpochs: number } {
   const warmupEpochs = warmupEpochsOf(config);
   try {
     const schedule = sparkSchedule({
