@@ -2,29 +2,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
 import { SparseBatchNorm2d, SparseConv2d } from './layers';
 import { Module, ModuleList, type TorchLayout } from './module';
-import {
-  fromTorchLayout,
-  loadTorchState,
-  ourShapeOf,
-  torchShapeOf,
-  torchState,
-  toTorchLayout,
-  type TorchTensorData,
-} from './torch-state';
+import { fromTorchLayout, loadTorchState, ourShapeOf, torchShapeOf, torchState, toTorchLayout, type TorchTensorData } from './torch-state';
 
 /** A small network shaped like the official code's: own parameters, a named child, an indexed list. */
 class TinyNet extends Module {
   readonly maskToken = this.registerParameter('mask_token', tf.zeros([4]), 'token');
-  readonly stem = this.registerModule(
-    'stem',
-    new SparseConv2d({ inChannels: 3, outChannels: 4, kernelSize: 3, pad: 1 }),
-  );
+  readonly stem = this.registerModule('stem', new SparseConv2d({ inChannels: 3, outChannels: 4, kernelSize: 3, pad: 1 }));
   readonly blocks = this.registerModule(
     'blocks',
-    new ModuleList<Module>([
-      new SparseBatchNorm2d({ channels: 4 }),
-      new SparseConv2d({ inChannels: 4, outChannels: 2, kernelSize: 1, bias: false }),
-    ]),
+    new ModuleList<Module>([new SparseBatchNorm2d({ channels: 4 }), new SparseConv2d({ inChannels: 4, outChannels: 2, kernelSize: 1, bias: false })]),
   );
   readonly head = this.registerModule('head', new Linear(2, 5));
 }
@@ -58,9 +44,7 @@ describeBackends('Module and PyTorch state', () => {
     const net = new TinyNet();
     try {
       expect(net.stateEntries().map(({ name }) => name)).toEqual(expectedKeys);
-      expect(net.namedParameters().map(({ name }) => name)).toEqual(
-        expectedKeys.filter((key) => !/running|num_batches/.test(key)),
-      );
+      expect(net.namedParameters().map(({ name }) => name)).toEqual(expectedKeys.filter((key) => !/running|num_batches/.test(key)));
       expect(net.namedBuffers('model.').map(({ name }) => name)).toEqual([
         'model.blocks.0.running_mean',
         'model.blocks.0.running_var',
@@ -124,8 +108,7 @@ describeBackends('Module and PyTorch state', () => {
       };
       forEachIndex(torchShape, (index) => {
         const value = oursValues[at(ourShape, ourIndexOf(index))];
-        if (value !== at(torchShape, index))
-          throw new Error(`${layout}: torch [${index}] went to the wrong place (found ${value})`);
+        if (value !== at(torchShape, index)) throw new Error(`${layout}: torch [${index}] went to the wrong place (found ${value})`);
       });
       expect({ layout, shape: back.shape, values: Array.from(await back.data()) }).toEqual({
         layout,
@@ -202,9 +185,7 @@ describeBackends('Module and PyTorch state', () => {
       expect(Array.from(await net.stem.bias!.data())).toEqual([1, 2, 3, 4]);
       // A mis-shaped key is an error even when not strict, as in PyTorch.
       state.set('stem.bias', { shape: [5], data: new Float32Array(5) });
-      expect(() => loadTorchState(net, state, { strict: false })).toThrow(
-        'mis-shaped keys:\n  stem.bias: expected [4], got [5]',
-      );
+      expect(() => loadTorchState(net, state, { strict: false })).toThrow('mis-shaped keys:\n  stem.bias: expected [4], got [5]');
     } finally {
       net.dispose();
     }
@@ -220,7 +201,9 @@ describeBackends('Module and PyTorch state', () => {
       // The exporter's stripPrefix keeps one child's entries under its own names.
       const blocks = await torchState(net, { stripPrefix: 'blocks.' });
       expect([...blocks.keys()]).toEqual(expectedKeys.filter((key) => key.startsWith('blocks.')).map((key) => key.slice('blocks.'.length)));
-      await expect(torchState(net, { stripPrefix: 'decoder.' })).rejects.toThrow("torchState: the module has no entry under 'decoder.' (it has mask_token, stem.weight");
+      await expect(torchState(net, { stripPrefix: 'decoder.' })).rejects.toThrow(
+        "torchState: the module has no entry under 'decoder.' (it has mask_token, stem.weight",
+      );
       // A golden-style file: every key under 'param.', plus a leftover that `ignore` names.
       const golden = new Map([...(await torchState(net, { prefix: 'param.' }))]);
       golden.set('input', { shape: [1], data: new Float32Array(1) });
