@@ -103,7 +103,10 @@ describeBackends('Module and PyTorch state', () => {
       expect({ layout, shape: ours.shape }).toEqual({ layout, shape: ourShape });
       // Every torch element lands where the layout says.
       const forEachIndex = (shape: number[], visit: (index: number[]) => void, prefix: number[] = []): void => {
-        if (prefix.length === shape.length) return visit(prefix);
+        if (prefix.length === shape.length) {
+          visit(prefix);
+          return;
+        }
         for (let i = 0; i < shape[prefix.length]; i++) forEachIndex(shape, visit, [...prefix, i]);
       };
       forEachIndex(torchShape, (index) => {
