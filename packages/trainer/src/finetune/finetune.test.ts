@@ -455,7 +455,7 @@ describeBackends('finetune', () => {
       optimizer.dispose();
       classifier.dispose();
       tf.dispose([train.images, held.images]);
-    });
+    }, 300_000); // SwiftShader (webgpu) takes minutes for these steps on a loaded 2-core machine
   }
 
   it('trains a linear probe on frozen features', async () => {

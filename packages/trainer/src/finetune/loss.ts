@@ -30,7 +30,9 @@ export function smoothedTargets(labels: tf.Tensor1D, numClasses: number, labelSm
   }
   const off = labelSmoothing / numClasses;
   const on = 1 - labelSmoothing + off;
-  return tf.tidy(() => tf.cast(tf.oneHot(tf.cast(labels, 'int32'), numClasses, on, off), 'float32') as tf.Tensor2D);
+  // oneHot's output is int32 (on webgpu its on/off values are truncated to integers), so the smoothed
+  // values are made in float32 from a 0/1 one-hot.
+  return tf.tidy(() => tf.add(tf.mul(tf.cast(tf.oneHot(tf.cast(labels, 'int32'), numClasses), 'float32'), on - off), off) as tf.Tensor2D);
 }
 
 /**
