@@ -5,7 +5,9 @@
 // training step, about 20x the forward convolutions. The same sum is itself a convolution (the input
 // seen as `[inC, H, W, B]`, the output gradient as a `[H', W', B, outC]` filter), which the cpu backend
 // runs 4-12x faster than its own filter-gradient kernel on the shapes of that model; it is the default
-// on cpu. Other backends keep their own kernel until measurements say otherwise (`'backend'`).
+// on cpu. Other backends keep their own kernel (`'backend'`): on wasm that is @sparkmim/wasm-kernels'
+// Conv2DBackpropFilter, the same convolution run by XNNPACK without this file's custom-gradient scaffold
+// (`'im2col'` is slow there: XNNPACK's matmul with a transposed operand runs at about a tenth of the plain one).
 import * as tf from '@tensorflow/tfjs-core';
 import { pair, resolveSides, toTfPadding, type Padding2d } from './padding';
 
