@@ -2,7 +2,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { setupBackend } from '@sparkmim/runtime';
 import { BACKEND_SKIPS } from './skips';
 
-/** The backends every numeric spec runs on, unless SPARKMIM_TEST_BACKENDS narrows them. */
+/**
+ * The backends every numeric spec runs on, unless SPARKMIM_TEST_BACKENDS names others (`cpu,wasm,webgpu`
+ * adds the wasm copies; CI runs only the golden suites on wasm, see scripts/test.sh).
+ */
 export const ALL_TEST_BACKENDS = ['cpu', 'webgpu'] as const;
 
 export function selectedTestBackends(): string[] {
