@@ -180,7 +180,8 @@ async function renderOnce(): Promise<void> {
   drawRgb(views.composite, result.composite, size);
   const errors = patchErrors(result.pixels, original, size, PATCH);
   const hiddenErrors = [...errors].filter((_, index) => visible[index] !== 1);
-  drawErrorMap(views.error, errors, visible, grid(), Math.max(288, size * 2), Math.max(0.01, ...hiddenErrors));
+  // One fixed colour scale (0 .. 0.04, where a grey fill of a mid-contrast patch lands) so pictures compare.
+  drawErrorMap(views.error, errors, visible, grid(), Math.max(288, size * 2), 0.04);
   state.last = { ...result, original, masked, size, visible: [...visible] };
   state.reconstructions += 1;
   const hiddenMse = hiddenErrors.length ? hiddenErrors.reduce((a, b) => a + b, 0) / hiddenErrors.length : 0;

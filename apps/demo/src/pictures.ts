@@ -91,7 +91,7 @@ export function patchErrors(a: ArrayLike<number>, b: ArrayLike<number>, size: nu
 }
 
 /**
- * The per-patch error map: each patch coloured from dark blue (0) to yellow (at `scale`), hidden patches
+ * The per-patch error map: each patch coloured from dark blue (0) to yellow (`scale` and above), hidden patches
  * labelled with their error x1000, visible ones crossed out (pasted back from the original, so their error
  * in the composite is zero). Drawn at `pixels` per side so the labels stay legible.
  */
