@@ -93,6 +93,11 @@ const CASES: [string, () => string[], RegExp][] = [
   ['forward: a huge shape', () => forward('huge-shape.safetensors'), /--weights: .*tensor 'w' \[1000000, 1000000, 1000000\] F32 needs/],
   ['forward: offsets past the end', () => forward('offsets.safetensors'), /--weights: .*the file is truncated/],
   ['forward: a file that is no model', () => forward('not-a-model.safetensors'), /--weights: /],
+  [
+    'forward: --out into a missing folder',
+    () => [...forward('input.safetensors').slice(0, -1), at('missing', 'out.safetensors')],
+    /--out: the folder of .*missing\/out\.safetensors \(.*missing\) does not exist: create it first/,
+  ],
   ['an unknown command', () => ['pretrian', '--data', at('images')], /^sparkmim: unknown command 'pretrian'/],
 ];
 
