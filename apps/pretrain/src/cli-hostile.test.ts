@@ -107,6 +107,31 @@ describe('hostile invocations of the CLI', () => {
   delete env.VK_ICD_FILENAMES;
   delete env.VK_DRIVER_FILES;
 
+  it('an unreadable sub-folder of the data (EACCES): one line naming it, exit code 2', () => {
+    const data = at('locked-data');
+    fs.mkdirSync(path.join(data, 'private'), { recursive: true });
+    fs.copyFileSync(at('images', 'image0.png'), path.join(data, 'image0.png'));
+    fs.chmodSync(path.join(data, 'private'), 0o000);
+    // root reads any folder: the CLI then runs as the unprivileged 'nobody' (the temporary folder opened to it).
+    const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    fs.chmodSync(folder, 0o755);
+    try {
+      const result = spawnSync(process.execPath, [runner, 'pretrain', '--data', data, '--backend', 'cpu'], {
+        encoding: 'utf8',
+        env,
+        cwd: os.tmpdir(),
+        timeout: 60_000,
+        ...asNobody,
+      });
+      expect({ status: result.status, stderr: result.stderr }).toEqual({
+        status: 2,
+        stderr: `sparkmim: --data: cannot read ${path.join(data, 'private')} (in the image folder ${data}): permission denied\n`,
+      });
+    } finally {
+      fs.chmodSync(path.join(data, 'private'), 0o755);
+    }
+  });
+
   it.each(CASES)('%s: one line, exit code 2, no stack trace, no Dawn, under 10 s', (_name, args, message) => {
     const started = performance.now();
     const result = spawnSync(process.execPath, [runner, ...args()], { encoding: 'utf8', env, cwd: folder, timeout: 60_000 });
