@@ -132,6 +132,27 @@ describe('hostile invocations of the CLI', () => {
     }
   });
 
+  it('an --out folder that cannot be written (EACCES): one line naming it, exit code 2, nothing set up', () => {
+    const readOnly = at('read-only');
+    fs.mkdirSync(readOnly);
+    fs.chmodSync(readOnly, 0o555);
+    const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    fs.chmodSync(folder, 0o755);
+    const out = path.join(readOnly, 'run');
+    const result = spawnSync(process.execPath, [runner, 'pretrain', '--data', at('images'), '--out', out], {
+      encoding: 'utf8',
+      env,
+      cwd: os.tmpdir(),
+      timeout: 60_000,
+      ...asNobody,
+    });
+    expect({ status: result.status, stderr: result.stderr }).toEqual({
+      status: 2,
+      stderr: `sparkmim: --out: cannot write in ${readOnly}: permission denied\n`,
+    });
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
   it.each(CASES)('%s: one line, exit code 2, no stack trace, no Dawn, under 10 s', (_name, args, message) => {
     const started = performance.now();
     const result = spawnSync(process.execPath, [runner, ...args()], { encoding: 'utf8', env, cwd: folder, timeout: 60_000 });
