@@ -17,7 +17,17 @@ const cases: GeometryCase[] = [
   { name: '7x7 stride 2 pad 3 stem', input: [2, 8, 8, 3], kernel: [7, 7], outChannels: 5, strides: 2, pad: 3 },
   { name: '1x1 stride 2 downsample on an odd size', input: [1, 7, 5, 4], kernel: [1, 1], outChannels: 3, strides: 2, pad: 0 },
   { name: "'same' 3x3 stride 2 on an even size (odd pixel after)", input: [2, 6, 6, 2], kernel: [3, 3], outChannels: 2, strides: 2, pad: 'same' },
-  { name: 'rectangular kernel, strides and padding', input: [1, 6, 7, 2], kernel: [3, 2], outChannels: 3, strides: [2, 1], pad: [[1, 0], [0, 1]] },
+  {
+    name: 'rectangular kernel, strides and padding',
+    input: [1, 6, 7, 2],
+    kernel: [3, 2],
+    outChannels: 3,
+    strides: [2, 1],
+    pad: [
+      [1, 0],
+      [0, 1],
+    ],
+  },
 ];
 
 /** Seeded values in [-1, 1), so that failures reproduce. */
@@ -75,26 +85,28 @@ describeBackends('conv2d and conv2dTranspose with a chosen filter gradient', ({ 
   });
 
   for (const method of methods) {
-  it(`matches tf.conv2dTranspose's value and gradients (${method}; kernel 4, stride 2, padding 1: the decoder's upsampling)`, async () => {
-    const x = values([2, 3, 4, 3], 6) as tf.Tensor4D;
-    const filter = values([4, 4, 2, 3], 7) as tf.Tensor4D;
-    const outputShape: [number, number, number, number] = [2, 6, 8, 2];
-    const weights = values(outputShape, 8);
-    const loss = (transpose: typeof conv2dTranspose) => (a: tf.Tensor, b: tf.Tensor) =>
-      tf.sum(tf.mul(transpose(a as tf.Tensor4D, b as tf.Tensor4D, outputShape, 2, 1), weights));
-    const tfTranspose: typeof conv2dTranspose = (a, b, shape, strides, pad) => tf.conv2dTranspose(a, b, shape, strides!, pad as number);
-    const [dxOurs, dFilterOurs] = tf.grads(loss((a, b, shape, strides, pad) => conv2dTranspose(a, b, shape, strides, pad, { filterGradient: method })))([x, filter]);
-    const [dxTheirs, dFilterTheirs] = tf.grads(loss(tfTranspose))([x, filter]);
-    const yOurs = conv2dTranspose(x, filter, outputShape, 2, 1);
-    const yTheirs = tf.conv2dTranspose(x, filter, outputShape, 2, 1);
-    await expectClose(yOurs, yTheirs, { relative: 1e-5, label: `${backend} value` });
-    await expectClose(dxOurs, dxTheirs, { relative: 1e-5, label: `${backend} input gradient` });
-    await expectClose(dFilterOurs, dFilterTheirs, { relative: 1e-4, label: `${backend} filter gradient` });
-    tf.dispose([x, filter, weights, dxOurs, dFilterOurs, dxTheirs, dFilterTheirs, yOurs, yTheirs]);
-  });
+    it(`matches tf.conv2dTranspose's value and gradients (${method}; kernel 4, stride 2, padding 1: the decoder's upsampling)`, async () => {
+      const x = values([2, 3, 4, 3], 6) as tf.Tensor4D;
+      const filter = values([4, 4, 2, 3], 7) as tf.Tensor4D;
+      const outputShape: [number, number, number, number] = [2, 6, 8, 2];
+      const weights = values(outputShape, 8);
+      const loss = (transpose: typeof conv2dTranspose) => (a: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(transpose(a as tf.Tensor4D, b as tf.Tensor4D, outputShape, 2, 1), weights));
+      const tfTranspose: typeof conv2dTranspose = (a, b, shape, strides, pad) => tf.conv2dTranspose(a, b, shape, strides!, pad as number);
+      const [dxOurs, dFilterOurs] = tf.grads(
+        loss((a, b, shape, strides, pad) => conv2dTranspose(a, b, shape, strides, pad, { filterGradient: method })),
+      )([x, filter]);
+      const [dxTheirs, dFilterTheirs] = tf.grads(loss(tfTranspose))([x, filter]);
+      const yOurs = conv2dTranspose(x, filter, outputShape, 2, 1);
+      const yTheirs = tf.conv2dTranspose(x, filter, outputShape, 2, 1);
+      await expectClose(yOurs, yTheirs, { relative: 1e-5, label: `${backend} value` });
+      await expectClose(dxOurs, dxTheirs, { relative: 1e-5, label: `${backend} input gradient` });
+      await expectClose(dFilterOurs, dFilterTheirs, { relative: 1e-4, label: `${backend} filter gradient` });
+      tf.dispose([x, filter, weights, dxOurs, dFilterOurs, dxTheirs, dFilterTheirs, yOurs, yTheirs]);
+    });
   }
 
-  it("takes the default method from the tfjs flag SPARKMIM_FILTER_GRADIENT, and rejects an unknown one", async () => {
+  it('takes the default method from the tfjs flag SPARKMIM_FILTER_GRADIENT, and rejects an unknown one', async () => {
     const x = values([1, 4, 4, 2], 9) as tf.Tensor4D;
     const dy = values([1, 4, 4, 2], 10) as tf.Tensor4D;
     const expected = conv2dFilterGradient(x, dy, [3, 3, 2, 2], 1, 1, { method: 'backend' });
@@ -104,7 +116,9 @@ describeBackends('conv2d and conv2dTranspose with a chosen filter gradient', ({ 
       await expectClose(viaFlag, expected, { relative: 1e-5, label: `${backend} im2col via the flag` });
       viaFlag.dispose();
       tf.env().set('SPARKMIM_FILTER_GRADIENT', 'winograd');
-      expect(() => conv2dFilterGradient(x, dy, [3, 3, 2, 2], 1, 1)).toThrow("SPARKMIM_FILTER_GRADIENT: expected auto, backend, conv, im2col; got 'winograd'");
+      expect(() => conv2dFilterGradient(x, dy, [3, 3, 2, 2], 1, 1)).toThrow(
+        "SPARKMIM_FILTER_GRADIENT: expected auto, backend, conv, im2col; got 'winograd'",
+      );
     } finally {
       tf.env().set('SPARKMIM_FILTER_GRADIENT', 'auto');
       tf.dispose([x, dy, expected]);

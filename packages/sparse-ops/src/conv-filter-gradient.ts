@@ -101,12 +101,22 @@ export function conv2dFilterGradient(
   }
   return tf.tidy(() => {
     if (method === 'backend') {
-      const sides: tf.backend_util.ExplicitPadding = [[0, 0], [top, bottom], [left, right], [0, 0]];
+      const sides: tf.backend_util.ExplicitPadding = [
+        [0, 0],
+        [top, bottom],
+        [left, right],
+        [0, 0],
+      ];
       // tfjs exports no Conv2DBackpropFilter op; its gradient of conv2d runs exactly that kernel.
       const gradient = tf.grad((filter: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, filter as tf.Tensor4D, [strideH, strideW], sides), dy)));
       return gradient(tf.zeros(filterShape)) as tf.Tensor4D;
     }
-    const padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]) as tf.Tensor4D;
+    const padded = tf.pad(x, [
+      [0, 0],
+      [top, bottom],
+      [left, right],
+      [0, 0],
+    ]) as tf.Tensor4D;
     if (method === 'conv') {
       // dW[i, j, c, o] = sum over b, y, x of padded[b, y*s + i, x*s + j, c] * dy[b, y, x, o]: a valid
       // convolution of padded as [inC, Hp, Wp, B] ("batch" = input channel) with dy as a [H', W', B, outC]
@@ -140,7 +150,12 @@ export function conv2dFilterGradient(
         const patches = taps.length === 1 ? taps[0] : tf.concat(taps, 3);
         const positions = size * outH * outW;
         const dyRows = tf.slice(dy, [start, 0, 0, 0], [size, outH, outW, outC]);
-        return tf.matMul(tf.reshape(patches, [positions, kernelH * kernelW * inC]), tf.reshape(dyRows, [positions, outC]), true, false) as tf.Tensor2D;
+        return tf.matMul(
+          tf.reshape(patches, [positions, kernelH * kernelW * inC]),
+          tf.reshape(dyRows, [positions, outC]),
+          true,
+          false,
+        ) as tf.Tensor2D;
       });
       if (total) {
         const sum = tf.add(total, part) as tf.Tensor2D;

@@ -70,7 +70,10 @@ export function sparseConv2d(x: tf.Tensor4D, filter: tf.Tensor4D, options: Spars
     } else {
       const inputs = tf.split(x, groups, 3) as tf.Tensor4D[];
       const filters = tf.split(effectiveFilter, groups, 3);
-      y = tf.concat(inputs.map((input, g) => conv2d(input, filters[g] as tf.Tensor4D, stride, pad)), 3) as tf.Tensor4D;
+      y = tf.concat(
+        inputs.map((input, g) => conv2d(input, filters[g] as tf.Tensor4D, stride, pad)),
+        3,
+      ) as tf.Tensor4D;
     }
     if (bias) y = tf.add(y, bias);
     const mask = maskOrDense(active, y, caller);
@@ -86,10 +89,19 @@ function dilateFilter(filter: tf.Tensor4D, dilationH: number, dilationW: number)
   const [kernelH, kernelW, inC, outC] = filter.shape;
   // Rows: each tap row followed by dH - 1 zero rows.
   let spread: tf.Tensor = tf.reshape(filter, [kernelH, 1, kernelW * inC * outC]);
-  spread = tf.pad(spread, [[0, 0], [0, dilationH - 1], [0, 0]]);
+  spread = tf.pad(spread, [
+    [0, 0],
+    [0, dilationH - 1],
+    [0, 0],
+  ]);
   // Columns: each tap column followed by dW - 1 zero columns.
   spread = tf.reshape(spread, [kernelH * dilationH, kernelW, 1, inC * outC]);
-  spread = tf.pad(spread, [[0, 0], [0, 0], [0, dilationW - 1], [0, 0]]);
+  spread = tf.pad(spread, [
+    [0, 0],
+    [0, 0],
+    [0, dilationW - 1],
+    [0, 0],
+  ]);
   spread = tf.reshape(spread, [kernelH * dilationH, kernelW * dilationW, inC, outC]);
   // Drop the zeros after the last tap.
   return tf.slice(spread, [0, 0, 0, 0], [(kernelH - 1) * dilationH + 1, (kernelW - 1) * dilationW + 1, inC, outC]) as tf.Tensor4D;

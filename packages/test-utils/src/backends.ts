@@ -10,7 +10,12 @@ export const ALL_TEST_BACKENDS = ['cpu', 'webgpu'] as const;
 
 export function selectedTestBackends(): string[] {
   const fromEnv = process.env.SPARKMIM_TEST_BACKENDS;
-  return fromEnv ? fromEnv.split(',').map((s) => s.trim()).filter(Boolean) : [...ALL_TEST_BACKENDS];
+  return fromEnv
+    ? fromEnv
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [...ALL_TEST_BACKENDS];
 }
 
 export interface BackendContext {

@@ -84,7 +84,14 @@ export function spreadByStride(scope: KernelScope, dy: tf.TensorInfo, strideH: n
   if (strideH === 1 && strideW === 1) return dy;
   const [batch, height, width, channels] = dy.shape;
   let spread = scope.reshape(dy, [batch, height, 1, width, 1, channels]);
-  spread = scope.pad(spread, [[0, 0], [0, 0], [0, strideH - 1], [0, 0], [0, strideW - 1], [0, 0]]);
+  spread = scope.pad(spread, [
+    [0, 0],
+    [0, 0],
+    [0, strideH - 1],
+    [0, 0],
+    [0, strideW - 1],
+    [0, 0],
+  ]);
   spread = scope.reshape(spread, [batch, height * strideH, width * strideW, channels]);
   return scope.run('Slice', { x: spread }, { begin: [0, 0, 0, 0], size: [batch, (height - 1) * strideH + 1, (width - 1) * strideW + 1, channels] });
 }

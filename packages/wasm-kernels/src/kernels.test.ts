@@ -19,7 +19,11 @@ function on(backend: string, fn: () => tf.Tensor | tf.Tensor[]): Values {
   const read = list.map((t) => ({ shape: t.shape, values: Float32Array.from(t.dataSync()) }));
   tf.dispose(list);
   // No tensor and no backend buffer (our kernels' intermediates) left behind.
-  expect({ backend, tensors: tf.memory().numTensors, buffers: tf.engine().backend.numDataIds() }).toEqual({ backend, tensors: before, buffers: dataBefore });
+  expect({ backend, tensors: tf.memory().numTensors, buffers: tf.engine().backend.numDataIds() }).toEqual({
+    backend,
+    tensors: before,
+    buffers: dataBefore,
+  });
   return read;
 }
 
@@ -29,7 +33,7 @@ function expectClose(actual: Values, expected: Values, tolerance = 1e-4): void {
     const e = expected[n].values;
     const scale = Math.max(1, ...Array.from(e, Math.abs));
     let worst = 0;
-    a.values.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - e[i]))));
+    for (let i = 0; i < a.values.length; i++) worst = Math.max(worst, Math.abs(a.values[i] - e[i]));
     expect({ output: n, worstError: worst / scale < tolerance ? 'ok' : worst / scale }).toEqual({ output: n, worstError: 'ok' });
   });
 }
@@ -51,11 +55,44 @@ beforeAll(async () => {
 describe('conv2d gradients on wasm (Conv2DBackpropFilter, Conv2DBackpropInput)', () => {
   const cases: { name: string; x: number[]; filter: number[]; stride: number; pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding }[] = [
     { name: '3x3 stride 1 same', x: [2, 7, 6, 3], filter: [3, 3, 3, 4], stride: 1, pad: 'same' },
-    { name: '3x3 stride 2 pad 1 (odd size)', x: [2, 9, 7, 4], filter: [3, 3, 4, 5], stride: 2, pad: [[0, 0], [1, 1], [1, 1], [0, 0]] },
-    { name: '7x7 stride 2 pad 3 (a stem)', x: [1, 12, 10, 3], filter: [7, 7, 3, 4], stride: 2, pad: [[0, 0], [3, 3], [3, 3], [0, 0]] },
+    {
+      name: '3x3 stride 2 pad 1 (odd size)',
+      x: [2, 9, 7, 4],
+      filter: [3, 3, 4, 5],
+      stride: 2,
+      pad: [
+        [0, 0],
+        [1, 1],
+        [1, 1],
+        [0, 0],
+      ],
+    },
+    {
+      name: '7x7 stride 2 pad 3 (a stem)',
+      x: [1, 12, 10, 3],
+      filter: [7, 7, 3, 4],
+      stride: 2,
+      pad: [
+        [0, 0],
+        [3, 3],
+        [3, 3],
+        [0, 0],
+      ],
+    },
     { name: '1x1 stride 2 (a downsample shortcut)', x: [2, 8, 8, 4], filter: [1, 1, 4, 6], stride: 2, pad: 'valid' },
     { name: '2x2 stride 2 valid on an odd size', x: [2, 7, 9, 3], filter: [2, 2, 3, 2], stride: 2, pad: 'valid' },
-    { name: '3x3 valid, uneven explicit padding', x: [1, 6, 5, 2], filter: [3, 3, 2, 3], stride: 1, pad: [[0, 0], [0, 2], [1, 0], [0, 0]] },
+    {
+      name: '3x3 valid, uneven explicit padding',
+      x: [1, 6, 5, 2],
+      filter: [3, 3, 2, 3],
+      stride: 1,
+      pad: [
+        [0, 0],
+        [0, 2],
+        [1, 0],
+        [0, 0],
+      ],
+    },
   ];
   for (const { name, x: xShape, filter: filterShape, stride, pad } of cases) {
     it(name, () => {
@@ -64,7 +101,10 @@ describe('conv2d gradients on wasm (Conv2DBackpropFilter, Conv2DBackpropInput)',
         const filter = random(filterShape, 2) as tf.Tensor4D;
         const y = tf.conv2d(x, filter, stride, pad as never);
         const weights = random(y.shape, 3);
-        const [dx, dFilter] = tf.grads((a, b) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad as never), weights)))([x, filter]);
+        const [dx, dFilter] = tf.grads((a, b) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad as never), weights)))([
+          x,
+          filter,
+        ]);
         return [y, dx, dFilter];
       });
     });
@@ -75,19 +115,36 @@ describe('conv2d gradients on wasm (Conv2DBackpropFilter, Conv2DBackpropInput)',
       const x = random([2, 5, 4, 6], 4) as tf.Tensor4D;
       const filter = random([4, 4, 3, 6], 5) as tf.Tensor4D;
       const outShape: [number, number, number, number] = [2, 10, 8, 3];
-      const pad: tf.backend_util.ExplicitPadding = [[0, 0], [1, 1], [1, 1], [0, 0]];
+      const pad: tf.backend_util.ExplicitPadding = [
+        [0, 0],
+        [1, 1],
+        [1, 1],
+        [0, 0],
+      ];
       const y = tf.conv2dTranspose(x, filter, outShape, 2, pad as never);
       const weights = random(outShape, 6);
-      const [dx, dFilter] = tf.grads((a, b) => tf.sum(tf.mul(tf.conv2dTranspose(a as tf.Tensor4D, b as tf.Tensor4D, outShape, 2, pad as never), weights)))([x, filter]);
+      const [dx, dFilter] = tf.grads((a, b) =>
+        tf.sum(tf.mul(tf.conv2dTranspose(a as tf.Tensor4D, b as tf.Tensor4D, outShape, 2, pad as never), weights)),
+      )([x, filter]);
       return [y, dx, dFilter];
     });
   });
-
 });
 
 describe('depthwiseConv2d gradients on wasm (DepthwiseConv2dNativeBackpropInput/Filter)', () => {
   const cases = [
-    { name: '7x7 pad 3 (ConvNeXt)', x: [2, 9, 8, 4], filter: [7, 7, 4, 1], stride: 1, pad: [[0, 0], [3, 3], [3, 3], [0, 0]] },
+    {
+      name: '7x7 pad 3 (ConvNeXt)',
+      x: [2, 9, 8, 4],
+      filter: [7, 7, 4, 1],
+      stride: 1,
+      pad: [
+        [0, 0],
+        [3, 3],
+        [3, 3],
+        [0, 0],
+      ],
+    },
     { name: '3x3 same, multiplier 2', x: [2, 6, 5, 3], filter: [3, 3, 3, 2], stride: 1, pad: 'same' },
     { name: '3x3 stride 2 valid', x: [1, 9, 8, 2], filter: [3, 3, 2, 1], stride: 2, pad: 'valid' },
   ] as const;
@@ -98,7 +155,9 @@ describe('depthwiseConv2d gradients on wasm (DepthwiseConv2dNativeBackpropInput/
         const filter = random([...filterShape], 12) as tf.Tensor4D;
         const y = tf.depthwiseConv2d(x, filter, stride, pad as never);
         const weights = random(y.shape, 13);
-        const [dx, dFilter] = tf.grads((a, b) => tf.sum(tf.mul(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad as never), weights)))([x, filter]);
+        const [dx, dFilter] = tf.grads((a, b) =>
+          tf.sum(tf.mul(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad as never), weights)),
+        )([x, filter]);
         return [y, dx, dFilter];
       });
     });
@@ -109,7 +168,12 @@ describe('maxPool gradient on wasm (MaxPoolGrad)', () => {
   it('3x3 stride 2 pad 1 after a ReLU: ties go to the first maximum of each window', () => {
     compare(() => {
       const x = tf.relu(random([2, 9, 8, 3], 21)) as tf.Tensor4D;
-      const pad: tf.backend_util.ExplicitPadding = [[0, 0], [1, 1], [1, 1], [0, 0]];
+      const pad: tf.backend_util.ExplicitPadding = [
+        [0, 0],
+        [1, 1],
+        [1, 1],
+        [0, 0],
+      ];
       const weights = random([2, 5, 4, 3], 22);
       return tf.grad((a) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, 3, 2, pad as never), weights)))(x);
     });
@@ -141,7 +205,14 @@ describe('unsortedSegmentSum and gather on wasm', () => {
   it('gather with batchDims 1 and an axis after it', () => {
     compare(() => {
       const x = random([2, 3, 5, 2], 34);
-      const indices = tf.tensor2d([[4, 0, 4], [1, 2, 3]], [2, 3], 'int32');
+      const indices = tf.tensor2d(
+        [
+          [4, 0, 4],
+          [1, 2, 3],
+        ],
+        [2, 3],
+        'int32',
+      );
       return [tf.gather(x, indices, 2, 1), tf.gather(x, tf.tensor2d([[2], [0]], [2, 1], 'int32'), 1, 1)];
     });
   });
@@ -159,7 +230,10 @@ describe('Identity on wasm', () => {
   it('tf.clone shares the buffer: values equal, and either tensor outlives the other', () => {
     tf.setBackend('wasm');
     const buffersBefore = tf.engine().backend.numDataIds();
-    const original = tf.tensor2d([[1, 2], [3, 4]]);
+    const original = tf.tensor2d([
+      [1, 2],
+      [3, 4],
+    ]);
     const copy = tf.clone(original);
     expect(tf.engine().backend.numDataIds()).toBe(buffersBefore + 1);
     original.dispose();

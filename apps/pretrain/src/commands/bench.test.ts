@@ -4,7 +4,10 @@ describe('sparkmim bench', () => {
   it('lists its scenarios, the quickstart and the 224 steps among them', async () => {
     const result = await runCli(['bench', '--list']);
     expect(result.code).toBe(0);
-    const names = result.stdout.trim().split('\n').map((line) => JSON.parse(line).name);
+    const names = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line).name);
     expect(names).toEqual(expect.arrayContaining(['quickstart', 'resnet18-224', 'resnet50-224', 'convnext-t-224', 'resnet50-infer-224', 'ci-step']));
   });
 
@@ -23,7 +26,10 @@ describe('sparkmim bench', () => {
   it('times a tiny training step on wasm: forward, backward and optimiser apart, no tensor leaked', async () => {
     const result = await runCli(['bench', '--scenario', 'ci-step', '--backend', 'wasm', '--steps', '1']);
     expect(result.code).toBe(0);
-    const lines = result.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    const lines = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(lines).toHaveLength(1);
     const [line] = lines;
     expect(line).toMatchObject({ scenario: 'ci-step', backend: 'wasm', kind: 'step', batch: 2, inputSize: 64, steps: 1, leakedTensors: 0 });
@@ -39,7 +45,10 @@ describe('sparkmim bench', () => {
   it('runs a pair in one process (inference on wasm and cpu) and prints their ratio', async () => {
     const result = await runCli(['bench', '--scenario', 'ci-infer', '--backend', 'wasm,cpu', '--steps', '1']);
     expect(result.code).toBe(0);
-    const lines = result.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    const lines = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(lines.map((line) => line.backend ?? line.pair)).toEqual(['wasm', 'cpu', ['wasm', 'cpu']]);
     expect(lines[0]).toMatchObject({ kind: 'inference', ms: { backward: 0, optimiser: 0 }, leakedTensors: 0 });
     expect(lines[2].ratio).toBeCloseTo(lines[0].imagesPerSecond / lines[1].imagesPerSecond, 1);

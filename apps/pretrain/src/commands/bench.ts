@@ -50,7 +50,10 @@ export interface BenchResult {
 
 function seededUniform(seed: number): () => number {
   let state = seed % 2147483647 || 1;
-  return () => (state = (state * 16807) % 2147483647) / 2147483647;
+  return () => {
+    state = (state * 16807) % 2147483647;
+    return state / 2147483647;
+  };
 }
 
 async function settle(tensors: tf.Tensor[]): Promise<void> {
@@ -64,7 +67,9 @@ async function runScenario(scenario: BenchScenario, backend: string, stepsOverri
   const model = SparkModel.create(scenario.model, { backbone: scenario.backbone, decoderWidth: scenario.decoderWidth, seed: 0 });
   const images = tf.randomNormal([scenario.batch, scenario.inputSize, scenario.inputSize, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
   const optimizer =
-    scenario.kind === 'step' ? new AdamW(paramGroupsFromVariables(model.namedParameters()), { betas: defaultBetas(scenario.model), maxGradNorm: 5 }) : undefined;
+    scenario.kind === 'step'
+      ? new AdamW(paramGroupsFromVariables(model.namedParameters()), { betas: defaultBetas(scenario.model), maxGradNorm: 5 })
+      : undefined;
   const variables = model.namedParameters().map(({ variable }) => variable);
   const names = new Map(model.namedParameters().map(({ name, variable }) => [variable.name, name]));
   const random = seededUniform(1);
@@ -162,17 +167,25 @@ export async function benchCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.list) {
-    for (const scenario of BENCH_SCENARIOS) process.stdout.write(JSON.stringify(scenario) + '\n');
+    for (const scenario of BENCH_SCENARIOS) process.stdout.write(`${JSON.stringify(scenario)}\n`);
     return 0;
   }
   const known = new Map(BENCH_SCENARIOS.map((scenario) => [scenario.name, scenario]));
-  const scenarioNames = values.ci ? CI_SCENARIOS : (values.scenario ?? 'quickstart').split(',').map((name) => name.trim()).filter(Boolean);
+  const scenarioNames = values.ci
+    ? CI_SCENARIOS
+    : (values.scenario ?? 'quickstart')
+        .split(',')
+        .map((name) => name.trim())
+        .filter(Boolean);
   const scenarios = scenarioNames.map((name) => {
     const scenario = known.get(name);
     if (!scenario) throw new UsageError(`--scenario: unknown scenario '${name}': expected one of ${[...known.keys()].join(', ')}`);
     return scenario;
   });
-  const backends = (values.ci ? 'wasm,cpu' : (values.backend ?? 'wasm,cpu')).split(',').map((name) => name.trim()).filter(Boolean);
+  const backends = (values.ci ? 'wasm,cpu' : (values.backend ?? 'wasm,cpu'))
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
   if (backends.length === 0) throw new UsageError('--backend: expected at least one backend name');
   let steps: number | undefined;
   if (values.steps !== undefined) {
@@ -190,7 +203,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     for (const backend of backends) {
       const result = await runScenario(scenario, backend, steps);
       results.push(result);
-      process.stdout.write(JSON.stringify(result) + '\n');
+      process.stdout.write(`${JSON.stringify(result)}\n`);
       if (result.leakedTensors !== 0) {
         process.stderr.write(`sparkmim bench: ${scenario.name} on ${backend} leaked ${result.leakedTensors} tensors over ${result.steps} steps\n`);
         return 1;
@@ -199,7 +212,14 @@ export async function benchCommand(argv: string[]): Promise<number> {
     if (results.length >= 2) {
       const [first, second] = results;
       const ratio = Math.round((first.imagesPerSecond / second.imagesPerSecond) * 100) / 100;
-      process.stdout.write(JSON.stringify({ scenario: scenario.name, pair: [first.backend, second.backend], ratio, meaning: `${first.backend} images/s over ${second.backend} images/s` }) + '\n');
+      process.stdout.write(
+        `${JSON.stringify({
+          scenario: scenario.name,
+          pair: [first.backend, second.backend],
+          ratio,
+          meaning: `${first.backend} images/s over ${second.backend} images/s`,
+        })}\n`,
+      );
     }
   }
   return 0;

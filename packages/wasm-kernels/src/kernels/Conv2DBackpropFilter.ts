@@ -20,13 +20,19 @@ export function filterGradientByConv(
   sides: { top: number; bottom: number; left: number; right: number },
 ): tf.TensorInfo {
   const [kernelH, kernelW, inC, outC] = filterShape;
-  const padded = scope.pad(x, [[0, 0], [sides.top, sides.bottom], [sides.left, sides.right], [0, 0]]);
+  const padded = scope.pad(x, [
+    [0, 0],
+    [sides.top, sides.bottom],
+    [sides.left, sides.right],
+    [0, 0],
+  ]);
   const input = scope.transpose(padded, [3, 1, 2, 0]);
   const filter = scope.transpose(dy, [1, 2, 0, 3]);
   const attrs = { strides: [1, 1], pad: 'valid', dilations: strides, dataFormat: 'NHWC', dimRoundingMode: undefined } as unknown as tf.NamedAttrMap;
   let taps = scope.run('Conv2D', { x: input, filter }, attrs);
   // Padding beyond the last tap's reach (e.g. PyTorch's symmetric padding on a strided conv) gives extra rows.
-  if (taps.shape[1] !== kernelH || taps.shape[2] !== kernelW) taps = scope.run('Slice', { x: taps }, { begin: [0, 0, 0, 0], size: [inC, kernelH, kernelW, outC] });
+  if (taps.shape[1] !== kernelH || taps.shape[2] !== kernelW)
+    taps = scope.run('Slice', { x: taps }, { begin: [0, 0, 0, 0], size: [inC, kernelH, kernelW, outC] });
   return scope.transpose(taps, [1, 2, 0, 3]);
 }
 
@@ -40,20 +46,40 @@ export function byStridePhase(scope: KernelScope, x: tf.TensorInfo, strideH: num
   if (strideH === 1 && strideW === 1) return scope.transpose(x, [3, 0, 1, 2]);
   const rows = Math.ceil(height / strideH);
   const cols = Math.ceil(width / strideW);
-  const padded = scope.pad(x, [[0, 0], [0, rows * strideH - height], [0, cols * strideW - width], [0, 0]]);
+  const padded = scope.pad(x, [
+    [0, 0],
+    [0, rows * strideH - height],
+    [0, cols * strideW - width],
+    [0, 0],
+  ]);
   const split = scope.reshape(padded, [batch, rows, strideH, cols, strideW, channels]);
   const phases = scope.transpose(split, [2, 4, 5, 0, 1, 3]);
   return scope.reshape(phases, [strideH * strideW * channels, batch, rows, cols]);
 }
 
-function conv2DBackpropFilter({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+function conv2DBackpropFilter({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+}): tf.TensorInfo {
   const { x, dy } = inputs as Record<string, tf.TensorInfo>;
   const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as tf.Conv2DBackpropFilterAttrs;
   if (dataFormat === 'NCHW') throw new Error('Conv2DBackpropFilter (@sparkmim/wasm-kernels): expected dataFormat NHWC, got NCHW');
-  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, strides, 1, pad, dimRoundingMode, false, 'channelsLast');
-  return withScope(backend, (scope) =>
-    filterGradientByConv(scope, x, dy, filterShape, [info.strideHeight, info.strideWidth], info.padInfo),
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filterShape,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+    false,
+    'channelsLast',
   );
+  return withScope(backend, (scope) => filterGradientByConv(scope, x, dy, filterShape, [info.strideHeight, info.strideWidth], info.padInfo));
 }
 
 /** `Conv2DBackpropFilter` for wasm (the filter gradient of `tf.conv2d`, and so of `tf.conv2dTranspose`'s input). */

@@ -32,9 +32,20 @@ export function inputGradientByConv(
   const padLeft = kernelW - 1 - sides.left;
   const padBottom = height + kernelH - 1 - padTop - spread.shape[1];
   const padRight = width + kernelW - 1 - padLeft - spread.shape[2];
-  const padded = scope.pad(spread, [[0, 0], [padTop, padBottom], [padLeft, padRight], [0, 0]]);
+  const padded = scope.pad(spread, [
+    [0, 0],
+    [padTop, padBottom],
+    [padLeft, padRight],
+    [0, 0],
+  ]);
   const flipped = scope.run('Reverse', { x: filter }, { dims: [0, 1] });
-  const convAttrs = { strides: [1, 1], pad: 'valid', dilations: [1, 1], dataFormat: 'NHWC', dimRoundingMode: undefined } as unknown as tf.NamedAttrMap;
+  const convAttrs = {
+    strides: [1, 1],
+    pad: 'valid',
+    dilations: [1, 1],
+    dataFormat: 'NHWC',
+    dimRoundingMode: undefined,
+  } as unknown as tf.NamedAttrMap;
   if (!depthwise) {
     const swapped = scope.transpose(flipped, [0, 1, 3, 2]);
     return scope.run('Conv2D', { x: padded, filter: swapped }, convAttrs);
@@ -71,11 +82,22 @@ function inputGradientBySubPixels(
   const rows = Math.ceil(height / strideH);
   const cols = Math.ceil(width / strideW);
   // Zero taps past the kernel's end, so that every phase has tapsH x tapsW taps.
-  const paddedFilter = scope.pad(filter, [[0, tapsH * strideH - kernelH], [0, tapsW * strideW - kernelW], [0, 0], [0, 0]]);
+  const paddedFilter = scope.pad(filter, [
+    [0, tapsH * strideH - kernelH],
+    [0, tapsW * strideW - kernelW],
+    [0, 0],
+    [0, 0],
+  ]);
   // Rows i = firstTapH + sH * t as [tapsH, sH, ...] sliced at the phase: slices of rank <= 4 only (the
   // backend's higher-rank slices and transposes fall back to a slow generic loop).
   const byRow = scope.reshape(paddedFilter, [tapsH, strideH, tapsW * strideW * inC * outC]);
-  const convAttrs = { strides: [1, 1], pad: 'valid', dilations: [1, 1], dataFormat: 'NHWC', dimRoundingMode: undefined } as unknown as tf.NamedAttrMap;
+  const convAttrs = {
+    strides: [1, 1],
+    pad: 'valid',
+    dilations: [1, 1],
+    dataFormat: 'NHWC',
+    dimRoundingMode: undefined,
+  } as unknown as tf.NamedAttrMap;
   const phases: tf.TensorInfo[] = [];
   for (let a = 0; a < strideH; a++) {
     const firstTapH = (a + sides.top) % strideH;
@@ -91,7 +113,12 @@ function inputGradientBySubPixels(
       // phase[q] = sum over t of dy[q + offset - t] * W[firstTap + s * t]: dy padded by taps - 1 - offset.
       const padTop = tapsH - 1 - offsetH;
       const padLeft = tapsW - 1 - offsetW;
-      const padded = scope.pad(dy, [[0, 0], [padTop, rows + tapsH - 1 - padTop - dyH], [padLeft, cols + tapsW - 1 - padLeft - dyW], [0, 0]]);
+      const padded = scope.pad(dy, [
+        [0, 0],
+        [padTop, rows + tapsH - 1 - padTop - dyH],
+        [padLeft, cols + tapsW - 1 - padLeft - dyW],
+        [0, 0],
+      ]);
       phases.push(scope.run('Conv2D', { x: padded, filter: convFilter }, convAttrs));
     }
   }
@@ -134,11 +161,28 @@ function interleavePhases(
   return out;
 }
 
-function conv2DBackpropInput({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+function conv2DBackpropInput({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+}): tf.TensorInfo {
   const { dy, filter } = inputs as Record<string, tf.TensorInfo>;
   const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as tf.Conv2DBackpropInputAttrs;
   if (dataFormat === 'NCHW') throw new Error('Conv2DBackpropInput (@sparkmim/wasm-kernels): expected dataFormat NHWC, got NCHW');
-  const info = tf.backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], strides, 1, pad, dimRoundingMode, false, 'channelsLast');
+  const info = tf.backend_util.computeConv2DInfo(
+    inputShape,
+    filter.shape as [number, number, number, number],
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+    false,
+    'channelsLast',
+  );
   return withScope(backend, (scope) => inputGradientByConv(scope, dy, filter, inputShape, [info.strideHeight, info.strideWidth], info.padInfo));
 }
 
@@ -149,14 +193,30 @@ export const conv2DBackpropInputConfig: tf.KernelConfig = {
   kernelFunc: conv2DBackpropInput as unknown as tf.KernelFunc,
 };
 
-function depthwiseConv2dNativeBackpropInput({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+function depthwiseConv2dNativeBackpropInput({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+}): tf.TensorInfo {
   const { dy, filter } = inputs as Record<string, tf.TensorInfo>;
   const { strides, pad, dilations, dimRoundingMode, inputShape } = attrs as unknown as tf.DepthwiseConv2dNativeBackpropInputAttrs;
   const [dilationH, dilationW] = typeof dilations === 'number' ? [dilations, dilations] : dilations;
   if (dilationH !== 1 || dilationW !== 1) {
     throw new Error(`DepthwiseConv2dNativeBackpropInput (@sparkmim/wasm-kernels): expected dilations 1, got [${dilationH}, ${dilationW}]`);
   }
-  const info = tf.backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], strides, 1, pad, dimRoundingMode, true);
+  const info = tf.backend_util.computeConv2DInfo(
+    inputShape,
+    filter.shape as [number, number, number, number],
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+    true,
+  );
   return withScope(backend, (scope) => inputGradientByConv(scope, dy, filter, inputShape, [info.strideHeight, info.strideWidth], info.padInfo, true));
 }
 

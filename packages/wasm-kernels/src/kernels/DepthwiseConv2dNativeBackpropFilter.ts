@@ -6,7 +6,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { withScope } from '../compose';
 import { byStridePhase } from './Conv2DBackpropFilter';
 
-function depthwiseConv2dNativeBackpropFilter({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+function depthwiseConv2dNativeBackpropFilter({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+}): tf.TensorInfo {
   const { x, dy } = inputs as Record<string, tf.TensorInfo>;
   const { strides, pad, dilations, dimRoundingMode, filterShape } = attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
   const [dilationH, dilationW] = typeof dilations === 'number' ? [dilations, dilations] : dilations;
@@ -18,11 +26,20 @@ function depthwiseConv2dNativeBackpropFilter({ inputs, backend, attrs }: { input
   const [batch, outH, outW] = dy.shape;
   return withScope(backend, (scope) => {
     const { top, bottom, left, right } = info.padInfo;
-    const padded = scope.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]);
+    const padded = scope.pad(x, [
+      [0, 0],
+      [top, bottom],
+      [left, right],
+      [0, 0],
+    ]);
     const phases = byStridePhase(scope, padded, info.strideHeight, info.strideWidth);
     const positions = batch * outH * outW;
     // dy channel c * m + k as [C, m, positions], to meet each tap's [C, 1, positions].
-    const dyByChannel = scope.reshape(scope.transpose(scope.reshape(dy, [positions, channels, multiplier]), [1, 2, 0]), [channels, multiplier, positions]);
+    const dyByChannel = scope.reshape(scope.transpose(scope.reshape(dy, [positions, channels, multiplier]), [1, 2, 0]), [
+      channels,
+      multiplier,
+      positions,
+    ]);
     const taps: tf.TensorInfo[] = [];
     for (let i = 0; i < kernelH; i++) {
       for (let j = 0; j < kernelW; j++) {
@@ -34,7 +51,10 @@ function depthwiseConv2dNativeBackpropFilter({ inputs, backend, attrs }: { input
       }
     }
     // taps[t] is [C, m]; stacked [kH * kW, C, m] is the filter's row-major order.
-    const stacked = taps.length === 1 ? taps[0] : scope.run('Concat', taps.map((tap) => scope.reshape(tap, [1, channels, multiplier])) as unknown as tf.NamedTensorInfoMap, { axis: 0 });
+    const stacked =
+      taps.length === 1
+        ? taps[0]
+        : scope.run('Concat', taps.map((tap) => scope.reshape(tap, [1, channels, multiplier])) as unknown as tf.NamedTensorInfoMap, { axis: 0 });
     return scope.reshape(stacked, filterShape);
   });
 }

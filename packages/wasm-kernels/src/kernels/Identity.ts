@@ -5,7 +5,7 @@
 // their time, the garbage they leave, and a second copy of every saved activation at the memory peak.
 // The wasm backend counts references to a buffer already (its Reshape shares buffers the same way), and
 // its kernels write only to fresh outputs, so a shared buffer is never changed under a clone.
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import type { WasmBackendLike } from '../compose';
 
 /** The backend's own Identity, for string tensors (their bytes live outside the wasm heap). */

@@ -3,14 +3,24 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { WasmBackendLike } from '../compose';
 
-function unsortedSegmentSum({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+function unsortedSegmentSum({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+}): tf.TensorInfo {
   const { x, segmentIds } = inputs as Record<string, tf.TensorInfo>;
   const { numSegments } = attrs as unknown as tf.UnsortedSegmentSumAttrs;
   const wasm = backend as WasmBackendLike;
   // segmentIds covers the leading axes of x; each id picks the output row the slice after them adds to.
   const idRank = segmentIds.shape.length;
   if (segmentIds.shape.some((dim, axis) => dim !== x.shape[axis])) {
-    throw new Error(`UnsortedSegmentSum (@sparkmim/wasm-kernels): segmentIds [${segmentIds.shape.join(', ')}] must be a prefix of x's shape [${x.shape.join(', ')}]`);
+    throw new Error(
+      `UnsortedSegmentSum (@sparkmim/wasm-kernels): segmentIds [${segmentIds.shape.join(', ')}] must be a prefix of x's shape [${x.shape.join(', ')}]`,
+    );
   }
   const rowShape = x.shape.slice(idRank);
   const rowSize = tf.util.sizeFromShape(rowShape);
