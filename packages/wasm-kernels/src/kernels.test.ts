@@ -221,8 +221,69 @@ describe('unsortedSegmentSum and gather on wasm', () => {
     tf.setBackend('wasm');
     const x = tf.zeros([2, 3]);
     const indices = tf.tensor2d([[0], [5]], [2, 1], 'int32');
-    expect(() => tf.gather(x, indices, 1, 1)).toThrow('index 5 is not in [0, 2]');
+    expect(() => tf.gather(x, indices, 1, 1)).toThrow('GatherV2: the index value 5 is not in [0, 2]');
     tf.dispose([x, indices]);
+  });
+
+  // Axis 0 without batch dimensions (sparse-ops' gatherRows) is a row copy of our own for float32 and int32.
+  it('gather of whole rows (axis 0): rank-1, rank-2 and rank-4 params, repeated, 2-D and empty index lists', () => {
+    compare(() => {
+      const vector = random([7], 35);
+      const rows = random([6, 5], 36);
+      const maps = random([4, 3, 2, 3], 37);
+      const repeated = tf.tensor1d([5, 0, 5, 5, 2, 0], 'int32');
+      return [
+        tf.gather(vector, tf.tensor1d([6, 0, 3, 3], 'int32')),
+        tf.gather(rows, repeated),
+        tf.gather(rows, tf.tensor1d([], 'int32')),
+        tf.gather(rows, tf.tensor2d([3, 1, 1, 0], [2, 2], 'int32'), -2),
+        tf.gather(maps, tf.tensor1d([3, 0, 3, 1, 2], 'int32')),
+        tf.gather(maps, tf.tensor1d([], 'int32')),
+        tf.gather(tf.zeros([0, 4]), tf.tensor1d([], 'int32')),
+      ];
+    });
+  });
+
+  it('gather of int32 rows keeps the dtype and the values; its gradient with repeated rows sums them', () => {
+    const run = () => {
+      const ids = tf.tensor2d([1, 2, 3, 4, 5, 6, -7, 8, 2147483647], [3, 3], 'int32');
+      const picked = tf.gather(ids, tf.tensor1d([2, 2, 0], 'int32'));
+      const rows = random([5, 8], 38);
+      const weights = random([7, 8], 39);
+      const grad = tf.grad((r) => tf.sum(tf.mul(tf.gather(r, tf.tensor1d([4, 4, 0, 1, 4, 0, 3], 'int32')), weights)))(rows);
+      return [picked, grad];
+    };
+    tf.setBackend('wasm');
+    expect(tf.tidy(() => run()[0].dtype)).toBe('int32');
+    compare(run);
+  });
+
+  it('a row index out of range throws what tfjs-cpu throws and leaves no buffer behind', () => {
+    const cases: [number[], number[]][] = [
+      [[4, 3], [0, 4]],
+      [[4, 3], [-1]],
+      [[5], [2, 7, 1]],
+    ];
+    for (const [shape, picked] of cases) {
+      const message = (backend: string): string => {
+        tf.setBackend(backend);
+        const buffers = tf.engine().backend.numDataIds();
+        const x = tf.ones(shape);
+        const indices = tf.tensor1d(picked, 'int32');
+        let thrown = 'nothing thrown';
+        try {
+          tf.gather(x, indices).dispose();
+        } catch (error) {
+          thrown = (error as Error).message;
+        }
+        tf.dispose([x, indices]);
+        expect({ backend, buffers: tf.engine().backend.numDataIds() }).toEqual({ backend, buffers });
+        return thrown;
+      };
+      const expected = message('cpu');
+      expect(expected).toMatch(/^GatherV2: the index value -?\d+ is not in \[0, \d+\]$/);
+      expect(message('wasm')).toBe(expected);
+    }
   });
 });
 

@@ -1,5 +1,9 @@
-// gather for wasm with batchDims > 0, which tfjs-backend-wasm 4.22 gets wrong (issue 17's probe); gathers
-// without batch dimensions keep the backend's own kernel.
+// gather for wasm. tfjs-backend-wasm 4.22's own kernel gets batchDims > 0 wrong (issue 17's probe) and costs
+// about 170 ns per gathered element (a strided C++ loop per element plus a readSync of the indices), which
+// alone made the sparse row path (sparse-ops' gatherRows: whole rows of a [sites, channels] matrix, axis 0)
+// slower than masked-dense. Both cases here are loops over the wasm heap that copy one contiguous slice per
+// index with one typed-array `set`. Other gathers without batch dimensions (another axis; bool, complex64,
+// string) keep the backend's own kernel.
 import * as tf from '@tensorflow/tfjs-core';
 import type { WasmBackendLike } from '../compose';
 
@@ -14,16 +18,53 @@ export function captureStockGather(kernel: tf.KernelConfig | undefined): void {
   }
 }
 
+/**
+ * Throws tfjs's own GatherV2 error (the message stock wasm and tfjs-cpu give) for the first index outside
+ * `[0, dimSize - 1]`. Checked before the output is allocated, so a throw leaves no buffer behind.
+ */
+function checkIndices(indexValues: tf.backend_util.TypedArray, dimSize: number): void {
+  for (let i = 0; i < indexValues.length; i++) {
+    const index = indexValues[i];
+    if (!(index >= 0 && index <= dimSize - 1)) {
+      throw new Error(`GatherV2: the index value ${index} is not in [0, ${dimSize - 1}]`);
+    }
+  }
+}
+
+/**
+ * Axis 0 without batch dimensions: output `[...indices.shape, ...x.shape.slice(1)]`, row `i` of it a copy of
+ * row `indices[i]` of `x` (rows are contiguous, so one `set` each).
+ */
+function gatherRows(wasm: WasmBackendLike, x: tf.TensorInfo, indices: tf.TensorInfo): tf.TensorInfo {
+  const rowSize = tf.util.sizeFromShape(x.shape.slice(1));
+  checkIndices(wasm.typedArrayFromHeap(indices), x.shape[0]);
+  const out = wasm.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
+  // Views taken after makeOutput: allocating can grow the wasm memory, which detaches older views.
+  const source = wasm.typedArrayFromHeap(x);
+  const target = wasm.typedArrayFromHeap(out);
+  const index = wasm.typedArrayFromHeap(indices);
+  if (rowSize === 0) return out;
+  for (let i = 0; i < index.length; i++) {
+    const from = index[i] * rowSize;
+    target.set(source.subarray(from, from + rowSize), i * rowSize);
+  }
+  return out;
+}
+
 function gatherV2(args: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const { inputs, backend, attrs } = args;
   const { x, indices } = inputs as Record<string, tf.TensorInfo>;
   const { axis, batchDims } = attrs as unknown as tf.GatherV2Attrs;
-  if (!batchDims && stockGather) return stockGather(args as never) as tf.TensorInfo;
+  const wasm = backend as WasmBackendLike;
   const parsedAxis = tf.util.parseAxisParam(axis, x.shape)[0];
   const batch = batchDims < 0 ? batchDims + indices.shape.length : batchDims;
+  if (!batch) {
+    if (parsedAxis === 0 && (x.dtype === 'float32' || x.dtype === 'int32')) return gatherRows(wasm, x, indices);
+    if (stockGather) return stockGather(args as never) as tf.TensorInfo;
+  }
   const info = tf.backend_util.segment_util.collectGatherOpShapeInfo(x as tf.Tensor, indices as tf.Tensor, parsedAxis, batch);
   const { batchSize, outerSize, dimSize, sliceSize } = info;
-  const wasm = backend as WasmBackendLike;
+  checkIndices(wasm.typedArrayFromHeap(indices), dimSize);
   const out = wasm.makeOutput(info.outputShape, x.dtype);
   const outValues = wasm.typedArrayFromHeap(out);
   const xValues = wasm.typedArrayFromHeap(x);
@@ -33,11 +74,7 @@ function gatherV2(args: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBacke
   for (let b = 0; b < batchSize; b++) {
     for (let o = 0; o < outerSize; o++) {
       for (let k = 0; k < perBatch; k++) {
-        const index = indexValues[b * perBatch + k];
-        if (index < 0 || index >= dimSize) {
-          throw new Error(`GatherV2 (@sparkmim/wasm-kernels): index ${index} is not in [0, ${dimSize - 1}]`);
-        }
-        const from = ((b * outerSize + o) * dimSize + index) * sliceSize;
+        const from = ((b * outerSize + o) * dimSize + indexValues[b * perBatch + k]) * sliceSize;
         const to = ((b * outerSize + o) * perBatch + k) * sliceSize;
         outValues.set(xValues.subarray(from, from + sliceSize), to);
       }
@@ -46,7 +83,13 @@ function gatherV2(args: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBacke
   return out;
 }
 
-/** `GatherV2` for wasm: the backend's own kernel without batch dimensions, a correct loop with them. */
+/**
+ * `GatherV2` for wasm: float32 and int32 gathers on axis 0 without batch dimensions (what
+ * `tf.gather(rows, indices)` runs) copy one whole row per index over the heap, ~40x faster than the
+ * backend's own kernel; gathers with batch dimensions are a loop over batch, outer index and index (any
+ * dtype); the rest keep the backend's own kernel. An index outside `[0, x.shape[axis] - 1]` throws tfjs's
+ * own error, e.g. `GatherV2: the index value 5 is not in [0, 2]`.
+ */
 export const gatherV2Config: tf.KernelConfig = {
   kernelName: 'GatherV2',
   backendName: 'wasm',
