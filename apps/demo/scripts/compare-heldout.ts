@@ -18,7 +18,10 @@ const demoDir = join(process.cwd(), 'apps', 'demo');
 const samplesDir = join(demoDir, 'public', 'samples');
 
 // sharp is the trainer's dependency (native, so loaded at run time rather than bundled).
-type Sharp = (input?: Buffer | Uint8Array, options?: object) => {
+type Sharp = (
+  input?: Buffer | Uint8Array,
+  options?: object,
+) => {
   resize(width: number, height: number): ReturnType<Sharp>;
   removeAlpha(): ReturnType<Sharp>;
   raw(): ReturnType<Sharp>;
@@ -39,8 +42,18 @@ async function main(): Promise<void> {
   });
   if (models.length === 0) throw new Error('usage: compare-heldout.ts LABEL=model.safetensors [LABEL=...] [--out PREFIX]');
   await setupBackend('cpu');
-  const names = readdirSync(samplesDir).filter((name) => name.endsWith('.jpg')).sort();
-  const pixels = await Promise.all(names.map((name) => sharp(readFileSync(join(samplesDir, name))).resize(SIZE, SIZE).removeAlpha().raw().toBuffer()));
+  const names = readdirSync(samplesDir)
+    .filter((name) => name.endsWith('.jpg'))
+    .sort();
+  const pixels = await Promise.all(
+    names.map((name) =>
+      sharp(readFileSync(join(samplesDir, name)))
+        .resize(SIZE, SIZE)
+        .removeAlpha()
+        .raw()
+        .toBuffer(),
+    ),
+  );
   const images = tf.tidy(() => normalizeImages(tf.tensor4d(Buffer.concat(pixels), [names.length, SIZE, SIZE, 3], 'int32')));
   const masks = MASK_SEEDS.map((seed) => randomPatchMask(names.length, [GRID, GRID], 0.6, { seed }));
   const results: Record<string, { meanLoss: number; perImage: Record<string, number> }> = {};
@@ -74,15 +87,21 @@ async function main(): Promise<void> {
   const width = columns.length * SIZE;
   const height = names.length * SIZE;
   const canvas = new Uint8Array(width * height * 4);
-  columns.forEach((column, c) =>
-    column.forEach((data, r) => {
+  for (const [c, column] of columns.entries()) {
+    for (const [r, data] of column.entries()) {
       for (let y = 0; y < SIZE; y++) canvas.set(data.subarray(y * SIZE * 4, (y + 1) * SIZE * 4), ((r * SIZE + y) * width + c * SIZE) * 4);
-    }),
-  );
-  await sharp(canvas, { raw: { width, height, channels: 4 } }).png().toFile(`${out}.png`);
+    }
+  }
+  await sharp(canvas, { raw: { width, height, channels: 4 } })
+    .png()
+    .toFile(`${out}.png`);
   writeFileSync(
     `${out}.json`,
-    JSON.stringify({ pictures: names, maskSeeds: MASK_SEEDS, maskRatio: 0.6, columns: ['input', 'masked', ...models.map((m) => m.label)], models: results }, null, 2) + '\n',
+    `${JSON.stringify(
+      { pictures: names, maskSeeds: MASK_SEEDS, maskRatio: 0.6, columns: ['input', 'masked', ...models.map((m) => m.label)], models: results },
+      null,
+      2,
+    )}\n`,
   );
   console.log(`wrote ${out}.png (rows: ${names.join(', ')}; columns: input, masked, ${models.map((m) => m.label).join(', ')}) and ${out}.json`);
 }

@@ -13,14 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const HELD_OUT = [
-  'astronaut-007.jpg',
-  'chelsea-005.jpg',
-  'coffee-010.jpg',
-  'rocket-003.jpg',
-  'earth-004.jpg',
-  'seeding-020.jpg',
-];
+export const HELD_OUT = ['astronaut-007.jpg', 'chelsea-005.jpg', 'coffee-010.jpg', 'rocket-003.jpg', 'earth-004.jpg', 'seeding-020.jpg'];
 
 const demoDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const repoRoot = join(demoDir, '..', '..');
@@ -30,7 +23,7 @@ const trainImages = join(weights, 'train-images');
 const samples = join(demoDir, 'public', 'samples');
 
 const fromIndex = process.argv.indexOf('--from');
-let run = fromIndex > 0 ? process.argv[fromIndex + 1] : join(repoRoot, 'runs', 'demo-weights');
+const run = fromIndex > 0 ? process.argv[fromIndex + 1] : join(repoRoot, 'runs', 'demo-weights');
 
 // The bundled samples are the held-out crops, so the page shows pictures the model never trained on.
 mkdirSync(samples, { recursive: true });
@@ -48,8 +41,14 @@ if (fromIndex < 0) {
   console.log(`make-weights: ${copied} training images, ${HELD_OUT.length} held out`);
   execFileSync(
     process.execPath,
-    [join(repoRoot, 'apps', 'pretrain', 'bin', 'sparkmim.mjs'), 'pretrain', '--config',
-      join(repoRoot, 'apps', 'pretrain', 'configs', 'demo.json'), '--out', run],
+    [
+      join(repoRoot, 'apps', 'pretrain', 'bin', 'sparkmim.mjs'),
+      'pretrain',
+      '--config',
+      join(repoRoot, 'apps', 'pretrain', 'configs', 'demo.json'),
+      '--out',
+      run,
+    ],
     { stdio: 'inherit', cwd: repoRoot },
   );
 }

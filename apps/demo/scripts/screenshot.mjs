@@ -13,7 +13,14 @@ const { chromium } = createRequire(join(demoDir, 'package.json'))('playwright-co
 const option = (name, fallback) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : fallback);
 const out = option('--out', join(demoDir, 'screenshot.png'));
 const width = Number(option('--width', '1000'));
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.jpg': 'image/jpeg', '.png': 'image/png' };
+const types = {
+  '.html': 'text/html',
+  '.js': 'text/javascript',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+  '.jpg': 'image/jpeg',
+  '.png': 'image/png',
+};
 
 const server = createServer((request, response) => {
   const path = (request.url ?? '/').split('?')[0];
@@ -42,7 +49,9 @@ try {
   if (process.argv.includes('--full')) {
     await page.screenshot({ path: out, fullPage: true });
   } else {
-    const bottom = await page.evaluate(() => document.getElementById('views-heading').closest('section').getBoundingClientRect().bottom + window.scrollY);
+    const bottom = await page.evaluate(
+      () => document.getElementById('views-heading').closest('section').getBoundingClientRect().bottom + window.scrollY,
+    );
     await page.screenshot({ path: out, clip: { x: 0, y: 0, width, height: Math.ceil(bottom + 8) }, fullPage: true });
   }
   console.log(`wrote ${out}: ${await page.textContent('#status')}`);

@@ -195,7 +195,9 @@ async function renderOnce(): Promise<void> {
 function backendText(): string {
   const info = state.backend;
   if (!info) return 'backend: -';
-  const adapter = info.adapter ? ` · adapter: ${[info.adapter.vendor, info.adapter.architecture, info.adapter.description].filter(Boolean).join(' ')}` : '';
+  const adapter = info.adapter
+    ? ` · adapter: ${[info.adapter.vendor, info.adapter.architecture, info.adapter.description].filter(Boolean).join(' ')}`
+    : '';
   return `backend: ${info.tfjsBackend}${adapter}`;
 }
 
@@ -220,7 +222,7 @@ function addSampleButton(picture: Picture, index: number): void {
 
 function selectPicture(index: number): void {
   state.current = index;
-  samplesBox.querySelectorAll('button').forEach((button) => button.setAttribute('aria-pressed', String(Number(button.dataset.index) === index)));
+  for (const button of samplesBox.querySelectorAll('button')) button.setAttribute('aria-pressed', String(Number(button.dataset.index) === index));
   showMessage('');
   updateTrainData();
   render();
@@ -240,8 +242,10 @@ async function handleFiles(files: File[]): Promise<void> {
   const checkpoints = files.filter((file) => isCheckpointName(file.name));
   if (checkpoints.length > 0) {
     // A run folder: model.*.safetensors is the model; optimizer.* and encoder.* are not what the page runs.
-    const chosen = checkpoints.find((file) => /^model\..*\.safetensors$/i.test(file.name) || /withdecoder/i.test(file.name)) ??
-      checkpoints.find((file) => !/^(optimizer|encoder)\b/i.test(file.name)) ?? checkpoints[0];
+    const chosen =
+      checkpoints.find((file) => /^model\..*\.safetensors$/i.test(file.name) || /withdecoder/i.test(file.name)) ??
+      checkpoints.find((file) => !/^(optimizer|encoder)\b/i.test(file.name)) ??
+      checkpoints[0];
     await loadCheckpointFile(chosen);
     return;
   }

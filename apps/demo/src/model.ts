@@ -7,7 +7,7 @@ import {
   IMAGENET_MEAN,
   IMAGENET_STD,
   InMemorySource,
-  SparkModel,
+  type SparkModel,
   isEncoderOnly,
   normalizeImages,
   paramGroupsFromVariables,
@@ -161,7 +161,11 @@ export async function trainInPage(
           if (step >= steps) break;
           const active = randomPatchMask(batchSize, [grid, grid], maskRatio, { random });
           try {
-            const { loss } = await trainStep(model, optimizer, batch.images, { active, iteration: step, lrWd: { lr: learningRate, weightDecay: WEIGHT_DECAY } });
+            const { loss } = await trainStep(model, optimizer, batch.images, {
+              active,
+              iteration: step,
+              lrWd: { lr: learningRate, weightDecay: WEIGHT_DECAY },
+            });
             step += 1;
             if ((await onStep(step, loss)) === false) return { fixedBefore, fixedAfter: await fixedLoss(), stepsRun: step };
           } finally {

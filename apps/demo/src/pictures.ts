@@ -95,7 +95,14 @@ export function patchErrors(a: ArrayLike<number>, b: ArrayLike<number>, size: nu
  * labelled with their error x1000, visible ones crossed out (pasted back from the original, so their error
  * in the composite is zero). Drawn at `pixels` per side so the labels stay legible.
  */
-export function drawErrorMap(canvas: HTMLCanvasElement, errors: Float64Array, visible: ArrayLike<number>, grid: number, pixels: number, scale: number): void {
+export function drawErrorMap(
+  canvas: HTMLCanvasElement,
+  errors: Float64Array,
+  visible: ArrayLike<number>,
+  grid: number,
+  pixels: number,
+  scale: number,
+): void {
   canvas.width = pixels;
   canvas.height = pixels;
   const context = canvas.getContext('2d')!;
@@ -147,7 +154,10 @@ export function drawLossCurve(canvas: HTMLCanvasElement, losses: readonly number
   context.strokeStyle = '#1a56b0';
   context.lineWidth = 2;
   context.beginPath();
-  losses.forEach((loss, step) => (step === 0 ? context.moveTo(x(step), y(loss)) : context.lineTo(x(step), y(loss))));
+  for (const [step, loss] of losses.entries()) {
+    if (step === 0) context.moveTo(x(step), y(loss));
+    else context.lineTo(x(step), y(loss));
+  }
   context.stroke();
   context.fillStyle = '#222';
   context.font = '12px system-ui, sans-serif';

@@ -1,8 +1,8 @@
-import { execFileSync } from 'child_process';
-import { createServer, type Server } from 'http';
-import { mkdirSync, readFileSync } from 'fs';
-import { join, extname } from 'path';
-import type { AddressInfo } from 'net';
+import { execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, extname } from 'node:path';
+import type { AddressInfo } from 'node:net';
 import * as tf from '@tensorflow/tfjs-core';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { setupBackend } from '@sparkmim/runtime';
@@ -194,7 +194,7 @@ describe('demo page', () => {
     model.dispose();
     expect(raw).toHaveLength(expected.length);
     let worst = 0;
-    raw.forEach((value, index) => (worst = Math.max(worst, Math.abs(value - expected[index]))));
+    for (const [index, value] of raw.entries()) worst = Math.max(worst, Math.abs(value - expected[index]));
     // float32 on both sides (values of order 1); WebGPU sums in another order: 2.4e-7 measured on SwiftShader.
     console.log(`demo page: webgpu vs Node cpu reconstruction, max |difference| ${worst.toExponential(2)} over ${raw.length} values`);
     expect(worst).toBeLessThan(1e-4);
@@ -251,7 +251,9 @@ describe('demo page', () => {
     const weights = shippedWeights();
     await dropFile(page, 'truncated.safetensors', weights.subarray(0, Math.floor(weights.length / 2)));
     await page.waitForFunction(() => /truncated\.safetensors.*truncated/.test(document.getElementById('message')!.textContent ?? ''));
-    expect(await page.textContent('#message')).toMatch(/^Could not load the checkpoint 'truncated\.safetensors': .*the file is truncated.*keeps the model it had/);
+    expect(await page.textContent('#message')).toMatch(
+      /^Could not load the checkpoint 'truncated\.safetensors': .*the file is truncated.*keeps the model it had/,
+    );
 
     // A SparK-style state dict whose encoder is no convnet sparkmim knows (a transformer block).
     const unknown = encodeSafetensors(
@@ -262,11 +264,15 @@ describe('demo page', () => {
     );
     await dropFile(page, 'vit.safetensors', unknown);
     await page.waitForFunction(() => /vit\.safetensors/.test(document.getElementById('message')!.textContent ?? ''));
-    expect(await page.textContent('#message')).toMatch(/^Could not load the checkpoint 'vit\.safetensors': .*cannot read the encoder .*no timm ResNet keys/);
+    expect(await page.textContent('#message')).toMatch(
+      /^Could not load the checkpoint 'vit\.safetensors': .*cannot read the encoder .*no timm ResNet keys/,
+    );
     // The official release's encoder-only file: no decoder to reconstruct with.
     await dropFile(page, 'resnet_1kpretrained_timm_style.pth', new Uint8Array(readFileSync(join(pthFixtures, 'resnet_1kpretrained_timm_style.pth'))));
     await page.waitForFunction(() => /resnet_1kpretrained_timm_style/.test(document.getElementById('message')!.textContent ?? ''));
-    expect(await page.textContent('#message')).toMatch(/^Could not load the checkpoint 'resnet_1kpretrained_timm_style\.pth': .*holds encoder weights alone/);
+    expect(await page.textContent('#message')).toMatch(
+      /^Could not load the checkpoint 'resnet_1kpretrained_timm_style\.pth': .*holds encoder weights alone/,
+    );
     await page.screenshot({ path: join(artifacts, 'bad-files.png'), fullPage: true });
 
     // Still the shipped model, and still reconstructing: pick another sample.
@@ -282,9 +288,13 @@ describe('demo page', () => {
     await page.fill('#train-steps', '3');
     await page.fill('#train-batch', '2');
     await page.click('#train');
-    await page.waitForFunction(() => document.body.dataset.fixedLossAfter !== undefined || document.getElementById('message')!.textContent !== '', undefined, {
-      timeout: 400000,
-    });
+    await page.waitForFunction(
+      () => document.body.dataset.fixedLossAfter !== undefined || document.getElementById('message')!.textContent !== '',
+      undefined,
+      {
+        timeout: 400000,
+      },
+    );
     expect(await page.textContent('#message')).toBe('');
     const [before, after] = await page.evaluate(() => [Number(document.body.dataset.fixedLossBefore), Number(document.body.dataset.fixedLossAfter)]);
     expect(after).toBeLessThan(before);
@@ -317,7 +327,9 @@ describe('demo page', () => {
     await nextReconstruction(page, before);
     expect(await page.evaluate(() => document.body.dataset.model)).toBe(name);
     expect(await page.textContent('#message')).toBe('');
-    expect(await page.textContent('#model-info')).toMatch(/^resnet_withdecoder_1kpretrained_spark_style\.pth: kind resnet, depths 1,1,1,1, .*, pth\)$/);
+    expect(await page.textContent('#model-info')).toMatch(
+      /^resnet_withdecoder_1kpretrained_spark_style\.pth: kind resnet, depths 1,1,1,1, .*, pth\)$/,
+    );
     expect(pageErrors).toEqual([]);
   }, 240000);
 });
