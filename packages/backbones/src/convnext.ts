@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList, SparseConv2d, SparseLayerNorm, activeAt, type ActiveSites } from '@sparkmim/sparse-ops';
 import { checkBackboneInput, depthsOption, withActiveSites, type Backbone, type BackboneForwardOptions } from './backbone';
 import { dropPath, gelu, Linear, linearDropPathRates } from './layers';
-import { BackboneRandom, constant } from './random';
+import { SeededRandom, constant } from '@sparkmim/sparse-ops';
 
 /**
  * The official ConvNeXt (SparK's `models/convnext.py`, `num_classes=0`: no final norm, no head).
@@ -26,7 +26,7 @@ export interface ConvNeXtConfig {
 }
 
 interface BlockContext {
-  random: BackboneRandom;
+  random: SeededRandom;
 }
 
 /**
@@ -35,7 +35,7 @@ interface BlockContext {
  * Its state is `gamma`, `dwconv.*`, `norm.*`, `pwconv1.*`, `pwconv2.*`, PyTorch's order.
  *
  * @example
- * const block = new ConvNeXtBlock(96, { dropPathRate: 0, layerScaleInit: 1e-6, random: new BackboneRandom(0) });
+ * const block = new ConvNeXtBlock(96, { dropPathRate: 0, layerScaleInit: 1e-6, random: new SeededRandom(0) });
  * const y = block.apply(x, sites); // [B, H, W, 96] → [B, H, W, 96]
  */
 export class ConvNeXtBlock extends Module {
@@ -45,14 +45,14 @@ export class ConvNeXtBlock extends Module {
   readonly pwconv1: Linear;
   readonly pwconv2: Linear;
   readonly dropPathRate: number;
-  private readonly random: BackboneRandom;
+  private readonly random: SeededRandom;
 
   constructor(dim: number, { dropPathRate, layerScaleInit, random }: { dropPathRate: number; layerScaleInit: number } & BlockContext) {
     super();
     this.dropPathRate = dropPathRate;
     this.random = random;
     // Official init: trunc_normal_(std=.02) on conv and linear weights (bounds ±2: never cut), zero biases.
-    const weightInit = random.normal(0.02, 2);
+    const weightInit = random.truncatedNormal(0.02, -2, 2);
     const zeros = constant(0);
     this.dwconv = this.registerModule(
       'dwconv',
@@ -65,7 +65,7 @@ export class ConvNeXtBlock extends Module {
   }
 
   /** `x: [B, H, W, dim]` → `[B, H, W, dim]`; `random` for drop path (default: the block's stream). */
-  apply(x: tf.Tensor4D, active?: ActiveSites, random: BackboneRandom | (() => number) = this.random): tf.Tensor4D {
+  apply(x: tf.Tensor4D, active?: ActiveSites, random: SeededRandom | (() => number) = this.random): tf.Tensor4D {
     return tf.tidy(() => {
       let branch = this.dwconv.apply(x, { active });
       branch = this.norm.apply(branch, { active });
@@ -83,11 +83,11 @@ export class ConvNeXtStem extends Module {
   readonly conv: SparseConv2d;
   readonly norm: SparseLayerNorm;
 
-  constructor(outChannels: number, random: BackboneRandom) {
+  constructor(outChannels: number, random: SeededRandom) {
     super();
     this.conv = this.registerModule(
       '0',
-      new SparseConv2d({ inChannels: 3, outChannels, kernelSize: 4, strides: 4, pad: 0, filterInit: random.normal(0.02, 2), biasInit: constant(0) }),
+      new SparseConv2d({ inChannels: 3, outChannels, kernelSize: 4, strides: 4, pad: 0, filterInit: random.truncatedNormal(0.02, -2, 2), biasInit: constant(0) }),
     );
     this.norm = this.registerModule('1', new SparseLayerNorm({ channels: outChannels, epsilon: 1e-6 }));
   }
@@ -102,12 +102,12 @@ export class ConvNeXtDownsample extends Module {
   readonly norm: SparseLayerNorm;
   readonly conv: SparseConv2d;
 
-  constructor(inChannels: number, outChannels: number, random: BackboneRandom) {
+  constructor(inChannels: number, outChannels: number, random: SeededRandom) {
     super();
     this.norm = this.registerModule('0', new SparseLayerNorm({ channels: inChannels, epsilon: 1e-6 }));
     this.conv = this.registerModule(
       '1',
-      new SparseConv2d({ inChannels, outChannels, kernelSize: 2, strides: 2, pad: 0, filterInit: random.normal(0.02, 2), biasInit: constant(0) }),
+      new SparseConv2d({ inChannels, outChannels, kernelSize: 2, strides: 2, pad: 0, filterInit: random.truncatedNormal(0.02, -2, 2), biasInit: constant(0) }),
     );
   }
 
@@ -145,7 +145,7 @@ export class ConvNeXt extends Module implements Backbone {
     this.name = name;
     this.config = { depths, dims, dropPathRate, layerScaleInit, seed, name };
     this.featureChannels = [...dims];
-    const random = new BackboneRandom(seed);
+    const random = new SeededRandom(seed);
     this.downsampleLayers = this.registerModule('downsample_layers', new ModuleList<ConvNeXtStem | ConvNeXtDownsample>());
     this.downsampleLayers.push(new ConvNeXtStem(dims[0], random));
     for (let i = 1; i < 4; i++) this.downsampleLayers.push(new ConvNeXtDownsample(dims[i - 1], dims[i], random));

@@ -37,7 +37,6 @@ export {
 export type { BackboneConfig, BackboneName, BackboneOptions } from './registry';
 export { dropPath, gelu, Linear } from './layers';
 export type { LinearConfig } from './layers';
-export { BackboneRandom } from './random';
 export { backboneFromModule, checkBackboneContract } from './custom';
 export type { BackboneModuleContext } from './custom';
 export { createTinyConvNet, TinyConvNet } from './examples/tiny-convnet';

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, expectClose } from '@sparkmim/test-utils';
-import { BackboneRandom, dropPath, gelu, Linear } from './index';
+import { SeededRandom } from '@sparkmim/sparse-ops';
+import { dropPath, gelu, Linear } from './index';
 
 /** erf by its Maclaurin series (converges fast for |x| < 4), in float64: an independent reference. */
 function referenceErf(x: number): number {
@@ -40,7 +41,7 @@ describeBackends('gelu', () => {
 
 describeBackends('Linear', () => {
   it('is x W^T + b over the last axis with the PyTorch (out, in) weight stored as [in, out]', async () => {
-    const random = new BackboneRandom(1);
+    const random = new SeededRandom(1);
     const linear = new Linear({ inFeatures: 3, outFeatures: 2, weightInit: random.normal(1), biasInit: random.normal(1) });
     const xValues = Array.from({ length: 2 * 2 * 2 * 3 }, (_, i) => Math.sin(i));
     const x = tf.tensor4d(xValues, [2, 2, 2, 3]);
@@ -67,17 +68,17 @@ describeBackends('Linear', () => {
 describeBackends('dropPath', () => {
   it('returns the branch itself in evaluation mode and at rate 0', () => {
     const x = tf.ones([4, 2, 2, 3]);
-    expect(dropPath(x, 0.5, false, new BackboneRandom(0))).toBe(x);
-    expect(dropPath(x, 0, true, new BackboneRandom(0))).toBe(x);
-    expect(() => dropPath(x, 1, true, new BackboneRandom(0))).toThrow('dropPath: rate must be in [0, 1), got 1');
+    expect(dropPath(x, 0.5, false, new SeededRandom(0))).toBe(x);
+    expect(dropPath(x, 0, true, new SeededRandom(0))).toBe(x);
+    expect(() => dropPath(x, 1, true, new SeededRandom(0))).toThrow('dropPath: rate must be in [0, 1), got 1');
     x.dispose();
   });
 
   it('zeroes whole samples with probability rate and scales the rest by 1 / (1 - rate), reproducibly', async () => {
     const batch = 400;
     const x = tf.ones([batch, 2, 2, 3]);
-    const first = dropPath(x, 0.25, true, new BackboneRandom(7));
-    const again = dropPath(x, 0.25, true, new BackboneRandom(7));
+    const first = dropPath(x, 0.25, true, new SeededRandom(7));
+    const again = dropPath(x, 0.25, true, new SeededRandom(7));
     const values = await first.data();
     let kept = 0;
     for (let sample = 0; sample < batch; sample++) {

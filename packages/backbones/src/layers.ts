@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, type Initializer } from '@sparkmim/sparse-ops';
-import type { BackboneRandom } from './random';
+import type { SeededRandom } from '@sparkmim/sparse-ops';
 
 export interface LinearConfig {
   inFeatures: number;
@@ -69,13 +69,13 @@ export function gelu<T extends tf.Tensor>(x: T): T {
  * and a stream of 0s and 1s replays given decisions (what the golden tests do with PyTorch's draws).
  *
  * @param x `[B, ...]` the residual branch
- * @param random a {@link BackboneRandom} or any source of uniform numbers in [0, 1) (e.g. the training run's)
+ * @param random a {@link SeededRandom} or any source of uniform numbers in [0, 1) (e.g. the training run's)
  *
  * @example
- * const branch = dropPath(residual, 0.1, model.training, new BackboneRandom(0));
+ * const branch = dropPath(residual, 0.1, model.training, new SeededRandom(0));
  * const same = dropPath(residual, 0.1, true, () => Math.random()); // a plain () => number works too
  */
-export function dropPath<T extends tf.Tensor>(x: T, rate: number, training: boolean, random: BackboneRandom | (() => number)): T {
+export function dropPath<T extends tf.Tensor>(x: T, rate: number, training: boolean, random: SeededRandom | (() => number)): T {
   if (!(rate >= 0 && rate < 1)) throw new Error(`dropPath: rate must be in [0, 1), got ${rate}`);
   if (!training || rate === 0) return x;
   const next = typeof random === 'function' ? random : random.next;

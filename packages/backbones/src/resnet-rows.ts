@@ -2,7 +2,7 @@
 // (`[N, C]` rows, see @sparkmim/sparse-ops's row path). Same numbers as the masked path, golden-checked.
 import * as tf from '@tensorflow/tfjs-core';
 import { fromRows, toRows, windowOutputSize, type RowSites, type SparseConv2d } from '@sparkmim/sparse-ops';
-import type { BackboneRandom } from './random';
+import type { SeededRandom } from '@sparkmim/sparse-ops';
 import type { BasicBlock, Bottleneck, ResNet } from './resnet';
 
 /** Rows of a feature map: `rows` `[N, C]` are the active sites of a `size` = `[H, W]` map. */
@@ -22,7 +22,7 @@ function convRows(conv: SparseConv2d, { rows, size }: RowFeatures, sites: RowSit
  * Drop path on rows: the same per-sample draws, in the same order, as `dropPath` on a map (one number
  * per sample), each row scaled by its sample's keep factor.
  */
-function dropPathRows(features: RowFeatures, rate: number, training: boolean, sites: RowSites, random: BackboneRandom | (() => number)): RowFeatures {
+function dropPathRows(features: RowFeatures, rate: number, training: boolean, sites: RowSites, random: SeededRandom | (() => number)): RowFeatures {
   if (!(rate >= 0 && rate < 1)) throw new Error(`dropPath: rate must be in [0, 1), got ${rate}`);
   if (!training || rate === 0) return features;
   const next = typeof random === 'function' ? random : random.next;
@@ -41,7 +41,7 @@ function residual(branch: RowFeatures, shortcut: RowFeatures): RowFeatures {
 }
 
 /** `BasicBlock.apply` on rows (call inside a tidy). */
-export function basicBlockRows(block: BasicBlock, x: RowFeatures, sites: RowSites, random: BackboneRandom | (() => number)): RowFeatures {
+export function basicBlockRows(block: BasicBlock, x: RowFeatures, sites: RowSites, random: SeededRandom | (() => number)): RowFeatures {
   let branch = convRows(block.conv1, x, sites);
   branch = { rows: tf.relu(block.bn1.applyRows(branch.rows)), size: branch.size };
   branch = convRows(block.conv2, branch, sites);
@@ -52,7 +52,7 @@ export function basicBlockRows(block: BasicBlock, x: RowFeatures, sites: RowSite
 }
 
 /** `Bottleneck.apply` on rows (call inside a tidy). */
-export function bottleneckRows(block: Bottleneck, x: RowFeatures, sites: RowSites, random: BackboneRandom | (() => number)): RowFeatures {
+export function bottleneckRows(block: Bottleneck, x: RowFeatures, sites: RowSites, random: SeededRandom | (() => number)): RowFeatures {
   let branch = convRows(block.conv1, x, sites);
   branch = { rows: tf.relu(block.bn1.applyRows(branch.rows)), size: branch.size };
   branch = convRows(block.conv2, branch, sites);

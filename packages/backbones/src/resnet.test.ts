@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ActiveSites, torchState, type TorchTensorData } from '@sparkmim/sparse-ops';
+import { ActiveSites, SeededRandom, torchState, type TorchTensorData } from '@sparkmim/sparse-ops';
 import { describeBackends, expectClose } from '@sparkmim/test-utils';
-import { BackboneRandom, Bottleneck, resnet101, resnet152, resnet18, resnet200, resnet34, resnet50, type ResNet } from './index';
+import { Bottleneck, resnet101, resnet152, resnet18, resnet200, resnet34, resnet50, type ResNet } from './index';
 
 /** A feature map as plain data, NHWC. */
 interface Map4 {
@@ -142,7 +142,7 @@ describeBackends('ResNet', () => {
 
   for (const sparse of [false, true]) {
     it(`Bottleneck with stride 2 matches timm's block op by op (${sparse ? 'masked' : 'dense'}, evaluation mode)`, async () => {
-      const random = new BackboneRandom(21);
+      const random = new SeededRandom(21);
       const block = new Bottleneck(8, 4, { stride: 2, zeroInitLast: false, random }).eval();
       // Random BN affine parameters and running statistics, so that no normalisation is a no-op.
       for (const bn of [block.bn1, block.bn2, block.bn3, block.downsample!.bn]) {

@@ -11,7 +11,7 @@ import {
 } from '@sparkmim/sparse-ops';
 import { checkBackboneInput, depthsOption, withActiveSites, type Backbone, type BackboneForwardOptions } from './backbone';
 import { dropPath, linearDropPathRates } from './layers';
-import { BackboneRandom } from './random';
+import { SeededRandom } from '@sparkmim/sparse-ops';
 import { basicBlockRows, bottleneckRows, resnetForwardRows, type RowFeatures } from './resnet-rows';
 
 /** timm's residual blocks: two 3x3 convs (`basic`, ResNet-18/34) or 1x1-3x3-1x1 with 4x expansion (`bottleneck`). */
@@ -52,11 +52,11 @@ export interface ResNetBlockOptions {
   /** Start the branch's last BN at weight 0 (timm's `zero_init_last`). Default true. */
   zeroInitLast?: boolean;
   /** Source of the initial weights and drop-path draws. Default: unseeded. */
-  random?: BackboneRandom;
+  random?: SeededRandom;
 }
 
 /** timm's conv init: kaiming_normal_(mode='fan_out', nonlinearity='relu'). */
-function kaimingFanOut(random: BackboneRandom, outChannels: number, kernelSize: number): Initializer {
+function kaimingFanOut(random: SeededRandom, outChannels: number, kernelSize: number): Initializer {
   return random.normal(Math.sqrt(2 / (outChannels * kernelSize * kernelSize)));
 }
 
@@ -65,7 +65,7 @@ export class ResNetDownsample extends Module {
   readonly conv: SparseConv2d;
   readonly bn: SparseBatchNorm2d;
 
-  constructor(inChannels: number, outChannels: number, stride: number, random: BackboneRandom) {
+  constructor(inChannels: number, outChannels: number, stride: number, random: SeededRandom) {
     super();
     this.conv = this.registerModule(
       '0',
@@ -85,7 +85,7 @@ export class ResNetDownsample extends Module {
  * the block gets a mask.
  *
  * @example
- * const block = new BasicBlock(64, 128, { stride: 2, random: new BackboneRandom(0) });
+ * const block = new BasicBlock(64, 128, { stride: 2, random: new SeededRandom(0) });
  * const y = block.apply(x, sites); // [B, 56, 56, 64] → [B, 28, 28, 128]
  */
 export class BasicBlock extends Module {
@@ -97,9 +97,9 @@ export class BasicBlock extends Module {
   readonly downsample?: ResNetDownsample;
 
   readonly dropPathRate: number;
-  private readonly random: BackboneRandom;
+  private readonly random: SeededRandom;
 
-  constructor(inChannels: number, planes: number, { stride = 1, dropPathRate = 0, zeroInitLast = true, random = new BackboneRandom() }: ResNetBlockOptions = {}) {
+  constructor(inChannels: number, planes: number, { stride = 1, dropPathRate = 0, zeroInitLast = true, random = new SeededRandom() }: ResNetBlockOptions = {}) {
     super();
     this.dropPathRate = dropPathRate;
     this.random = random;
@@ -121,7 +121,7 @@ export class BasicBlock extends Module {
   }
 
   /** `x: [B, H, W, inC]` → `[B, H/stride, W/stride, planes]`; `random` for drop path (default: the block's stream). */
-  apply(x: tf.Tensor4D, active?: ActiveSites, random: BackboneRandom | (() => number) = this.random): tf.Tensor4D {
+  apply(x: tf.Tensor4D, active?: ActiveSites, random: SeededRandom | (() => number) = this.random): tf.Tensor4D {
     return tf.tidy(() => {
       let branch = tf.relu(this.bn1.apply(this.conv1.apply(x, { active }), { active }));
       branch = this.bn2.apply(this.conv2.apply(branch, { active }), { active });
@@ -132,7 +132,7 @@ export class BasicBlock extends Module {
   }
 
   /** The same block on rows (the visible sites, see `resnet-rows.ts`); call inside a tidy. */
-  applyRows(x: RowFeatures, sites: RowSites, random: BackboneRandom | (() => number) = this.random): RowFeatures {
+  applyRows(x: RowFeatures, sites: RowSites, random: SeededRandom | (() => number) = this.random): RowFeatures {
     return basicBlockRows(this, x, sites, random);
   }
 }
@@ -156,9 +156,9 @@ export class Bottleneck extends Module {
   readonly downsample?: ResNetDownsample;
 
   readonly dropPathRate: number;
-  private readonly random: BackboneRandom;
+  private readonly random: SeededRandom;
 
-  constructor(inChannels: number, planes: number, { stride = 1, dropPathRate = 0, zeroInitLast = true, random = new BackboneRandom() }: ResNetBlockOptions = {}) {
+  constructor(inChannels: number, planes: number, { stride = 1, dropPathRate = 0, zeroInitLast = true, random = new SeededRandom() }: ResNetBlockOptions = {}) {
     super();
     this.dropPathRate = dropPathRate;
     this.random = random;
@@ -186,7 +186,7 @@ export class Bottleneck extends Module {
   }
 
   /** `x: [B, H, W, inC]` → `[B, H/stride, W/stride, 4 planes]`; `random` for drop path (default: the block's stream). */
-  apply(x: tf.Tensor4D, active?: ActiveSites, random: BackboneRandom | (() => number) = this.random): tf.Tensor4D {
+  apply(x: tf.Tensor4D, active?: ActiveSites, random: SeededRandom | (() => number) = this.random): tf.Tensor4D {
     return tf.tidy(() => {
       let branch = tf.relu(this.bn1.apply(this.conv1.apply(x, { active }), { active }));
       branch = tf.relu(this.bn2.apply(this.conv2.apply(branch, { active }), { active }));
@@ -198,7 +198,7 @@ export class Bottleneck extends Module {
   }
 
   /** The same block on rows (the visible sites, see `resnet-rows.ts`); call inside a tidy. */
-  applyRows(x: RowFeatures, sites: RowSites, random: BackboneRandom | (() => number) = this.random): RowFeatures {
+  applyRows(x: RowFeatures, sites: RowSites, random: SeededRandom | (() => number) = this.random): RowFeatures {
     return bottleneckRows(this, x, sites, random);
   }
 }
@@ -255,7 +255,7 @@ export class ResNet extends Module implements Backbone {
     this.name = name;
     this.config = { depths, block, stemWidth, channels, dropPathRate, zeroInitLast, seed, name };
     // timm's init: kaiming_normal_(mode='fan_out', nonlinearity='relu') for every conv; BN weight 1, bias 0.
-    const random = new BackboneRandom(seed);
+    const random = new SeededRandom(seed);
     this.conv1 = this.registerModule(
       'conv1',
       new SparseConv2d({ inChannels: 3, outChannels: stemWidth, kernelSize: 7, strides: 2, pad: 3, bias: false, filterInit: kaimingFanOut(random, stemWidth, 7) }),

@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Module, ModuleList, SparseBatchNorm2d, SparseConv2d, SparseMaxPool2d, type ActiveSites } from '@sparkmim/sparse-ops';
 import { checkBackboneInput, withActiveSites, type Backbone, type BackboneForwardOptions } from '../backbone';
-import { BackboneRandom } from '../random';
+import { SeededRandom } from '@sparkmim/sparse-ops';
 
 export interface TinyConvNetConfig {
   /** Channels of the four stages. Default [16, 32, 64, 128]. */
@@ -32,7 +32,7 @@ export class TinyStage extends Module {
   readonly conv: SparseConv2d;
   readonly bn: SparseBatchNorm2d;
 
-  constructor(inChannels: number, outChannels: number, downsample: boolean, random: BackboneRandom) {
+  constructor(inChannels: number, outChannels: number, downsample: boolean, random: SeededRandom) {
     super();
     if (downsample) this.pool = this.registerModule('pool', new SparseMaxPool2d({ filterSize: 2, strides: 2 }));
     this.conv = this.registerModule(
@@ -82,7 +82,7 @@ export class TinyConvNet extends Module implements Backbone {
     if (channels.length !== 4 || !channels.every((width) => Number.isInteger(width) && width > 0)) {
       throw new Error(`TinyConvNet: channels must be 4 positive integers, got [${channels.join(', ')}]`);
     }
-    const random = new BackboneRandom(seed);
+    const random = new SeededRandom(seed);
     this.featureChannels = [...channels];
     this.stem = this.registerModule(
       'stem',
