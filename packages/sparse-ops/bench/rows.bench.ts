@@ -14,10 +14,9 @@
 // `channels` and `layers` unused), its four stage outputs summed as the loss: `apply` with the mask
 // against `applyRows`.
 //
-// `row-copy` (wasm only) swaps, for this process, tfjs-backend-wasm's GatherV2 for a JS loop that copies
-// whole rows over the wasm heap: the stock kernel costs about 170 ns per gathered element (22k rows of 64
-// channels: 233 ms), which alone makes the row path slower than masked-dense there. The row copy shows what
-// a gather kernel that copies rows gives; it is not part of the library.
+// `gather` is kept for old command lines: `row-copy` used to swap, for this process, tfjs-backend-wasm's
+// GatherV2 (about 170 ns per gathered element) for a loop copying whole rows over the wasm heap. That loop is
+// now @sparkmim/wasm-kernels' GatherV2, registered by setupBackend('wasm'), so `row-copy` runs `stock`.
 import * as tf from '@tensorflow/tfjs-core';
 // sparse-ops depends on no backend; the runtime package of this repository sets one up with gradients.
 import { setupBackend } from '@sparkmim/runtime';
@@ -44,36 +43,11 @@ const repeats = Number(repeatsArg);
 
 tf.env().set('PROD', true);
 await setupBackend(backend);
-if (gather === 'row-copy') useRowCopyGather();
-
-/** Replaces wasm's GatherV2 for 1-D indices on axis 0 (what the row path runs) by a row-copy loop. */
-function useRowCopyGather(): void {
-  if (tf.getBackend() !== 'wasm') throw new Error(`gather=row-copy needs the wasm backend, got ${tf.getBackend()}`);
-  const stock = tf.getKernel('GatherV2', 'wasm');
-  if (!stock) throw new Error('the wasm backend has no GatherV2 kernel');
-  type Heap = tf.KernelBackend & {
-    makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-    typedArrayFromHeap(info: tf.TensorInfo): tf.backend_util.TypedArray;
-  };
-  const kernelFunc: tf.KernelFunc = (args) => {
-    const { x, indices } = args.inputs as Record<string, tf.TensorInfo>;
-    const { axis, batchDims } = args.attrs as unknown as tf.GatherV2Attrs;
-    if (axis !== 0 || batchDims || indices.shape.length !== 1) return stock.kernelFunc(args);
-    const heap = args.backend as Heap;
-    const rowSize = x.shape.slice(1).reduce((a, b) => a * b, 1);
-    const out = heap.makeOutput([indices.shape[0], ...x.shape.slice(1)], x.dtype);
-    const source = heap.typedArrayFromHeap(x);
-    const target = heap.typedArrayFromHeap(out);
-    const index = heap.typedArrayFromHeap(indices);
-    for (let i = 0; i < index.length; i++) {
-      const row = index[i];
-      if (row < 0 || row >= x.shape[0]) throw new Error(`GatherV2 (row copy): index ${row} is not in [0, ${x.shape[0] - 1}]`);
-      target.set(source.subarray(row * rowSize, (row + 1) * rowSize), i * rowSize);
-    }
-    return out;
-  };
-  tf.unregisterKernel('GatherV2', 'wasm');
-  tf.registerKernel({ ...stock, kernelFunc });
+if (gather === 'row-copy') {
+  // The loop this option used to swap in is @sparkmim/wasm-kernels' GatherV2 now, which setupBackend registers.
+  console.error('gather=row-copy: copying whole rows is now the standard wasm GatherV2 (@sparkmim/wasm-kernels); running stock');
+} else if (gather !== 'stock') {
+  throw new Error(`gather must be 'stock' (or the former 'row-copy', the same now), got '${gather}'`);
 }
 
 // SparK's masks: 32-pixel patches at 224, i.e. a 7x7 grid at every scale, 60% of the patches hidden.
