@@ -260,7 +260,10 @@ describe('unsortedSegmentSum and gather on wasm', () => {
 
   it('a row index out of range throws what tfjs-cpu throws and leaves no buffer behind', () => {
     const cases: [number[], number[]][] = [
-      [[4, 3], [0, 4]],
+      [
+        [4, 3],
+        [0, 4],
+      ],
       [[4, 3], [-1]],
       [[5], [2, 7, 1]],
     ];
