@@ -3,6 +3,10 @@
 // `@sparkmim/trainer` holds nothing Node-only (STYLE.md, "main entries run anywhere"). Everything in the
 // main entry is also usable from Node; import it from `@sparkmim/trainer`.
 
+// sharp (optional dependency), loaded on first use with an install hint when it is absent
+export { loadSharp, SHARP_VERSION } from './data/node-modules';
+export type { SharpFactory } from './data/node-modules';
+
 // Atomic file writes
 export { writeFileAtomic } from './io/atomic-write';
 export type { AtomicWriteData } from './io/atomic-write';

@@ -3,7 +3,8 @@
 // drawn into an RGB buffer here (axes, ticks and numbers with a built-in pixel font) and written as a PNG.
 import { mkdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { loadSharp } from './pretrain-preview';
+import { loadSharp } from '@sparkmim/trainer/node';
+import type Sharp from 'sharp';
 
 /** The curve's file in the run folder. */
 export const LOSS_CURVE_FILE = 'loss-curve.png';
@@ -222,7 +223,7 @@ export async function writeLossCurve(metricsFile: string, file: string): Promise
   if (!history.steps.length) return undefined;
   const pixels = drawLossCurve(history);
   await mkdir(path.dirname(file), { recursive: true });
-  const sharp = await loadSharp();
+  const sharp = await loadSharp<typeof Sharp>('sparkmim pretrain (loss curve)');
   await sharp(pixels, { raw: { width: LOSS_CURVE_SIZE.width, height: LOSS_CURVE_SIZE.height, channels: 3 } }).png().toFile(file);
   return file;
 }

@@ -9,9 +9,10 @@ import * as backbones from '@sparkmim/backbones';
 import { backboneFromModule, type Backbone } from '@sparkmim/backbones';
 import { keepCount } from '@sparkmim/masking';
 import * as sparseOps from '@sparkmim/sparse-ops';
-import { AdamW, Lamb, Sgd, SparkModel, paramGroupsFromVariables, type Optimizer, type SparkModelConfig } from '@sparkmim/trainer';
+import { SparkModel, type Optimizer, type SparkModelConfig } from '@sparkmim/trainer';
 import { UsageError } from '../errors';
 import { oneLine } from './inputs';
+import { sparkOptimizer } from './optimizer';
 import { inputSizeOf, type PretrainConfig } from './pretrain-config';
 
 /** Whether `--model` names a file (an ES module) rather than a backbone of the registry. */
@@ -134,12 +135,5 @@ export async function buildModel(config: PretrainConfig, seed: number): Promise<
  * gradients clipped to `clip` (0: not clipped; LAMB clips inside its step, as the official one).
  */
 export function buildOptimizer(config: PretrainConfig, model: SparkModel): Optimizer {
-  const groups = paramGroupsFromVariables(model.namedParameters());
-  const betas: [number, number] = [0.9, config.beta2 ?? 0.999];
-  const clip = config.clip ?? 5;
-  const maxGradNorm = clip > 0 ? clip : undefined;
-  if (config.optimizer === 'adamw') return new AdamW(groups, { betas, maxGradNorm });
-  if (config.optimizer === 'sgd') return new Sgd(groups, { maxGradNorm });
-  // LAMB's official clip is part of its step; an infinite bound never scales (clip 0 = off).
-  return new Lamb(groups, { betas, maxGradNorm: maxGradNorm ?? Infinity });
+  return sparkOptimizer(config.optimizer, model, { betas: [0.9, config.beta2 ?? 0.999], clip: config.clip ?? 5 });
 }

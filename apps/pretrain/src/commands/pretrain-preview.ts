@@ -5,16 +5,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type Sharp from 'sharp';
 import { denormalizeImages, type DataSource, type SparkModel } from '@sparkmim/trainer';
-
-/**
- * sharp, imported on first use through a name in a variable, so that the bundle leaves it out (it is a
- * native package) and the other commands run where it is not installed.
- */
-export async function loadSharp(): Promise<typeof Sharp> {
-  const moduleName = 'sharp';
-  const loaded = (await import(/* @vite-ignore */ moduleName)) as { default?: typeof Sharp } & typeof Sharp;
-  return loaded.default ?? loaded;
-}
+import { loadSharp } from '@sparkmim/trainer/node';
 
 /** Pictures smaller than this many pixels are shown enlarged by a whole factor (nearest neighbour). */
 const MIN_PICTURE_SIZE = 128;
@@ -74,7 +65,7 @@ export async function writePreview(model: SparkModel, images: tf.Tensor4D, maskS
       }
     }
     await mkdir(path.dirname(file), { recursive: true });
-    const sharp = await loadSharp();
+    const sharp = await loadSharp<typeof Sharp>('sparkmim pretrain (previews)');
     await sharp(grid, { raw: { width, height, channels: 3 } }).png().toFile(file);
     return file;
   } finally {

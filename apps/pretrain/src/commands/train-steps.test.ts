@@ -124,7 +124,6 @@ describe('sparkmim train-steps: errors the user can fix', () => {
     ['a missing file', () => [...base(), '--weights', path.join(folder, 'nope.safetensors')], () => `--weights: cannot read ${path.join(folder, 'nope.safetensors')}: no such file`],
     ['an --input of the wrong shape', () => [...base(), '--input', `${goldenPath()}:active`], () => `--input ${goldenPath()}:active is [2, 1, 4, 4], expected [B, 3, H, W] (NCHW RGB images)`],
     ['an --active of the wrong shape', () => [...base(), '--active', `${goldenPath()}:input`], () => `--active ${goldenPath()}:input is [2, 3, 128, 128], expected [2, 1, h, w] (NCHW, one value per patch)`],
-    ['LAMB without clipping', () => [...base(), '--clip', '0'], () => '--clip 0 turns clipping off, which LAMB does not support: give a number > 0 (SparK uses 5)'],
   ];
   for (const [what, argv, message] of cases) {
     it(`rejects ${what} with one line and exit code 2`, async () => {

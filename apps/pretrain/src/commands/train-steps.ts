@@ -3,23 +3,14 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupBackend } from '@sparkmim/runtime';
-import {
-  AdamW,
-  Lamb,
-  NonFiniteLossError,
-  Sgd,
-  SparkModel,
-  defaultBetas,
-  encodeSafetensors,
-  paramGroupsFromVariables,
-  trainStep,
-} from '@sparkmim/trainer';
+import { NonFiniteLossError, defaultBetas, encodeSafetensors, trainStep } from '@sparkmim/trainer';
 import {
   writeFileAtomic,
 } from '@sparkmim/trainer/node';
 import type { Optimizer, SafetensorsEntry } from '@sparkmim/trainer';
 import { SeededRandom, torchState } from '@sparkmim/sparse-ops';
 import { UsageError } from '../errors';
+import { OPTIMIZER_NAMES, sparkOptimizer, type OptimizerName } from './optimizer';
 import { modelFromWeightsOption, readWeightsOption } from './weights';
 import { checkOutputFile, nhwcFromNchw, readTensor } from './inputs';
 
@@ -47,29 +38,11 @@ global gradient norm at step i, before clipping).
   --out FILE              where to write the result (safetensors)
 `;
 
-const OPTIMIZERS = ['lamb', 'adamw', 'sgd'] as const;
-type OptimizerName = (typeof OPTIMIZERS)[number];
-
 function numberOption(name: string, text: string | undefined, fallback: number, check: (value: number) => boolean, expected: string): number {
   if (text === undefined) return fallback;
   const value = Number(text);
   if (text.trim() === '' || !Number.isFinite(value) || !check(value)) throw new UsageError(`--${name} is '${text}', expected ${expected}`);
   return value;
-}
-
-function makeOptimizer(name: OptimizerName, model: SparkModel, options: { betas: [number, number]; clip: number }): Optimizer {
-  const groups = paramGroupsFromVariables(model.namedParameters());
-  const maxGradNorm = options.clip > 0 ? options.clip : undefined;
-  switch (name) {
-    case 'lamb':
-      // SparK's LAMB always clips (max_grad_norm=5.0 in main.py); it has no "off".
-      if (maxGradNorm === undefined) throw new UsageError('--clip 0 turns clipping off, which LAMB does not support: give a number > 0 (SparK uses 5)');
-      return new Lamb(groups, { betas: options.betas, eps: 1e-6, maxGradNorm });
-    case 'adamw':
-      return new AdamW(groups, { betas: options.betas, maxGradNorm });
-    case 'sgd':
-      return new Sgd(groups, { momentum: 0.9, nesterov: true, maxGradNorm });
-  }
 }
 
 /** Runs `sparkmim train-steps`; returns the exit code. */
@@ -105,7 +78,7 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
   }
   const steps = numberOption('steps', values.steps, 1, (value) => Number.isInteger(value) && value >= 1, 'a whole number >= 1');
   const optimizerName = (values.optimizer ?? 'lamb') as OptimizerName;
-  if (!OPTIMIZERS.includes(optimizerName)) throw new UsageError(`--optimizer is '${values.optimizer}', expected one of ${OPTIMIZERS.join(', ')}`);
+  if (!OPTIMIZER_NAMES.includes(optimizerName)) throw new UsageError(`--optimizer is '${values.optimizer}', expected one of ${OPTIMIZER_NAMES.join(', ')}`);
   const lr = numberOption('lr', values.lr, 1e-3, (value) => value > 0, 'a number > 0');
   const weightDecay = numberOption('weight-decay', values['weight-decay'], 0.04, (value) => value >= 0, 'a number >= 0');
   const clip = numberOption('clip', values.clip, 5, (value) => value >= 0, 'a number >= 0 (0 = no clipping)');
@@ -156,7 +129,7 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
         throw new UsageError(`no SparK default betas for a '${model.backbone.kind}' backbone: pass --betas, e.g. 0.9,0.999`);
       }
     }
-    optimizer = makeOptimizer(optimizerName, model, { betas, clip });
+    optimizer = sparkOptimizer(optimizerName, model, { betas, clip });
     const out = new Map<string, SafetensorsEntry>();
     const lrWd = { lr, weightDecay };
     for (let step = 0; step < steps; step++) {

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { seededRandom } from '@sparkmim/masking';
 import { SPARK_CROP_SCALE, randomResizedCropParams } from './crop';
 import { IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS } from './image-folder';
-import { fs, loadSharp, path } from './node-modules';
+import { fs, loadSharp, path, type SharpFactory } from './node-modules';
 import { normalizationTable } from './normalize';
 import { resizeBicubicLikePil } from './resize';
 
@@ -204,7 +204,7 @@ async function listImages(folder: string): Promise<string[]> {
   return result;
 }
 
-async function decodeSquare(sharp: Awaited<ReturnType<typeof loadSharp>>, bytes: Uint8Array, size: number, maxPixels: number): Promise<Uint8Array> {
+async function decodeSquare(sharp: SharpFactory, bytes: Uint8Array, size: number, maxPixels: number): Promise<Uint8Array> {
   if (bytes.byteLength === 0) throw new Error('empty file');
   const { width, height } = await sharp(bytes, { failOn: 'warning' }).metadata();
   if (!width || !height) throw new Error('no image size in the header');

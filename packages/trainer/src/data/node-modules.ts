@@ -31,10 +31,16 @@ export interface SharpInputOptions {
 export type SharpFactory = (input: Uint8Array, options?: SharpInputOptions) => SharpInstance;
 
 /**
- * Loads sharp (an optional dependency). When it is absent the error says how to install it; when its native
- * part fails to load, sharp's own message (which names the platform package) is kept.
+ * Loads sharp (an optional dependency) on first use. When it is absent the error says how to install it;
+ * when its native part fails to load, sharp's own message (which names the platform package) is kept.
+ * `Sharp` is the type the caller wants to see: the few methods the data sources use by default, or
+ * sharp's own types (`loadSharp<typeof import('sharp')>(...)`) where more is needed.
+ *
+ * @example
+ * const sharp = await loadSharp('my-command');
+ * const { data } = await sharp(bytes).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
  */
-export async function loadSharp(caller: string, moduleName = 'sharp'): Promise<SharpFactory> {
+export async function loadSharp<Sharp = SharpFactory>(caller: string, moduleName = 'sharp'): Promise<Sharp> {
   let loaded: unknown;
   try {
     loaded = await import(/* webpackIgnore: true */ /* @vite-ignore */ moduleName);
@@ -50,5 +56,5 @@ export async function loadSharp(caller: string, moduleName = 'sharp'): Promise<S
   // CommonJS through ESM import() puts the function under `default`.
   const candidate = (loaded as { default?: unknown }).default ?? loaded;
   if (typeof candidate !== 'function') throw new Error(`${caller}: the module '${moduleName}' is not sharp (it exports no function)`);
-  return candidate as SharpFactory;
+  return candidate as Sharp;
 }
