@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import './registrations';
-import { prepareWasmBackend } from './wasm';
+import { isNode, prepareWasmBackend } from './wasm';
 
 /** Backends sparkmim knows how to set up. */
 export const BACKEND_NAMES = ['cpu', 'wasm', 'webgpu', 'tensorflow', 'tensorflow-gpu'] as const;
@@ -29,7 +29,6 @@ export class BackendUnavailableError extends Error {
   }
 }
 
-const isNode = typeof process !== 'undefined' && !!process.versions?.node;
 
 // A module name held in a variable keeps bundlers from trying to resolve optional packages that the user
 // may not have installed (tfjs-node, webgpu in the browser build).

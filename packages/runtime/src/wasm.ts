@@ -1,7 +1,8 @@
 // Setting the wasm backend up: where its .wasm binaries are in Node, and the training kernels it lacks.
 import { registerWasmTrainingKernels } from '@sparkmim/wasm-kernels';
 
-const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+/** True in Node.js (and Bun, Deno with Node compatibility); false in browsers and web workers. */
+export const isNode = typeof process !== 'undefined' && !!process.versions?.node;
 let pathsSet = false;
 
 /**
