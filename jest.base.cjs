@@ -5,7 +5,7 @@
 // would put two copies of tfjs-core in one process, and the ES5 Node bundles of the backends cannot
 // subclass the ES2017 classes of the ESM core. So tests use the ESM builds of tfjs-core and of the
 // backends, transformed by ts-jest, exactly as a bundler resolves them for the apps and the browser.
-const path = require('path');
+const path = require('node:path');
 
 const fromTestUtils = { paths: [path.join(__dirname, 'packages/test-utils'), path.join(__dirname, 'packages/runtime')] };
 const esmEntry = (name) => path.join(path.dirname(require.resolve(`${name}/package.json`, fromTestUtils)), 'dist/index.js');
@@ -14,10 +14,10 @@ const esmEntry = (name) => path.join(path.dirname(require.resolve(`${name}/packa
 // the process that starts the test workers. SwiftShader, Chromium's software Vulkan driver, stands in for
 // a GPU on machines without one.
 const swiftShaderIcd = '/usr/lib/chromium/vk_swiftshader_icd.json';
-if (!process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && require('fs').existsSync(swiftShaderIcd)) {
+if (!process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && require('node:fs').existsSync(swiftShaderIcd)) {
   process.env.VK_ICD_FILENAMES = swiftShaderIcd;
 }
-if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = require('os').tmpdir();
+if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = require('node:os').tmpdir();
 
 module.exports = (packageDir) => ({
   rootDir: packageDir,

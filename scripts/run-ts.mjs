@@ -38,7 +38,13 @@ mkdirSync(outDir, { recursive: true });
 const bundleOnly = process.env.RUN_TS_OUTFILE;
 const outfile = bundleOnly
   ? path.resolve(bundleOnly)
-  : path.join(outDir, `${path.relative(repoRoot, entry).replace(/[\\/]/g, '__').replace(/\.[cm]?tsx?$/, '')}.mjs`);
+  : path.join(
+      outDir,
+      `${path
+        .relative(repoRoot, entry)
+        .replace(/[\\/]/g, '__')
+        .replace(/\.[cm]?tsx?$/, '')}.mjs`,
+    );
 
 const esbuild = await loadEsbuild();
 await esbuild.build({

@@ -14,6 +14,8 @@ bash scripts/ensure-system-deps.sh
 pnpm() { bash scripts/pnpm.sh "$@"; }
 pnpm install --frozen-lockfile --reporter=append-only | tail -n 3
 pnpm changeset status
+# Formatting and lint (Biome): a file that is not formatted or breaks a lint rule fails the run.
+pnpm exec biome ci .
 pnpm turbo run typecheck build lint --output-logs=errors-only
 bash scripts/check-pack.sh
 log=$(mktemp)

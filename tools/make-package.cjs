@@ -1,7 +1,7 @@
 // One-off scaffolding helper: writes the package.json / tsconfig / tsup / jest config of a library so
 // that every package follows the same hygiene (exports map, source condition, peer tfjs-core).
-const fs = require('fs');
-const path = require('path');
+const fs = require('node:fs');
+const path = require('node:path');
 const [dir, name, description, deps = '', extraDev = ''] = process.argv.slice(2);
 const internal = deps ? deps.split(',') : [];
 const pkg = {
@@ -41,7 +41,7 @@ const pkg = {
   publishConfig: { access: 'public' },
 };
 fs.mkdirSync(path.join(dir, 'src'), { recursive: true });
-fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify(pkg, null, 2) + '\n');
-fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({ extends: '../../tsconfig.base.json', include: ['src'] }, null, 2) + '\n');
+fs.writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);
+fs.writeFileSync(path.join(dir, 'tsconfig.json'), `${JSON.stringify({ extends: '../../tsconfig.base.json', include: ['src'] }, null, 2)}\n`);
 fs.writeFileSync(path.join(dir, 'tsup.config.ts'), "export { default } from '../../tsup.library';\n");
 fs.writeFileSync(path.join(dir, 'jest.config.cjs'), `module.exports = require('../../jest.base.cjs')(__dirname);\n`);

@@ -1,5 +1,5 @@
-import { readdirSync, readFileSync } from 'fs';
-import { join } from 'path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { build } from 'esbuild';
 
 // STYLE.md: "a library's `.` entry must bundle for a browser with nothing Node-only inside, not even behind
@@ -46,11 +46,14 @@ describe('browser bundles', () => {
     expect(libraries.map((library) => library.name)).toEqual(expect.arrayContaining(['@sparkmim/sparse-ops', '@sparkmim/trainer']));
   });
 
-  it.each(libraries.map((library) => [library.name, library.entry]))('%s: the main entry bundles for a browser with no externals and nothing Node-only', async (_name, entry) => {
-    const text = await browserBundle({ path: entry });
-    const nodeOnly = [...new Set([...text.matchAll(NODE_ONLY_MODULE)].map((match) => match[1]))];
-    expect(nodeOnly).toEqual([]);
-  });
+  it.each(libraries.map((library) => [library.name, library.entry]))(
+    '%s: the main entry bundles for a browser with no externals and nothing Node-only',
+    async (_name, entry) => {
+      const text = await browserBundle({ path: entry });
+      const nodeOnly = [...new Set([...text.matchAll(NODE_ONLY_MODULE)].map((match) => match[1]))];
+      expect(nodeOnly).toEqual([]);
+    },
+  );
 
   it('the SparK model bundles for a browser with no externals (what the demo imports)', async () => {
     const text = await browserBundle({ contents: "import { SparkModel } from '@sparkmim/trainer'; console.log(SparkModel);" });
@@ -59,9 +62,9 @@ describe('browser bundles', () => {
   });
 
   it('the check catches a Node-only import (a bundle of the Node entry fails it)', async () => {
-    const text = await browserBundle({ contents: "import { ImageFolderSource } from '@sparkmim/trainer/node'; console.log(ImageFolderSource);" }).catch(
-      (error: Error) => `build failed: ${error.message}`,
-    );
+    const text = await browserBundle({
+      contents: "import { ImageFolderSource } from '@sparkmim/trainer/node'; console.log(ImageFolderSource);",
+    }).catch((error: Error) => `build failed: ${error.message}`);
     expect(text.match(NODE_ONLY_MODULE) ?? text.startsWith('build failed')).toBeTruthy();
   });
 });

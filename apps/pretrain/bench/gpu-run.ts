@@ -52,7 +52,11 @@ if (!skip.has('conv')) {
     const x = tf.randomNormal([batch, size, size, inC]) as tf.Tensor4D;
     const filter = tf.randomNormal([kernel, kernel, inC, outC], 0, 0.05) as tf.Tensor4D;
     for (const method of ['backend', 'conv', 'im2col'] as FilterGradientMethod[]) {
-      const step = () => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad, { filterGradient: method })))([x, filter]);
+      const step = () =>
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad, { filterGradient: method })))([
+          x,
+          filter,
+        ]);
       const run = async () => {
         const grads = step();
         await Promise.all(grads.map((g) => g.data()));
@@ -101,7 +105,24 @@ async function pretrain(label: string, args: string[]): Promise<void> {
 }
 
 const resnet50Args = smoke
-  ? ['--model', 'resnet18', '--stem-width', '8', '--widths', '8,8,8,8', '--decoder-width', '32', '--input-size', '64', '--batch-size', '2', '--epochs', '1', '--preview-every', '0']
+  ? [
+      '--model',
+      'resnet18',
+      '--stem-width',
+      '8',
+      '--widths',
+      '8,8,8,8',
+      '--decoder-width',
+      '32',
+      '--input-size',
+      '64',
+      '--batch-size',
+      '2',
+      '--epochs',
+      '1',
+      '--preview-every',
+      '0',
+    ]
   : ['--model', 'resnet50', '--input-size', '224', '--batch-size', '32', '--epochs', '1', '--preview-every', '0'];
 if (!skip.has('resnet50')) {
   await pretrain('resnet50-224-b32', resnet50Args);
@@ -114,6 +135,10 @@ if (!skip.has('resnet50')) {
   }
 }
 if (!skip.has('quickstart')) {
-  await pretrain('quickstart', ['--config', values.config!, ...(smoke ? ['--epochs', '1', '--batch-size', '2', '--input-size', '64'] : ['--epochs', values.quickEpochs!])]);
+  await pretrain('quickstart', [
+    '--config',
+    values.config!,
+    ...(smoke ? ['--epochs', '1', '--batch-size', '2', '--input-size', '64'] : ['--epochs', values.quickEpochs!]),
+  ]);
 }
 emit({ type: 'done' });

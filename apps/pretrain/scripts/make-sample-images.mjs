@@ -97,7 +97,10 @@ let written = 0;
 for (const [file, count] of Object.entries(CROPS)) {
   const { width, height } = await sharp(path.join(sourceDir, file)).metadata();
   const shortSide = Math.min(width, height);
-  const stem = path.basename(file, path.extname(file)).replace(/_by_.*$/, '').replace(/_/g, '-');
+  const stem = path
+    .basename(file, path.extname(file))
+    .replace(/_by_.*$/, '')
+    .replace(/_/g, '-');
   let attempts = 0;
   for (let index = 0; index < count; ) {
     if (++attempts > count * 100) {

@@ -12,9 +12,7 @@ describe('sparkmim CLI', () => {
   it('lists the valid backends for an unknown one', async () => {
     const result = await runCli(['backend', '--backend', 'tpu']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toBe(
-      "sparkmim: unknown backend 'tpu': expected one of cpu, wasm, webgpu, tensorflow, tensorflow-gpu\n",
-    );
+    expect(result.stderr).toBe("sparkmim: unknown backend 'tpu': expected one of cpu, wasm, webgpu, tensorflow, tensorflow-gpu\n");
   });
 
   it('reports the backend it set up', async () => {

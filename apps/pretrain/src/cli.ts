@@ -41,12 +41,27 @@ backends: ${BACKEND_NAMES.join(', ')}
 async function backendCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { backend: { type: 'string', default: 'cpu' } }, strict: true });
   const info = await setupBackend(values.backend!);
-  process.stdout.write(JSON.stringify(info) + '\n');
+  process.stdout.write(`${JSON.stringify(info)}\n`);
   return 0;
 }
 
 /** System errors of files the user can act on: no space, no permission, a missing or wrong path. */
-const FILE_ERROR_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EACCES', 'EPERM', 'EROFS', 'EIO', 'ENOTDIR', 'EISDIR', 'ENOENT', 'EEXIST', 'ENAMETOOLONG', 'ELOOP', 'EMFILE']);
+const FILE_ERROR_CODES = new Set([
+  'ENOSPC',
+  'EDQUOT',
+  'EFBIG',
+  'EACCES',
+  'EPERM',
+  'EROFS',
+  'EIO',
+  'ENOTDIR',
+  'EISDIR',
+  'ENOENT',
+  'EEXIST',
+  'ENAMETOOLONG',
+  'ELOOP',
+  'EMFILE',
+]);
 
 /** Runs the CLI; returns the exit code (0 ok, 2 a usage or setup error the user can fix). */
 export async function main(argv: string[]): Promise<number> {
@@ -86,7 +101,12 @@ export async function main(argv: string[]): Promise<number> {
     const code = (error as { code?: string })?.code;
     // What the user can fix (a flag, a file, a full disk): one line and exit code 2. Anything else is a bug
     // of sparkmim and keeps its stack trace.
-    if (error instanceof UsageError || error instanceof BackendUnavailableError || code?.startsWith('ERR_PARSE_ARGS') || (code !== undefined && FILE_ERROR_CODES.has(code))) {
+    if (
+      error instanceof UsageError ||
+      error instanceof BackendUnavailableError ||
+      code?.startsWith('ERR_PARSE_ARGS') ||
+      (code !== undefined && FILE_ERROR_CODES.has(code))
+    ) {
       process.stderr.write(`sparkmim: ${(error as Error).message.split('\n').join('; ')}\n`);
       return 2;
     }

@@ -117,7 +117,12 @@ describeBackends('Backbone contract', () => {
         // The batch statistics that went into the running averages agree as well.
         const denseBuffers = dense.namedBuffers();
         const sparseBuffers = sparse.namedBuffers();
-        await expectAllClose(sparseBuffers.map((entry) => entry.variable), denseBuffers.map((entry) => entry.variable), 1e-5, 'buffers');
+        await expectAllClose(
+          sparseBuffers.map((entry) => entry.variable),
+          denseBuffers.map((entry) => entry.variable),
+          1e-5,
+          'buffers',
+        );
         // Also through ActiveSites, the form a caller passes to reuse the derived masks.
         const sites = new ActiveSites(allOnes);
         const sparseEval = sparse.eval().forward(x, { active: sites });
@@ -159,7 +164,9 @@ describeBackends('Backbone contract', () => {
         expect(Number.isFinite((await value.data())[0])).toBe(true);
         const norms = tf.tidy(() => tf.stack(parameters.map((entry) => tf.norm(grads[entry.variable.name]))));
         const normValues = await norms.data();
-        normValues.forEach((norm, i) => expect({ name: parameters[i].name, finite: Number.isFinite(norm) }).toEqual({ name: parameters[i].name, finite: true }));
+        normValues.forEach((norm, i) =>
+          expect({ name: parameters[i].name, finite: Number.isFinite(norm) }).toEqual({ name: parameters[i].name, finite: true }),
+        );
         expect(normValues[0]).toBeGreaterThan(0); // the stem conv
         tf.dispose([active, x, masked, value, norms, grads]);
         backbone.dispose();
@@ -168,7 +175,9 @@ describeBackends('Backbone contract', () => {
       it('rejects an image whose size is not a multiple of the downsample ratio (naming both), and a mask that does not fit', () => {
         const backbone = build({ seed: 9 });
         const bad = tf.zeros([1, 100, 64, 3]) as tf.Tensor4D;
-        expect(() => backbone.forward(bad)).toThrow(/input \[1, 100, 64, 3\] has height 100, which is not a multiple of the downsample ratio 32 \(use 96 or 128\)/);
+        expect(() => backbone.forward(bad)).toThrow(
+          /input \[1, 100, 64, 3\] has height 100, which is not a multiple of the downsample ratio 32 \(use 96 or 128\)/,
+        );
         const narrow = tf.zeros([1, 64, 48, 3]) as tf.Tensor4D;
         expect(() => backbone.forward(narrow)).toThrow(/has width 48, which is not a multiple of the downsample ratio 32 \(use 32 or 64\)/);
         const gray = tf.zeros([1, 64, 64, 1]) as tf.Tensor4D;

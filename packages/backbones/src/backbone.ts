@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { ActiveSites, type ActiveMask, type Module } from '@sparkmim/sparse-ops';
 
 /**
@@ -72,7 +72,10 @@ export function checkBackboneInput(
   if (inChannels !== channels) {
     throw new Error(`${caller}: expected ${channels} input channels, got [${x.shape.join(', ')}] with ${inChannels}`);
   }
-  for (const [axis, size] of [['height', height], ['width', width]] as const) {
+  for (const [axis, size] of [
+    ['height', height],
+    ['width', width],
+  ] as const) {
     if (size > 0 && size % downsampleRatio === 0) continue;
     const lower = Math.floor(size / downsampleRatio) * downsampleRatio;
     const upper = lower + downsampleRatio;
@@ -118,7 +121,12 @@ export function withActiveSites<T>(active: ActiveMask | undefined, fn: (sites: A
  * The `depths` option of a named backbone (`createBackbone('resnet18', { depths: [1, 1, 1, 1] })`): the
  * variant's own when absent, else checked to be four block counts, one per stage.
  */
-export function depthsOption(caller: string, name: string, depths: readonly number[] | undefined, variantDepths: readonly number[]): readonly number[] {
+export function depthsOption(
+  caller: string,
+  name: string,
+  depths: readonly number[] | undefined,
+  variantDepths: readonly number[],
+): readonly number[] {
   if (depths === undefined) return variantDepths;
   if (!Array.isArray(depths) || depths.length !== 4 || !depths.every((depth) => Number.isInteger(depth) && depth >= 1)) {
     const given = Array.isArray(depths) ? `[${depths.join(', ')}]` : JSON.stringify(depths);

@@ -59,7 +59,13 @@ function maskedInputAndMask(golden: GoldenFile): { masked: tf.Tensor4D; active: 
   };
 }
 
-async function expectFeatures(golden: GoldenFile, features: tf.Tensor4D[], key: 'enc' | 'enc_eval', relative: number, backend: string): Promise<void> {
+async function expectFeatures(
+  golden: GoldenFile,
+  features: tf.Tensor4D[],
+  key: 'enc' | 'enc_eval',
+  relative: number,
+  backend: string,
+): Promise<void> {
   expect(features).toHaveLength(golden.keys(`${key}.`).length);
   for (let i = 0; i < features.length; i++) {
     const expected = nchwToNhwc(golden.get(`${key}.${i}`));

@@ -87,7 +87,15 @@ export class ConvNeXtStem extends Module {
     super();
     this.conv = this.registerModule(
       '0',
-      new SparseConv2d({ inChannels: 3, outChannels, kernelSize: 4, strides: 4, pad: 0, filterInit: random.truncatedNormal(0.02, -2, 2), biasInit: constant(0) }),
+      new SparseConv2d({
+        inChannels: 3,
+        outChannels,
+        kernelSize: 4,
+        strides: 4,
+        pad: 0,
+        filterInit: random.truncatedNormal(0.02, -2, 2),
+        biasInit: constant(0),
+      }),
     );
     this.norm = this.registerModule('1', new SparseLayerNorm({ channels: outChannels, epsilon: 1e-6 }));
   }
@@ -107,7 +115,15 @@ export class ConvNeXtDownsample extends Module {
     this.norm = this.registerModule('0', new SparseLayerNorm({ channels: inChannels, epsilon: 1e-6 }));
     this.conv = this.registerModule(
       '1',
-      new SparseConv2d({ inChannels, outChannels, kernelSize: 2, strides: 2, pad: 0, filterInit: random.truncatedNormal(0.02, -2, 2), biasInit: constant(0) }),
+      new SparseConv2d({
+        inChannels,
+        outChannels,
+        kernelSize: 2,
+        strides: 2,
+        pad: 0,
+        filterInit: random.truncatedNormal(0.02, -2, 2),
+        biasInit: constant(0),
+      }),
     );
   }
 
@@ -150,7 +166,10 @@ export class ConvNeXt extends Module implements Backbone {
     this.downsampleLayers.push(new ConvNeXtStem(dims[0], random));
     for (let i = 1; i < 4; i++) this.downsampleLayers.push(new ConvNeXtDownsample(dims[i - 1], dims[i], random));
     // torch.linspace(0, drop_path_rate, sum(depths)), one rate per block in order.
-    const rates = linearDropPathRates(dropPathRate, depths.reduce((sum, depth) => sum + depth, 0));
+    const rates = linearDropPathRates(
+      dropPathRate,
+      depths.reduce((sum, depth) => sum + depth, 0),
+    );
     let blockIndex = 0;
     this.stages = this.registerModule('stages', new ModuleList<ModuleList<ConvNeXtBlock>>());
     depths.forEach((depth, stage) => {

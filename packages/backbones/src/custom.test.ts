@@ -52,7 +52,10 @@ describeBackends('backboneFromModule', () => {
       expect(thrown?.message).toBe(message);
       expect(thrown?.message).not.toContain('\n');
     };
-    expectError({}, 'my-convnet.js: no default export; expected `export default` of a Backbone or of a function ({ tf, sparseOps, backbones, seed }) => Backbone');
+    expectError(
+      {},
+      'my-convnet.js: no default export; expected `export default` of a Backbone or of a function ({ tf, sparseOps, backbones, seed }) => Backbone',
+    );
     expectError(
       moduleOf(() => ({ kind: 'custom', downsampleRatio: 32, featureChannels: [4, 4, 8, 8] })),
       "my-convnet.js: the backbone has no method forward() (a Backbone extends sparse-ops' Module and has forward(x, { active }))",

@@ -40,13 +40,17 @@ const KINDS = ['resnet', 'convnext', 'custom'];
 export function backboneFromModule(namespace: unknown, context: BackboneModuleContext, source: string): Backbone {
   const exported = typeof namespace === 'object' && namespace !== null ? (namespace as { default?: unknown }).default : undefined;
   if (exported === undefined) {
-    throw new Error(`${source}: no default export; expected \`export default\` of a Backbone or of a function ({ tf, sparseOps, backbones, seed }) => Backbone`);
+    throw new Error(
+      `${source}: no default export; expected \`export default\` of a Backbone or of a function ({ tf, sparseOps, backbones, seed }) => Backbone`,
+    );
   }
   let candidate: unknown = exported;
   if (typeof exported === 'function') {
     const isClass = /^class[\s{]/.test(Function.prototype.toString.call(exported));
     try {
-      candidate = isClass ? new (exported as new (context: BackboneModuleContext) => unknown)(context) : (exported as (context: BackboneModuleContext) => unknown)(context);
+      candidate = isClass
+        ? new (exported as new (context: BackboneModuleContext) => unknown)(context)
+        : (exported as (context: BackboneModuleContext) => unknown)(context);
     } catch (error) {
       throw new Error(`${source}: its default export threw: ${(error as Error).message ?? String(error)}`);
     }
@@ -69,13 +73,17 @@ export function checkBackboneContract(candidate: unknown, source: string): asser
     if (candidate instanceof Module) candidate.dispose();
     throw new Error(`${source}: ${problem}`);
   };
-  if (typeof candidate !== 'object' || candidate === null) fail(`the default export gave ${candidate === null ? 'null' : typeof candidate}, expected a Backbone (an object)`);
+  if (typeof candidate !== 'object' || candidate === null)
+    fail(`the default export gave ${candidate === null ? 'null' : typeof candidate}, expected a Backbone (an object)`);
   const object = candidate as Record<string, unknown>;
   for (const method of MODULE_METHODS) {
-    if (typeof object[method] !== 'function') fail(`the backbone has no method ${method}() (a Backbone extends sparse-ops' Module and has forward(x, { active }))`);
+    if (typeof object[method] !== 'function')
+      fail(`the backbone has no method ${method}() (a Backbone extends sparse-ops' Module and has forward(x, { active }))`);
   }
   if (!(candidate instanceof Module)) {
-    fail("the backbone is not a Module of this program's @sparkmim/sparse-ops: build it from the factory's context (context.sparseOps.Module, its layers) rather than from an import of your own");
+    fail(
+      "the backbone is not a Module of this program's @sparkmim/sparse-ops: build it from the factory's context (context.sparseOps.Module, its layers) rather than from an import of your own",
+    );
   }
   const backbone = candidate as Backbone;
   if (!KINDS.includes(backbone.kind)) fail(`kind is ${JSON.stringify(backbone.kind)}, expected 'resnet', 'convnext' or 'custom'`);

@@ -33,7 +33,9 @@ describeBackends('gelu', () => {
     const xs = [-2, -0.5, 0, 0.7, 3];
     const x = tf.tensor1d(xs);
     const gradient = tf.grad((input: tf.Tensor) => tf.sum(gelu(input)))(x);
-    const expected = xs.map((value) => 0.5 * (1 + referenceErf(value / Math.SQRT2)) + (value * Math.exp((-value * value) / 2)) / Math.sqrt(2 * Math.PI));
+    const expected = xs.map(
+      (value) => 0.5 * (1 + referenceErf(value / Math.SQRT2)) + (value * Math.exp((-value * value) / 2)) / Math.sqrt(2 * Math.PI),
+    );
     await expectClose(gradient, expected, { relative: 1e-5, absolute: 1e-6, label: 'gelu gradient' });
     tf.dispose([x, gradient]);
   });

@@ -87,7 +87,9 @@ describe('namedBackboneConfig', () => {
     expect(() => createBackbone('convnext_small', { depths: [1, 0, 1, 1] })).toThrow(
       "createBackbone: depths of 'convnext_small' must be four whole numbers >= 1 (blocks per stage; convnext_small has [3, 3, 27, 3]), got [1, 0, 1, 1]",
     );
-    expect(() => createBackbone('resnet50', { depths: 2 } as never)).toThrow("depths of 'resnet50' must be four whole numbers >= 1 (blocks per stage; resnet50 has [3, 4, 6, 3]), got 2");
+    expect(() => createBackbone('resnet50', { depths: 2 } as never)).toThrow(
+      "depths of 'resnet50' must be four whole numbers >= 1 (blocks per stage; resnet50 has [3, 4, 6, 3]), got 2",
+    );
     expect(() => convnextTiny({ depths: [1, 1, 1.5, 1] })).toThrow("convnext_tiny: depths of 'convnext_tiny' must be four whole numbers >= 1");
   });
 
@@ -117,7 +119,14 @@ describe('namedBackboneConfig', () => {
 });
 
 describeBackends('named backbones with other depths', () => {
-  const blocks = (module: Module, pattern: RegExp) => [...new Set(module.stateEntries().map((entry) => pattern.exec(entry.name)?.[1]).filter(Boolean))];
+  const blocks = (module: Module, pattern: RegExp) => [
+    ...new Set(
+      module
+        .stateEntries()
+        .map((entry) => pattern.exec(entry.name)?.[1])
+        .filter(Boolean),
+    ),
+  ];
 
   it('build one block per stage, or any other count, under the official names', () => {
     const resnet = createBackbone('resnet18', { depths: [1, 1, 1, 1], stemWidth: 4, channels: [4, 4, 8, 8], seed: 0 });
@@ -180,16 +189,18 @@ describeBackends('backboneConfigFromState', () => {
 
     const resnet = createBackboneFromConfig(backboneConfigFromState(resnetState, { prefix: ENCODER_PREFIX }));
     expect(() => loadTorchState(resnet, convnextState, { prefix: ENCODER_PREFIX })).toThrow(
-      /the state dict does not fit the model\n(.|\n)*missing keys:\n  sparse_encoder\.sp_cnn\.conv1\.weight(.|\n)*unexpected keys:\n  sparse_encoder\.sp_cnn\.downsample_layers\.0\.0\.bias/,
+      /the state dict does not fit the model\n(.|\n)*missing keys:\n {2}sparse_encoder\.sp_cnn\.conv1\.weight(.|\n)*unexpected keys:\n {2}sparse_encoder\.sp_cnn\.downsample_layers\.0\.0\.bias/,
     );
     // Same family, other depth and widths: mis-shaped and missing keys.
     const deeper = backboneConfigFromState(resnetState, { prefix: ENCODER_PREFIX }) as Extract<BackboneConfig, { kind: 'resnet' }>;
     const other = createBackboneFromConfig({ ...deeper, depths: deeper.depths.map((depth) => depth + 1), stemWidth: deeper.stemWidth! + 1 });
     expect(() => loadTorchState(other, resnetState, { prefix: ENCODER_PREFIX })).toThrow(
-      /mis-shaped keys:\n  sparse_encoder\.sp_cnn\.conv1\.weight: expected \[\d+, 3, 7, 7\], got \[\d+, 3, 7, 7\](.|\n)*missing keys:(.|\n)*layer1\.\d+\.conv1\.weight/,
+      /mis-shaped keys:\n {2}sparse_encoder\.sp_cnn\.conv1\.weight: expected \[\d+, 3, 7, 7\], got \[\d+, 3, 7, 7\](.|\n)*missing keys:(.|\n)*layer1\.\d+\.conv1\.weight/,
     );
     const convnext = createBackboneFromConfig(backboneConfigFromState(convnextState, { prefix: ENCODER_PREFIX }));
-    expect(() => loadTorchState(convnext, resnetState, { prefix: ENCODER_PREFIX })).toThrow(/unexpected keys:(.|\n)*sparse_encoder\.sp_cnn\.bn1\.bias/);
+    expect(() => loadTorchState(convnext, resnetState, { prefix: ENCODER_PREFIX })).toThrow(
+      /unexpected keys:(.|\n)*sparse_encoder\.sp_cnn\.bn1\.bias/,
+    );
     resnet.dispose();
     other.dispose();
     convnext.dispose();

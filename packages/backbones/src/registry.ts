@@ -70,7 +70,6 @@ export function createBackboneFromConfig(config: BackboneConfig): ResNet | ConvN
   throw new Error(`createBackboneFromConfig: unknown kind '${kind as string}': expected 'resnet' or 'convnext'`);
 }
 
-
 /**
  * Reads the architecture off a PyTorch state dict (official names and shapes; only keys under `prefix`
  * count): a timm ResNet (block type from the presence of `conv3`, depth per stage from the largest block

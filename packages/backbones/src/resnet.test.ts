@@ -10,13 +10,7 @@ interface Map4 {
 }
 
 /** Naive NHWC convolution with a PyTorch `(O, I, kH, kW)` weight and symmetric zero padding. */
-function convReference(
-  x: Float32Array,
-  [batch, height, width, inChannels]: number[],
-  weight: TorchTensorData,
-  stride: number,
-  pad: number,
-): Map4 {
+function convReference(x: Float32Array, [batch, height, width, inChannels]: number[], weight: TorchTensorData, stride: number, pad: number): Map4 {
   const [outChannels, , kernel] = weight.shape;
   const outH = Math.floor((height + 2 * pad - kernel) / stride) + 1;
   const outW = Math.floor((width + 2 * pad - kernel) / stride) + 1;
@@ -73,12 +67,7 @@ function maskReference(x: Map4, mask: Map4 | undefined): Map4 {
 const relu = (x: Map4): Map4 => ({ data: x.data.map((value) => Math.max(value, 0)), shape: x.shape });
 
 /** timm's Bottleneck.forward in evaluation mode, written out op by op (masked after each conv and BN as SparK does). */
-function bottleneckReference(
-  x: Map4,
-  state: Map<string, TorchTensorData>,
-  stride: number,
-  mask?: Map4,
-): Map4 {
+function bottleneckReference(x: Map4, state: Map<string, TorchTensorData>, stride: number, mask?: Map4): Map4 {
   const convBn = (input: Map4, name: string, bn: string, convStride: number, pad: number): Map4 => {
     const conv = maskReference(convReference(input.data, input.shape, state.get(`${name}.weight`)!, convStride, pad), mask);
     return maskReference(batchNormReference(conv, state, `${bn}.`), mask);
@@ -111,9 +100,18 @@ describeBackends('ResNet', () => {
       depths[name] = model.layers.map((layer) => layer.length);
       if (name === 'resnet50') {
         const names = model.stateEntries().map((entry) => entry.name);
-        expect(names.slice(0, 6)).toEqual(['conv1.weight', 'bn1.weight', 'bn1.bias', 'bn1.running_mean', 'bn1.running_var', 'bn1.num_batches_tracked']);
+        expect(names.slice(0, 6)).toEqual([
+          'conv1.weight',
+          'bn1.weight',
+          'bn1.bias',
+          'bn1.running_mean',
+          'bn1.running_var',
+          'bn1.num_batches_tracked',
+        ]);
         // Every stage's first block projects its shortcut (layer1: 64 → 256 channels at stride 1).
-        expect(names.filter((key) => key.endsWith('downsample.0.weight'))).toEqual([1, 2, 3, 4].map((stage) => `layer${stage}.0.downsample.0.weight`));
+        expect(names.filter((key) => key.endsWith('downsample.0.weight'))).toEqual(
+          [1, 2, 3, 4].map((stage) => `layer${stage}.0.downsample.0.weight`),
+        );
         expect(names).toContain('layer4.2.conv3.weight');
       }
       model.dispose();

@@ -69,7 +69,15 @@ export class ResNetDownsample extends Module {
     super();
     this.conv = this.registerModule(
       '0',
-      new SparseConv2d({ inChannels, outChannels, kernelSize: 1, strides: stride, pad: 0, bias: false, filterInit: kaimingFanOut(random, outChannels, 1) }),
+      new SparseConv2d({
+        inChannels,
+        outChannels,
+        kernelSize: 1,
+        strides: stride,
+        pad: 0,
+        bias: false,
+        filterInit: kaimingFanOut(random, outChannels, 1),
+      }),
     );
     this.bn = this.registerModule('1', new SparseBatchNorm2d({ channels: outChannels }));
   }
@@ -99,14 +107,26 @@ export class BasicBlock extends Module {
   readonly dropPathRate: number;
   private readonly random: SeededRandom;
 
-  constructor(inChannels: number, planes: number, { stride = 1, dropPathRate = 0, zeroInitLast = true, random = new SeededRandom() }: ResNetBlockOptions = {}) {
+  constructor(
+    inChannels: number,
+    planes: number,
+    { stride = 1, dropPathRate = 0, zeroInitLast = true, random = new SeededRandom() }: ResNetBlockOptions = {},
+  ) {
     super();
     this.dropPathRate = dropPathRate;
     this.random = random;
     // Registration order is timm's attribute order, so named_parameters() lines up with PyTorch's.
     this.conv1 = this.registerModule(
       'conv1',
-      new SparseConv2d({ inChannels, outChannels: planes, kernelSize: 3, strides: stride, pad: 1, bias: false, filterInit: kaimingFanOut(random, planes, 3) }),
+      new SparseConv2d({
+        inChannels,
+        outChannels: planes,
+        kernelSize: 3,
+        strides: stride,
+        pad: 1,
+        bias: false,
+        filterInit: kaimingFanOut(random, planes, 3),
+      }),
     );
     this.bn1 = this.registerModule('bn1', new SparseBatchNorm2d({ channels: planes }));
     this.conv2 = this.registerModule(
@@ -158,7 +178,11 @@ export class Bottleneck extends Module {
   readonly dropPathRate: number;
   private readonly random: SeededRandom;
 
-  constructor(inChannels: number, planes: number, { stride = 1, dropPathRate = 0, zeroInitLast = true, random = new SeededRandom() }: ResNetBlockOptions = {}) {
+  constructor(
+    inChannels: number,
+    planes: number,
+    { stride = 1, dropPathRate = 0, zeroInitLast = true, random = new SeededRandom() }: ResNetBlockOptions = {},
+  ) {
     super();
     this.dropPathRate = dropPathRate;
     this.random = random;
@@ -171,7 +195,15 @@ export class Bottleneck extends Module {
     // The stride sits on the 3x3 conv (ResNet v1.5, as timm and torchvision have it).
     this.conv2 = this.registerModule(
       'conv2',
-      new SparseConv2d({ inChannels: planes, outChannels: planes, kernelSize: 3, strides: stride, pad: 1, bias: false, filterInit: kaimingFanOut(random, planes, 3) }),
+      new SparseConv2d({
+        inChannels: planes,
+        outChannels: planes,
+        kernelSize: 3,
+        strides: stride,
+        pad: 1,
+        bias: false,
+        filterInit: kaimingFanOut(random, planes, 3),
+      }),
     );
     this.bn2 = this.registerModule('bn2', new SparseBatchNorm2d({ channels: planes }));
     this.conv3 = this.registerModule(
@@ -241,16 +273,7 @@ export class ResNet extends Module implements Backbone {
 
   constructor(config: ResNetConfig) {
     super();
-    const {
-      depths,
-      block,
-      stemWidth = 64,
-      channels = DEFAULT_CHANNELS,
-      dropPathRate = 0,
-      zeroInitLast = true,
-      seed,
-      name = 'resnet',
-    } = config;
+    const { depths, block, stemWidth = 64, channels = DEFAULT_CHANNELS, dropPathRate = 0, zeroInitLast = true, seed, name = 'resnet' } = config;
     validateResNetConfig(name, depths, channels, stemWidth, block);
     this.name = name;
     this.config = { depths, block, stemWidth, channels, dropPathRate, zeroInitLast, seed, name };
@@ -258,12 +281,23 @@ export class ResNet extends Module implements Backbone {
     const random = new SeededRandom(seed);
     this.conv1 = this.registerModule(
       'conv1',
-      new SparseConv2d({ inChannels: 3, outChannels: stemWidth, kernelSize: 7, strides: 2, pad: 3, bias: false, filterInit: kaimingFanOut(random, stemWidth, 7) }),
+      new SparseConv2d({
+        inChannels: 3,
+        outChannels: stemWidth,
+        kernelSize: 7,
+        strides: 2,
+        pad: 3,
+        bias: false,
+        filterInit: kaimingFanOut(random, stemWidth, 7),
+      }),
     );
     this.bn1 = this.registerModule('bn1', new SparseBatchNorm2d({ channels: stemWidth }));
     this.maxpool = this.registerModule('maxpool', new SparseMaxPool2d({ filterSize: 3, strides: 2, pad: 1 }));
     const Block = block === 'basic' ? BasicBlock : Bottleneck;
-    const rates = linearDropPathRates(dropPathRate, depths.reduce((sum, depth) => sum + depth, 0));
+    const rates = linearDropPathRates(
+      dropPathRate,
+      depths.reduce((sum, depth) => sum + depth, 0),
+    );
     let inChannels = stemWidth;
     let blockIndex = 0;
     this.layers = [];
@@ -404,13 +438,7 @@ function zeroWeight(bn: SparseBatchNorm2d): void {
   zeros.dispose();
 }
 
-function validateResNetConfig(
-  name: string,
-  depths: readonly number[],
-  channels: readonly number[],
-  stemWidth: number,
-  block: string,
-): void {
+function validateResNetConfig(name: string, depths: readonly number[], channels: readonly number[], stemWidth: number, block: string): void {
   const positiveInts = (values: readonly number[]) => values.every((value) => Number.isInteger(value) && value > 0);
   if (depths.length !== 4 || !positiveInts(depths)) {
     throw new Error(`${name}: depths must be 4 positive integers (blocks per stage), got [${depths.join(', ')}]`);

@@ -1,6 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadTorchState, type TorchTensorData } from '@sparkmim/sparse-ops';
-import { describeBackends, goldenErrorReport, goldenFileNames, loadGolden, maxAbs, nchwToNhwc, nchwValues, type GoldenFile } from '@sparkmim/test-utils';
+import {
+  describeBackends,
+  goldenErrorReport,
+  goldenFileNames,
+  loadGolden,
+  maxAbs,
+  nchwToNhwc,
+  nchwValues,
+  type GoldenFile,
+} from '@sparkmim/test-utils';
 import { createDensifyLayers, densifyConfigFromState, LightDecoder, lightDecoderConfigFromState } from './index';
 
 /** Worst relative error per label, printed when SPARKMIM_REPORT_ERRORS is set. */

@@ -1,12 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
-import {
-  createDensifyLayers,
-  densifyConfigFromState,
-  Identity,
-  LightDecoder,
-  lightDecoderConfigFromState,
-} from './index';
+import { createDensifyLayers, densifyConfigFromState, Identity, LightDecoder, lightDecoderConfigFromState } from './index';
 
 async function valuesOf(variable: tf.Variable): Promise<Float32Array> {
   return (await variable.data()) as Float32Array;
@@ -58,7 +52,9 @@ describeBackends('LightDecoder', () => {
     // Without the second map the output differs, and `undefined` means "add nothing" as in the official code.
     const withoutNext = decoder.apply([smallest]);
     const withUndefined = decoder.apply([smallest, undefined]);
-    const byHand = tf.tidy(() => decoder.proj.apply(decoder.blocks.items[1].apply(tf.add(decoder.blocks.items[0].apply(smallest), next) as tf.Tensor4D)));
+    const byHand = tf.tidy(() =>
+      decoder.proj.apply(decoder.blocks.items[1].apply(tf.add(decoder.blocks.items[0].apply(smallest), next) as tf.Tensor4D)),
+    );
     expect(Array.from(await withoutNext.data())).toEqual(Array.from(await withUndefined.data()));
     expect(Array.from(await rec.data())).toEqual(Array.from(await byHand.data()));
     expect(Array.from(await rec.data())).not.toEqual(Array.from(await withoutNext.data()));
@@ -131,13 +127,12 @@ describeBackends('createDensifyLayers', () => {
       ['2', 'token', [32]],
       ['3', 'token', [16]],
     ]);
-    expect(layers.norms.stateEntries().map((entry) => entry.name).slice(0, 5)).toEqual([
-      '0.weight',
-      '0.bias',
-      '0.running_mean',
-      '0.running_var',
-      '0.num_batches_tracked',
-    ]);
+    expect(
+      layers.norms
+        .stateEntries()
+        .map((entry) => entry.name)
+        .slice(0, 5),
+    ).toEqual(['0.weight', '0.bias', '0.running_mean', '0.running_var', '0.num_batches_tracked']);
     layers.dispose();
   });
 
@@ -147,9 +142,7 @@ describeBackends('createDensifyLayers', () => {
     expect(layers.norms.items.every((norm) => norm instanceof Identity)).toBe(true);
     expect(layers.outputChannels).toEqual([64, 32, 16, 8]);
     const ln = createDensifyLayers({ featureChannels: [8, 16, 32, 64], decoderWidth: 64, norm: 'ln', seed: 0 });
-    expect(ln.norms.stateEntries().map((entry) => entry.name)).toEqual(
-      [0, 1, 2, 3].flatMap((i) => [`${i}.weight`, `${i}.bias`]),
-    );
+    expect(ln.norms.stateEntries().map((entry) => entry.name)).toEqual([0, 1, 2, 3].flatMap((i) => [`${i}.weight`, `${i}.bias`]));
     layers.dispose();
     ln.dispose();
   });
@@ -230,7 +223,9 @@ describe('configuration from a state dict', () => {
       ['mask_tokens.0', [1, 768, 1, 1]],
       ['mask_tokens.1', [1, 384, 1, 1]],
     ];
-    expect(densifyConfigFromState(shapes([...tokens, ['densify_norms.0.running_mean', [768]], ['densify_projs.0.weight', [512, 768, 1, 1]]]))).toEqual({
+    expect(
+      densifyConfigFromState(shapes([...tokens, ['densify_norms.0.running_mean', [768]], ['densify_projs.0.weight', [512, 768, 1, 1]]])),
+    ).toEqual({
       featureChannels: [384, 768],
       decoderWidth: 512,
       norm: 'bn',
@@ -246,5 +241,4 @@ describe('configuration from a state dict', () => {
       "densifyConfigFromState: 'mask_tokens.0' must have shape (1, C, 1, 1), got [768]",
     );
   });
-
 });

@@ -91,9 +91,7 @@ export class DensifyLayers {
 
   /** Decoder channels per level, smallest map first (what {@link DensifyLayers.apply} returns). */
   get outputChannels(): number[] {
-    return this.projs.items.map((proj, i) =>
-      proj instanceof SparseConv2d ? proj.config.outChannels : this.maskTokens.token(i).shape[0],
-    );
+    return this.projs.items.map((proj, i) => (proj instanceof SparseConv2d ? proj.config.outChannels : this.maskTokens.token(i).shape[0]));
   }
 
   /**
@@ -109,9 +107,7 @@ export class DensifyLayers {
     if (!norm) throw new Error(`DensifyLayers: no level ${level} (there are ${this.levels})`);
     const token = this.maskTokens.token(level);
     if (features.rank !== 4 || features.shape[3] !== token.shape[0]) {
-      throw new Error(
-        `DensifyLayers: level ${level} expects features [B, H, W, ${token.shape[0]}], got [${features.shape.join(', ')}]`,
-      );
+      throw new Error(`DensifyLayers: level ${level} expects features [B, H, W, ${token.shape[0]}], got [${features.shape.join(', ')}]`);
     }
     return tf.tidy(() => {
       const normed = norm instanceof Identity ? features : norm.apply(features, { active });

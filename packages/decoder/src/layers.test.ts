@@ -27,8 +27,7 @@ function convTransposeReference(
   const values = new Float32Array(batch * outH * outW * outC);
   for (let b = 0; b < batch; b++)
     for (let oy = 0; oy < outH; oy++)
-      for (let ox = 0; ox < outW; ox++)
-        for (let o = 0; o < outC; o++) values[((b * outH + oy) * outW + ox) * outC + o] = bias[o];
+      for (let ox = 0; ox < outW; ox++) for (let o = 0; o < outC; o++) values[((b * outH + oy) * outW + ox) * outC + o] = bias[o];
   for (let b = 0; b < batch; b++)
     for (let iy = 0; iy < height; iy++)
       for (let ix = 0; ix < width; ix++)

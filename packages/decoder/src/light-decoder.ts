@@ -1,7 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, ModuleList, SeededRandom, SparseBatchNorm2d, SparseConv2d, constant, type Initializer, type StateShapes } from '@sparkmim/sparse-ops';
+import {
+  Module,
+  ModuleList,
+  SeededRandom,
+  SparseBatchNorm2d,
+  SparseConv2d,
+  constant,
+  type Initializer,
+  type StateShapes,
+} from '@sparkmim/sparse-ops';
 import { ConvTranspose2d } from './layers';
-
 
 export interface LightDecoderConfig {
   /** How much the decoder upsamples the smallest map: the encoder's downsample ratio, a power of 2 (SparK: 32). */
@@ -157,9 +165,7 @@ export class LightDecoder extends Module {
       if (!features) return;
       const expected = [batch, height * 2 ** j, width * 2 ** j, this.channels[j]];
       if (features.rank !== 4 || features.shape.some((size, axis) => size !== expected[axis])) {
-        throw new Error(
-          `LightDecoder: feature map ${j} must have shape [${expected.join(', ')}], got [${features.shape.join(', ')}]`,
-        );
+        throw new Error(`LightDecoder: feature map ${j} must have shape [${expected.join(', ')}], got [${features.shape.join(', ')}]`);
       }
     });
     return tf.tidy(() => {

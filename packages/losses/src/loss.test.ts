@@ -125,7 +125,11 @@ describeBackends('reconstructionComposite', ({ backend }) => {
       const pixels = sparkLossReference(recValues, imageValues, ACTIVE, SHAPE, 2, normalizeTarget).pixels;
       const label = `normalizeTarget ${normalizeTarget}`;
       await expectClose(result.input, imageValues, { relative: 0, label: `input, ${label}` });
-      await expectClose(result.masked, imageValues.map((value, index) => value * visibleAt(index)), { relative: 0, label: `masked, ${label}` });
+      await expectClose(
+        result.masked,
+        imageValues.map((value, index) => value * visibleAt(index)),
+        { relative: 0, label: `masked, ${label}` },
+      );
       await expectClose(result.reconstruction, pixels, { relative: 1e-6, label: `reconstruction, ${label}` });
       await expectClose(
         result.recOrInput,

@@ -43,9 +43,7 @@ describeBackends('patchify', () => {
 
   it('names the grid and the patches when unpatchify cannot fit them', () => {
     const patches = tf.zeros([2, 6, 12]);
-    expect(() => unpatchify(patches, 2, [2, 2])).toThrow(
-      'unpatchify: patches [2, 6, 12] hold 6 patches, but a 2x2 grid has 4',
-    );
+    expect(() => unpatchify(patches, 2, [2, 2])).toThrow('unpatchify: patches [2, 6, 12] hold 6 patches, but a 2x2 grid has 4');
     expect(() => unpatchify(patches, 5, [2, 3])).toThrow(
       'unpatchify: patch length 12 of patches [2, 6, 12] is not a multiple of patchSize * patchSize = 25',
     );

@@ -60,9 +60,7 @@ export function unpatchify(patches: tf.Tensor, patchSize: number, [gridH, gridW]
   }
   const [, patchCount, patchLength] = patches.shape as number[];
   if (patchCount !== gridH * gridW) {
-    throw new Error(
-      `${caller}: patches ${formatShape(patches.shape)} hold ${patchCount} patches, but a ${gridH}x${gridW} grid has ${gridH * gridW}`,
-    );
+    throw new Error(`${caller}: patches ${formatShape(patches.shape)} hold ${patchCount} patches, but a ${gridH}x${gridW} grid has ${gridH * gridW}`);
   }
   if (patchLength % (patchSize * patchSize) !== 0) {
     throw new Error(

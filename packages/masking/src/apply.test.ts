@@ -40,14 +40,10 @@ describeBackends('upsampleMask', () => {
     expect(() => upsampleMask(active, [30, 32])).toThrow(
       'upsampleMask: active mask [2, 4, 4, 1] does not divide output [30, 32] (height 30 is not a multiple of 4)',
     );
-    expect(() => upsampleMask(active, [30, 30])).toThrow(
-      '(height 30 is not a multiple of 4, width 30 is not a multiple of 4)',
-    );
+    expect(() => upsampleMask(active, [30, 30])).toThrow('(height 30 is not a multiple of 4, width 30 is not a multiple of 4)');
     expect(() => upsampleMask(active, [0, 32])).toThrow('upsampleMask: height must be a positive integer, got 0');
     const notAMask = tf.zeros([2, 4, 4, 3]);
-    expect(() => upsampleMask(notAMask, [8, 8])).toThrow(
-      'upsampleMask: active mask must have shape [B, h, w, 1], got [2, 4, 4, 3]',
-    );
+    expect(() => upsampleMask(notAMask, [8, 8])).toThrow('upsampleMask: active mask must have shape [B, h, w, 1], got [2, 4, 4, 3]');
     tf.dispose([active, notAMask]);
   });
 });
@@ -85,10 +81,7 @@ describeBackends('applyMask', () => {
     const images = tf.tensor4d(imageValues, [batch, height, width, channels]);
     const active = tf.tensor4d(MASK, MASK_SHAPE);
     const weights = tf.tensor4d(weightValues, [batch, height, width, channels]);
-    const [imageGrad, maskGrad] = tf.grads((x: tf.Tensor, m: tf.Tensor) => tf.sum(tf.mul(weights, applyMask(x, m))))([
-      images,
-      active,
-    ]);
+    const [imageGrad, maskGrad] = tf.grads((x: tf.Tensor, m: tf.Tensor) => tf.sum(tf.mul(weights, applyMask(x, m))))([images, active]);
     await expectClose(imageGrad, expectedImageGrad, { relative: 1e-6, label: 'd/dimages' });
     await expectClose(maskGrad, expectedMaskGrad, { relative: 1e-5, label: 'd/dactive' });
     tf.dispose([images, active, weights, imageGrad, maskGrad]);
@@ -121,9 +114,7 @@ describeBackends('maskPicture', () => {
     const gray = maskPicture(images, active);
     const coloured = maskPicture(images, active, { fill: [1, 0, 0.25] });
     const expectedGray = imageValues.map((value, index) => (pixelMask[Math.floor(index / channels)] ? value : 0.5));
-    const expectedColoured = imageValues.map((value, index) =>
-      pixelMask[Math.floor(index / channels)] ? value : [1, 0, 0.25][index % channels],
-    );
+    const expectedColoured = imageValues.map((value, index) => (pixelMask[Math.floor(index / channels)] ? value : [1, 0, 0.25][index % channels]));
     await expectClose(gray, expectedGray, { relative: 0, label: 'default fill' });
     await expectClose(coloured, expectedColoured, { relative: 0, label: 'per-channel fill' });
     tf.dispose([images, active, gray, coloured]);
@@ -132,9 +123,7 @@ describeBackends('maskPicture', () => {
   it('names a fill that does not match the channels', () => {
     const images = tf.zeros([1, 4, 4, 3]);
     const active = tf.ones([1, 2, 2, 1]);
-    expect(() => maskPicture(images, active, { fill: [1, 0] })).toThrow(
-      'maskPicture: fill must be one number or one per channel (3), got 2 values',
-    );
+    expect(() => maskPicture(images, active, { fill: [1, 0] })).toThrow('maskPicture: fill must be one number or one per channel (3), got 2 values');
     expect(() => maskPicture(images, active, { fill: NaN })).toThrow('maskPicture: fill must be finite, got NaN');
     tf.dispose([images, active]);
   });
@@ -146,12 +135,8 @@ describeBackends('assertBinaryMask', () => {
     const bad = tf.tensor4d([1, 0, 0.5, 1], [1, 2, 2, 1]);
     const wrongShape = tf.zeros([1, 2, 2]);
     await expect(assertBinaryMask(good)).resolves.toBeUndefined();
-    await expect(assertBinaryMask(bad, 'myStep')).rejects.toThrow(
-      'myStep: mask values must be 0 (masked) or 1 (visible), got 0.5 at index 2',
-    );
-    await expect(assertBinaryMask(wrongShape)).rejects.toThrow(
-      'assertBinaryMask: active mask must have shape [B, h, w, 1], got [1, 2, 2]',
-    );
+    await expect(assertBinaryMask(bad, 'myStep')).rejects.toThrow('myStep: mask values must be 0 (masked) or 1 (visible), got 0.5 at index 2');
+    await expect(assertBinaryMask(wrongShape)).rejects.toThrow('assertBinaryMask: active mask must have shape [B, h, w, 1], got [1, 2, 2]');
     tf.dispose([good, bad, wrongShape]);
   });
 });

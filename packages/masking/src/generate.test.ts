@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, goldenFileNames, loadGolden } from '@sparkmim/test-utils';
 import { keepCount, patchMaskFromNoise, randomPatchMask, seededRandom } from './index';
 
@@ -46,9 +46,7 @@ describe('keepCount', () => {
   });
 
   it('rejects a ratio that keeps no patch', () => {
-    expect(() => keepCount(20, 20, 0.99875)).toThrow(
-      'keepCount: maskRatio 0.99875 keeps no patch of a 20x20 grid (round(400 * (1 - 0.99875)) = 0)',
-    );
+    expect(() => keepCount(20, 20, 0.99875)).toThrow('keepCount: maskRatio 0.99875 keeps no patch of a 20x20 grid (round(400 * (1 - 0.99875)) = 0)');
     expect(() => keepCount(1, 5, 0.9)).toThrow('keepCount: maskRatio 0.9 keeps no patch of a 1x5 grid');
   });
 
@@ -128,9 +126,7 @@ describeBackends('randomPatchMask', () => {
     expect(() => randomPatchMask(0, [4, 4], 0.6)).toThrow('randomPatchMask: batch must be a positive integer, got 0');
     expect(() => randomPatchMask(1.5, [4, 4], 0.6)).toThrow('randomPatchMask: batch must be a positive integer, got 1.5');
     expect(() => randomPatchMask(2, [4, -4], 0.6)).toThrow('randomPatchMask: gridW must be a positive integer, got -4');
-    expect(() => randomPatchMask(2, [4, 4], 0.6, { seed: 1, random: Math.random })).toThrow(
-      'randomPatchMask: pass either seed or random, not both',
-    );
+    expect(() => randomPatchMask(2, [4, 4], 0.6, { seed: 1, random: Math.random })).toThrow('randomPatchMask: pass either seed or random, not both');
     expect(() => randomPatchMask(1, [2, 2], 0.5, { random: () => NaN })).toThrow(
       'randomPatchMask: random() must return a finite number in [0, 1), got NaN',
     );
@@ -139,7 +135,14 @@ describeBackends('randomPatchMask', () => {
 
 describeBackends('patchMaskFromNoise', () => {
   it('accepts rows or flat noise', async () => {
-    const fromRows = patchMaskFromNoise([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.05, 0.6]], [2, 2], 2);
+    const fromRows = patchMaskFromNoise(
+      [
+        [0.9, 0.1, 0.5, 0.3],
+        [0.2, 0.8, 0.05, 0.6],
+      ],
+      [2, 2],
+      2,
+    );
     const fromFlat = patchMaskFromNoise(new Float32Array([0.9, 0.1, 0.5, 0.3, 0.2, 0.8, 0.05, 0.6]), [2, 2], 2);
     expect(fromRows.shape).toEqual([2, 2, 2, 1]);
     expect(Array.from(await readAndDispose(fromRows))).toEqual([0, 1, 0, 1, 1, 0, 1, 0]);

@@ -59,9 +59,7 @@ function noiseRows(noise: Float32Array | number[] | number[][], patchCount: numb
   }
   const flat = noise as Float32Array | number[];
   if (flat.length === 0 || flat.length % patchCount !== 0) {
-    throw new Error(
-      `${caller}: flat noise must hold batch * gridH * gridW values (a positive multiple of ${patchCount}), got ${flat.length}`,
-    );
+    throw new Error(`${caller}: flat noise must hold batch * gridH * gridW values (a positive multiple of ${patchCount}), got ${flat.length}`);
   }
   const rows: ArrayLike<number>[] = [];
   for (let start = 0; start < flat.length; start += patchCount) rows.push(flat.slice(start, start + patchCount));
@@ -95,11 +93,7 @@ function maskValuesFromNoise(rows: ArrayLike<number>[], patchCount: number, keep
  * @example
  * const active = patchMaskFromNoise([[0.9, 0.1, 0.5, 0.3]], [2, 2], 2); // [[0, 1], [0, 1]]
  */
-export function patchMaskFromNoise(
-  noise: Float32Array | number[] | number[][],
-  [gridH, gridW]: [number, number],
-  keepCount: number,
-): tf.Tensor4D {
+export function patchMaskFromNoise(noise: Float32Array | number[] | number[][], [gridH, gridW]: [number, number], keepCount: number): tf.Tensor4D {
   const caller = 'patchMaskFromNoise';
   assertPositiveInteger(gridH, 'gridH', caller);
   assertPositiveInteger(gridW, 'gridW', caller);

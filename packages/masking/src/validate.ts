@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 
 /**
  * `[2, 4, 4, 1]`: the way every sparkmim package writes a shape in an error message.

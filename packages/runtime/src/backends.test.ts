@@ -3,9 +3,7 @@ import { BackendUnavailableError, gradientsRegistered, isSoftwareAdapter, setupB
 
 describe('setupBackend', () => {
   it('lists the valid names for an unknown backend', async () => {
-    await expect(setupBackend('tpu')).rejects.toThrow(
-      "unknown backend 'tpu': expected one of cpu, wasm, webgpu, tensorflow, tensorflow-gpu",
-    );
+    await expect(setupBackend('tpu')).rejects.toThrow("unknown backend 'tpu': expected one of cpu, wasm, webgpu, tensorflow, tensorflow-gpu");
   });
 
   it('names the package and the install command when tfjs-node-gpu is absent', async () => {
@@ -25,7 +23,7 @@ describe('setupBackend', () => {
     const gradient = tf.tidy(() => {
       const x = tf.ones([1, 3, 3, 1]) as tf.Tensor4D;
       const filter = tf.ones([3, 3, 1, 1]) as tf.Tensor4D;
-      return tf.grad((input) => tf.sum(tf.conv2d(input as tf.Tensor4D, filter, 1, "valid")))(x);
+      return tf.grad((input) => tf.sum(tf.conv2d(input as tf.Tensor4D, filter, 1, 'valid')))(x);
     });
     expect(Array.from(gradient.dataSync())).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 1]);
     gradient.dispose();

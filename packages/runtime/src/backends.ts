@@ -29,7 +29,6 @@ export class BackendUnavailableError extends Error {
   }
 }
 
-
 // A module name held in a variable keeps bundlers from trying to resolve optional packages that the user
 // may not have installed (tfjs-node, webgpu in the browser build).
 async function importOptional<T = unknown>(moduleName: string): Promise<T | undefined> {
@@ -116,10 +115,7 @@ async function registerBackend(name: BackendName): Promise<string> {
       if (!isNode) throw new BackendUnavailableError(name, `${name}: ${packageName} runs only in Node.js.`);
       const loaded = await importOptional(packageName);
       if (!loaded) {
-        throw new BackendUnavailableError(
-          name,
-          `${name}: the package ${packageName} is not installed. Install it with: ${installHint[name]}`,
-        );
+        throw new BackendUnavailableError(name, `${name}: the package ${packageName} is not installed. Install it with: ${installHint[name]}`);
       }
       return 'tensorflow';
     }
@@ -135,10 +131,7 @@ async function registerBackend(name: BackendName): Promise<string> {
  */
 export async function setupBackend(name: string): Promise<BackendInfo> {
   if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
-    throw new BackendUnavailableError(
-      name,
-      `unknown backend '${name}': expected one of ${BACKEND_NAMES.join(', ')}`,
-    );
+    throw new BackendUnavailableError(name, `unknown backend '${name}': expected one of ${BACKEND_NAMES.join(', ')}`);
   }
   const backendName = name as BackendName;
   const tfjsBackend = await registerBackend(backendName);

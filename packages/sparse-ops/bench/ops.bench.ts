@@ -8,15 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 // sparse-ops depends on no backend; the runtime package of this repository sets one up with gradients.
 import { setupBackend } from '@sparkmim/runtime';
-import {
-  ActiveSites,
-  sparseAvgPool2d,
-  sparseBatchNorm,
-  sparseConv2d,
-  sparseLayerNorm,
-  sparseMaxPool2d,
-  type ActiveMask,
-} from '../src/index';
+import { ActiveSites, sparseAvgPool2d, sparseBatchNorm, sparseConv2d, sparseLayerNorm, sparseMaxPool2d, type ActiveMask } from '../src/index';
 
 const minMsPerVariant = Number(process.argv[2] ?? 400);
 const batch = 2;
@@ -87,11 +79,7 @@ const cases: BenchCase[] = [
   {
     op: 'depthwise conv 7x7 pad 3 + bias',
     shape: [batch, size, size, channels],
-    dense: (input) =>
-      tf.add(
-        tf.depthwiseConv2d(input, tf.reshape(depthwise7x7, [7, 7, channels, 1]) as tf.Tensor4D, 1, explicit(3)),
-        bias,
-      ),
+    dense: (input) => tf.add(tf.depthwiseConv2d(input, tf.reshape(depthwise7x7, [7, 7, channels, 1]) as tf.Tensor4D, 1, explicit(3)), bias),
     sparse: (input, active) => sparseConv2d(input, depthwise7x7, { pad: 3, groups: channels, bias, active }),
   },
   {

@@ -8,15 +8,7 @@
 //
 // Run it: node scripts/run-ts.mjs packages/sparse-ops/examples/run-occupancy-inpainting.ts [backend]
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  ActiveSites,
-  densify,
-  Module,
-  SparseBatchNorm2d,
-  SparseConv2d,
-  SparseLayerNorm,
-  uniformFanIn,
-} from '@sparkmim/sparse-ops';
+import { ActiveSites, densify, Module, SparseBatchNorm2d, SparseConv2d, SparseLayerNorm, uniformFanIn } from '@sparkmim/sparse-ops';
 
 export interface InpaintingOptions {
   /** Training steps (Adam). Default 60. */
@@ -130,15 +122,7 @@ class OccupancyCompleter extends Module {
  * const { holeAccuracy, baselineAccuracy } = await runOccupancyInpainting({ steps: 60, log: console.log });
  */
 export async function runOccupancyInpainting(options: InpaintingOptions = {}): Promise<InpaintingResult> {
-  const {
-    steps = 60,
-    batchSize = 8,
-    size = 16,
-    observedFraction = 0.5,
-    learningRate = 0.01,
-    seed = 7,
-    log = () => {},
-  } = options;
+  const { steps = 60, batchSize = 8, size = 16, observedFraction = 0.5, learningRate = 0.01, seed = 7, log = () => {} } = options;
   const next = random(seed);
   const model = new OccupancyCompleter(8, seed);
   const optimizer = tf.train.adam(learningRate);
@@ -212,8 +196,7 @@ export async function runOccupancyInpainting(options: InpaintingOptions = {}): P
     const targets = await heldOut.target.data();
     const holeMask = await heldOut.holes.data();
     let baselineCorrect = 0;
-    for (let i = 0; i < targets.length; i++)
-      if (holeMask[i] === 1 && (targets[i] === 1) === guessOccupied) baselineCorrect++;
+    for (let i = 0; i < targets.length; i++) if (holeMask[i] === 1 && (targets[i] === 1) === guessOccupied) baselineCorrect++;
     return {
       initialLoss,
       finalLoss,

@@ -92,16 +92,12 @@ describeBackends('ActiveSites', () => {
       'ActiveSites.fromArray: the mask [1, 2, 2, 1] must hold only 0 and 1, got 0.5 at index 1',
     );
     const mask = tf.tensor4d([1, 0, 2, 1], [1, 2, 2, 1]);
-    await expect(ActiveSites.checked(mask)).rejects.toThrow(
-      'ActiveSites.checked: the mask [1, 2, 2, 1] must hold only 0 and 1, got 2 at index 2',
-    );
+    await expect(ActiveSites.checked(mask)).rejects.toThrow('ActiveSites.checked: the mask [1, 2, 2, 1] must hold only 0 and 1, got 2 at index 2');
     mask.dispose();
   });
 
   it('names expected and received for a wrong value count, rank or resolution', () => {
-    expect(() => ActiveSites.fromArray([1, 0, 1], [1, 2, 2])).toThrow(
-      'ActiveSites.fromArray: expected 4 values for [1, 2, 2], got 3',
-    );
+    expect(() => ActiveSites.fromArray([1, 0, 1], [1, 2, 2])).toThrow('ActiveSites.fromArray: expected 4 values for [1, 2, 2], got 3');
     tf.tidy(() => {
       expect(() => new ActiveSites(tf.ones([1, 2, 2, 3]) as tf.Tensor4D)).toThrow(
         'ActiveSites: the mask must have shape [B, h, w, 1], got [1, 2, 2, 3]',

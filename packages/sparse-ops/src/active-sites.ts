@@ -58,9 +58,7 @@ export class ActiveSites {
    */
   static fromArray(values: ArrayLike<number>, [batch, height, width]: [number, number, number]): ActiveSites {
     if (values.length !== batch * height * width) {
-      throw new Error(
-        `ActiveSites.fromArray: expected ${batch * height * width} values for [${batch}, ${height}, ${width}], got ${values.length}`,
-      );
+      throw new Error(`ActiveSites.fromArray: expected ${batch * height * width} values for [${batch}, ${height}, ${width}], got ${values.length}`);
     }
     const everySiteActive = assertBinary(values, [batch, height, width, 1], 'ActiveSites.fromArray');
     const sites = new ActiveSites(tf.tensor4d(Float32Array.from(values), [batch, height, width, 1]));
@@ -153,8 +151,7 @@ function describeDivisibility(size: number, base: number, axis: string): string 
 function assertDivides(maskShape: number[], features: number[], caller: string): void {
   const [, baseHeight, baseWidth] = maskShape;
   const [, height, width] = features;
-  const problem =
-    describeDivisibility(height, baseHeight, 'height') ?? describeDivisibility(width, baseWidth, 'width');
+  const problem = describeDivisibility(height, baseHeight, 'height') ?? describeDivisibility(width, baseWidth, 'width');
   if (problem) {
     const what = features.length === 4 ? `features [${features.join(', ')}]` : `features of size ${height}x${width}`;
     throw new Error(`${caller}: active mask [${maskShape.join(', ')}] does not divide ${what} (${problem})`);
@@ -171,10 +168,12 @@ function resampleMask(base: tf.Tensor4D, height: number, width: number): tf.Tens
       const stepH = height < baseHeight ? baseHeight / height : 1;
       const stepW = width < baseWidth ? baseWidth / width : 1;
       const blocks = tf.reshape(mask, [batch, baseHeight / stepH, stepH, baseWidth / stepW, stepW]);
-      mask = tf.reshape(
-        tf.slice(blocks, [0, 0, 0, 0, 0], [batch, baseHeight / stepH, 1, baseWidth / stepW, 1]),
-        [batch, baseHeight / stepH, baseWidth / stepW, 1],
-      );
+      mask = tf.reshape(tf.slice(blocks, [0, 0, 0, 0, 0], [batch, baseHeight / stepH, 1, baseWidth / stepW, 1]), [
+        batch,
+        baseHeight / stepH,
+        baseWidth / stepW,
+        1,
+      ]);
     }
     // Finer: repeat every site as a block by broadcasting (no tile: no gradient is needed, but the
     // broadcast multiply is the cheapest repeat on every backend).

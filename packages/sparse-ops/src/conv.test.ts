@@ -4,14 +4,7 @@ import { ActiveSites } from './active-sites';
 import { sparseConv2d, type SparseConv2dOptions } from './conv';
 import { conv2d } from './conv-filter-gradient';
 import type { Padding2d } from './padding';
-import {
-  evaluate,
-  evaluateWithGradients,
-  expectGridClose,
-  float32Grid,
-  tolerancesFor,
-  toTensor,
-} from './testing/harness';
+import { evaluate, evaluateWithGradients, expectGridClose, float32Grid, tolerancesFor, toTensor } from './testing/harness';
 import { conv2dReference, maskAt, maskFromRows, numericGradients, zeroInactive, type Grid } from './testing/reference';
 
 interface ConvCase {
@@ -148,12 +141,9 @@ describeBackends('sparseConv2d', ({ backend }) => {
       const x = zeroInactive(float32Grid(testCase.input, 1), maskAt(baseMask, maskShape, height, width));
       const filter = float32Grid([...testCase.kernel, inC / groups, testCase.outChannels], 2, 0.5);
       const bias = float32Grid([testCase.outChannels], 3);
-      const stride: [number, number] =
-        typeof testCase.strides === 'number' ? [testCase.strides, testCase.strides] : testCase.strides ?? [1, 1];
+      const stride: [number, number] = typeof testCase.strides === 'number' ? [testCase.strides, testCase.strides] : (testCase.strides ?? [1, 1]);
       const dilation: [number, number] =
-        typeof testCase.dilations === 'number'
-          ? [testCase.dilations, testCase.dilations]
-          : testCase.dilations ?? [1, 1];
+        typeof testCase.dilations === 'number' ? [testCase.dilations, testCase.dilations] : (testCase.dilations ?? [1, 1]);
 
       const reference = (xData: Float64Array, filterData: Float64Array, biasData?: Float64Array): Grid => {
         const unmasked = conv2dReference(
@@ -258,8 +248,7 @@ describeBackends('sparseConv2d', ({ backend }) => {
 
   it('gives the same result for a plain mask tensor and for ActiveSites', async () => {
     const sites = ActiveSites.fromArray([1, 0, 1, 1], [1, 2, 2]);
-    const run = (active: ActiveSites | tf.Tensor4D) =>
-      evaluate(() => sparseConv2d(tf.ones([1, 4, 4, 1]), tf.ones([3, 3, 1, 1]), { pad: 1, active }));
+    const run = (active: ActiveSites | tf.Tensor4D) => evaluate(() => sparseConv2d(tf.ones([1, 4, 4, 1]), tf.ones([3, 3, 1, 1]), { pad: 1, active }));
     const fromSites = await run(sites);
     const mask = tf.tensor4d([1, 0, 1, 1], [1, 2, 2, 1]);
     const fromTensor = await run(mask);
@@ -279,9 +268,7 @@ describeBackends('sparseConv2d', ({ backend }) => {
       expect(() => sparseConv2d(x, tf.zeros([3, 4, 8]) as unknown as tf.Tensor4D)).toThrow(
         'sparseConv2d: filter must have shape [kH, kW, inC / groups, outC], got [3, 4, 8]',
       );
-      expect(() => sparseConv2d(x, filter, { bias: tf.zeros([4]) as tf.Tensor1D })).toThrow(
-        'sparseConv2d: bias must have shape [8], got [4]',
-      );
+      expect(() => sparseConv2d(x, filter, { bias: tf.zeros([4]) as tf.Tensor1D })).toThrow('sparseConv2d: bias must have shape [8], got [4]');
       expect(() => sparseConv2d(x, tf.zeros([3, 3, 2, 6]) as tf.Tensor4D, { groups: 3 })).toThrow(
         'sparseConv2d: groups 3 must divide input channels 4 and output channels 6',
       );

@@ -14,36 +14,16 @@ describeBackends('densify', ({ backend }) => {
     const siteMask = maskAt(baseMask, maskShape, 4, 6);
     const features = float32Grid(shape, 41);
     const token = float32Grid([3], 42);
-    const reference = ([featureData, tokenData]: Float64Array[]) =>
-      densifyReference({ shape, data: featureData }, siteMask, tokenData);
+    const reference = ([featureData, tokenData]: Float64Array[]) => densifyReference({ shape, data: featureData }, siteMask, tokenData);
     const actual = await evaluateWithGradients(
-      ([featuresT, tokenT]) =>
-        densify(
-          featuresT as tf.Tensor4D,
-          tf.tensor4d(Float32Array.from(baseMask), [...maskShape, 1]),
-          tokenT as tf.Tensor1D,
-        ),
+      ([featuresT, tokenT]) => densify(featuresT as tf.Tensor4D, tf.tensor4d(Float32Array.from(baseMask), [...maskShape, 1]), tokenT as tf.Tensor1D),
       [features, token],
     );
     // A pure selection: exact on every backend.
     await expectGridClose(actual, reference([features.data, token.data]), 0, 'output');
-    const [featureGradient, tokenGradient] = numericGradients(
-      (values) => reference(values).data,
-      [features.data, token.data],
-      actual.weights,
-    );
-    await expectGridClose(
-      { shape, output: actual.gradients[0] },
-      { shape, data: featureGradient },
-      tolerance.gradient,
-      'd/dfeatures',
-    );
-    await expectGridClose(
-      { shape: [3], output: actual.gradients[1] },
-      { shape: [3], data: tokenGradient },
-      tolerance.gradient,
-      'd/dtoken',
-    );
+    const [featureGradient, tokenGradient] = numericGradients((values) => reference(values).data, [features.data, token.data], actual.weights);
+    await expectGridClose({ shape, output: actual.gradients[0] }, { shape, data: featureGradient }, tolerance.gradient, 'd/dfeatures');
+    await expectGridClose({ shape: [3], output: actual.gradients[1] }, { shape: [3], data: tokenGradient }, tolerance.gradient, 'd/dtoken');
   });
 
   it('with every site active returns the features and gives the token a zero gradient', async () => {
@@ -62,12 +42,10 @@ describeBackends('densify', ({ backend }) => {
     tf.tidy(() => {
       const features = tf.zeros([2, 4, 4, 3]) as tf.Tensor4D;
       const active = tf.ones([2, 2, 2, 1]) as tf.Tensor4D;
-      expect(() => densify(features, active, tf.zeros([4]) as tf.Tensor1D)).toThrow(
-        'densify: maskToken must have shape [3], got [4]',
+      expect(() => densify(features, active, tf.zeros([4]) as tf.Tensor1D)).toThrow('densify: maskToken must have shape [3], got [4]');
+      expect(() => densify(tf.zeros([4, 4, 3]) as unknown as tf.Tensor4D, active, tf.zeros([3]) as tf.Tensor1D)).toThrow(
+        'densify: features must have shape [B, H, W, C], got [4, 4, 3]',
       );
-      expect(() =>
-        densify(tf.zeros([4, 4, 3]) as unknown as tf.Tensor4D, active, tf.zeros([3]) as tf.Tensor1D),
-      ).toThrow('densify: features must have shape [B, H, W, C], got [4, 4, 3]');
       expect(() => densify(features, tf.ones([3, 2, 2, 1]) as tf.Tensor4D, tf.zeros([3]) as tf.Tensor1D)).toThrow(
         'densify: active mask [3, 2, 2, 1] has batch 3 but features [2, 4, 4, 3] have batch 2',
       );

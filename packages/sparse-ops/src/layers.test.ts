@@ -4,22 +4,8 @@ import { sparseConv2d } from './conv';
 import { SparseAvgPool2d, SparseBatchNorm2d, SparseConv2d, SparseLayerNorm, SparseMaxPool2d } from './layers';
 import { sparseLayerNorm } from './norm';
 import { sparseAvgPool2d, sparseMaxPool2d } from './pool';
-import {
-  evaluate,
-  evaluateWithGradients,
-  expectGridClose,
-  float32Grid,
-  tolerancesFor,
-  toTensor,
-} from './testing/harness';
-import {
-  batchNormEvalReference,
-  batchNormTrainReference,
-  maskAt,
-  maskFromRows,
-  numericGradients,
-  zeroInactive,
-} from './testing/reference';
+import { evaluate, evaluateWithGradients, expectGridClose, float32Grid, tolerancesFor, toTensor } from './testing/harness';
+import { batchNormEvalReference, batchNormTrainReference, maskAt, maskFromRows, numericGradients, zeroInactive } from './testing/reference';
 
 const shape = [2, 4, 4, 3];
 const { values: baseMask, shape: maskShape } = maskFromRows(['10/11', '01/01']);
@@ -48,10 +34,7 @@ describeBackends('sparse layers', ({ backend }) => {
         variable.assign(initial);
         initial.dispose();
       }
-      const batches = [
-        zeroInactive(float32Grid(shape, 53, 2, 0.5), siteMask),
-        zeroInactive(float32Grid(shape, 54, 1.5, -0.3), siteMask),
-      ];
+      const batches = [zeroInactive(float32Grid(shape, 53, 2, 0.5), siteMask), zeroInactive(float32Grid(shape, 54, 1.5, -0.3), siteMask)];
       let runningMean = [0, 0, 0];
       let runningVar = [1, 1, 1];
       for (const [index, batch] of batches.entries()) {
@@ -107,12 +90,7 @@ describeBackends('sparse layers', ({ backend }) => {
       [x.data],
       actual.weights,
     );
-    await expectGridClose(
-      { shape, output: actual.gradients[0] },
-      { shape, data: expected },
-      tolerance.gradient,
-      'd/dx',
-    );
+    await expectGridClose({ shape, output: actual.gradients[0] }, { shape, data: expected }, tolerance.gradient, 'd/dx');
   });
 
   it('SparseConv2d holds weight [kH, kW, inC/groups, outC] and bias, applies sparseConv2d with them, and frees them', async () => {
@@ -180,8 +158,7 @@ describeBackends('sparse layers', ({ backend }) => {
             new SparseMaxPool2d({ filterSize: 3, strides: 2, pad: 1 }).apply(toTensor(x) as tf.Tensor4D, {
               active: maskTensor(),
             }),
-          () =>
-            sparseMaxPool2d(toTensor(x) as tf.Tensor4D, { filterSize: 3, strides: 2, pad: 1, active: maskTensor() }),
+          () => sparseMaxPool2d(toTensor(x) as tf.Tensor4D, { filterSize: 3, strides: 2, pad: 1, active: maskTensor() }),
         ],
         [
           () => new SparseAvgPool2d({ filterSize: 2 }).apply(toTensor(x) as tf.Tensor4D, { active: maskTensor() }),
@@ -219,11 +196,7 @@ describeBackends('sparse layers', ({ backend }) => {
       } finally {
         tf.dispose([loss, ...Object.values(grads)]);
       }
-      expect(modules.flatMap((module) => module.namedBuffers().map(({ variable }) => variable.trainable))).toEqual([
-        false,
-        false,
-        false,
-      ]);
+      expect(modules.flatMap((module) => module.namedBuffers().map(({ variable }) => variable.trainable))).toEqual([false, false, false]);
     } finally {
       for (const module of modules) module.dispose();
     }

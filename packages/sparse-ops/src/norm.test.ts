@@ -2,14 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
 import { ActiveSites } from './active-sites';
 import { activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
-import {
-  evaluate,
-  evaluateWithGradients,
-  expectGridClose,
-  float32Grid,
-  tolerancesFor,
-  toTensor,
-} from './testing/harness';
+import { evaluate, evaluateWithGradients, expectGridClose, float32Grid, tolerancesFor, toTensor } from './testing/harness';
 import {
   batchNormEvalReference,
   batchNormTrainReference,
@@ -28,19 +21,9 @@ const siteMask = maskAt(baseMask, maskShape, 4, 6);
 const maskTensor = () => tf.tensor4d(Float32Array.from(baseMask), [...maskShape, 1]);
 const labels = ['d/dx', 'd/dgamma', 'd/dbeta'];
 
-async function expectGradientsClose(
-  actual: Float32Array[],
-  expected: Float64Array[],
-  inputs: Grid[],
-  relative: number,
-) {
+async function expectGradientsClose(actual: Float32Array[], expected: Float64Array[], inputs: Grid[], relative: number) {
   for (let i = 0; i < inputs.length; i++) {
-    await expectGridClose(
-      { shape: inputs[i].shape, output: actual[i] },
-      { shape: inputs[i].shape, data: expected[i] },
-      relative,
-      labels[i],
-    );
+    await expectGridClose({ shape: inputs[i].shape, output: actual[i] }, { shape: inputs[i].shape, data: expected[i] }, relative, labels[i]);
   }
 }
 
@@ -160,24 +143,14 @@ describeBackends('sparse norms', ({ backend }) => {
         beta: toTensor(beta) as tf.Tensor1D,
       }),
     );
-    await expectGridClose(
-      batchNorm,
-      batchNormTrainReference(x, undefined, gamma.data, beta.data).y,
-      tolerance.forward,
-      'batch norm',
-    );
+    await expectGridClose(batchNorm, batchNormTrainReference(x, undefined, gamma.data, beta.data).y, tolerance.forward, 'batch norm');
     const layerNorm = await evaluate(() =>
       sparseLayerNorm(toTensor(x) as tf.Tensor4D, {
         gamma: toTensor(gamma) as tf.Tensor1D,
         beta: toTensor(beta) as tf.Tensor1D,
       }),
     );
-    await expectGridClose(
-      layerNorm,
-      layerNormReference(x, undefined, gamma.data, beta.data),
-      tolerance.forward,
-      'layer norm',
-    );
+    await expectGridClose(layerNorm, layerNormReference(x, undefined, gamma.data, beta.data), tolerance.forward, 'layer norm');
   });
 
   it('with no mask or an all-active mask, runs exactly the dense kernels (tf.moments + tf.batchNorm)', async () => {
@@ -207,9 +180,7 @@ describeBackends('sparse norms', ({ backend }) => {
   it('names the expected and received shapes for wrong gamma, beta, statistics or mask', () => {
     tf.tidy(() => {
       const x = tf.zeros([2, 4, 4, 3]) as tf.Tensor4D;
-      expect(() => sparseBatchNorm(x, { gamma: tf.ones([4]) as tf.Tensor1D })).toThrow(
-        'sparseBatchNorm: gamma must have shape [3], got [4]',
-      );
+      expect(() => sparseBatchNorm(x, { gamma: tf.ones([4]) as tf.Tensor1D })).toThrow('sparseBatchNorm: gamma must have shape [3], got [4]');
       expect(() => sparseBatchNorm(x, { beta: tf.ones([1, 3]) as unknown as tf.Tensor1D })).toThrow(
         'sparseBatchNorm: beta must have shape [3], got [1, 3]',
       );
@@ -219,9 +190,7 @@ describeBackends('sparse norms', ({ backend }) => {
       expect(() => sparseBatchNorm(x, {}, tf.zeros([3]) as tf.Tensor1D)).toThrow(
         'sparseBatchNorm: pass both mean and variance (inference) or neither (training), got only mean',
       );
-      expect(() => sparseLayerNorm(x, { gamma: tf.ones([6]) as tf.Tensor1D })).toThrow(
-        'sparseLayerNorm: gamma must have shape [3], got [6]',
-      );
+      expect(() => sparseLayerNorm(x, { gamma: tf.ones([6]) as tf.Tensor1D })).toThrow('sparseLayerNorm: gamma must have shape [3], got [6]');
       expect(() => sparseLayerNorm(tf.zeros([4, 3]) as unknown as tf.Tensor4D)).toThrow(
         'sparseLayerNorm: x must have shape [B, H, W, C], got [4, 3]',
       );

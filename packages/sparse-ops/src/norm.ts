@@ -68,12 +68,7 @@ export interface SparseBatchNormOptions {
  * const y = sparseBatchNorm(x, { gamma, beta, active });                       // training
  * const z = sparseBatchNorm(x, { gamma, beta, active }, runningMean, runningVar); // inference
  */
-export function sparseBatchNorm(
-  x: tf.Tensor4D,
-  options: SparseBatchNormOptions = {},
-  mean?: tf.Tensor1D,
-  variance?: tf.Tensor1D,
-): tf.Tensor4D {
+export function sparseBatchNorm(x: tf.Tensor4D, options: SparseBatchNormOptions = {}, mean?: tf.Tensor1D, variance?: tf.Tensor1D): tf.Tensor4D {
   const { gamma, beta, epsilon = 1e-5, active } = options;
   const caller = 'sparseBatchNorm';
   checkChannelVector(x, gamma, 'gamma', caller);

@@ -20,11 +20,22 @@ export type Padding2d = number | [number, number] | [[number, number], [number, 
  */
 export function toTfPadding(pad: Padding2d): 'same' | 'valid' | tf.backend_util.ExplicitPadding {
   if (pad === 'same' || pad === 'valid') return pad;
-  if (typeof pad === 'number') return [[0, 0], [pad, pad], [pad, pad], [0, 0]];
+  if (typeof pad === 'number')
+    return [
+      [0, 0],
+      [pad, pad],
+      [pad, pad],
+      [0, 0],
+    ];
   const [vertical, horizontal] = pad;
   const [top, bottom] = typeof vertical === 'number' ? [vertical, vertical] : vertical;
   const [left, right] = typeof horizontal === 'number' ? [horizontal, horizontal] : horizontal;
-  return [[0, 0], [top, bottom], [left, right], [0, 0]];
+  return [
+    [0, 0],
+    [top, bottom],
+    [left, right],
+    [0, 0],
+  ];
 }
 
 /**

@@ -3,14 +3,7 @@ import { describeBackends } from '@sparkmim/test-utils';
 import { ActiveSites } from './active-sites';
 import type { Padding2d } from './padding';
 import { sparseAvgPool2d, sparseMaxPool2d } from './pool';
-import {
-  evaluate,
-  evaluateWithGradients,
-  expectGridClose,
-  float32Grid,
-  tolerancesFor,
-  toTensor,
-} from './testing/harness';
+import { evaluate, evaluateWithGradients, expectGridClose, float32Grid, tolerancesFor, toTensor } from './testing/harness';
 import { maskAt, maskFromRows, numericGradients, pool2dReference, zeroInactive, type Grid } from './testing/reference';
 
 interface PoolCase {
@@ -97,8 +90,7 @@ const cases: PoolCase[] = [
   },
 ];
 
-const pair = (value: number | [number, number]): [number, number] =>
-  typeof value === 'number' ? [value, value] : value;
+const pair = (value: number | [number, number]): [number, number] => (typeof value === 'number' ? [value, value] : value);
 
 describeBackends('sparse pooling', ({ backend }) => {
   const tolerance = tolerancesFor(backend);
@@ -137,12 +129,7 @@ describeBackends('sparse pooling', ({ backend }) => {
 
       // Forward on a sparse input (zero at inactive sites, so max pooling sees those zeros, as in SparK).
       const sparseInput = zeroInactive(float32Grid(testCase.input, 11), maskAt(baseMask, maskShape, height, width));
-      await expectGridClose(
-        await evaluate(() => op([toTensor(sparseInput)])),
-        reference(sparseInput),
-        tolerance.forward,
-        'output',
-      );
+      await expectGridClose(await evaluate(() => op([toTensor(sparseInput)])), reference(sparseInput), tolerance.forward, 'output');
 
       // Gradients on a dense random input: no ties inside a window, so max pooling is differentiable
       // there and central differences with a tiny step are exact.
@@ -182,17 +169,11 @@ describeBackends('sparse pooling', ({ backend }) => {
     try {
       const denseMax = await kernelsOf(() => tf.maxPool(toTensor(x) as tf.Tensor4D, 3, 2, explicitPad));
       for (const active of [undefined, sites]) {
-        expect(
-          await kernelsOf(() =>
-            sparseMaxPool2d(toTensor(x) as tf.Tensor4D, { filterSize: 3, strides: 2, pad: 1, active }),
-          ),
-        ).toEqual(denseMax);
+        expect(await kernelsOf(() => sparseMaxPool2d(toTensor(x) as tf.Tensor4D, { filterSize: 3, strides: 2, pad: 1, active }))).toEqual(denseMax);
       }
       const denseAvg = await kernelsOf(() => tf.avgPool(toTensor(x) as tf.Tensor4D, 2, 2, 'valid'));
       for (const active of [undefined, sites]) {
-        expect(await kernelsOf(() => sparseAvgPool2d(toTensor(x) as tf.Tensor4D, { filterSize: 2, active }))).toEqual(
-          denseAvg,
-        );
+        expect(await kernelsOf(() => sparseAvgPool2d(toTensor(x) as tf.Tensor4D, { filterSize: 2, active }))).toEqual(denseAvg);
       }
     } finally {
       sites.dispose();
@@ -202,9 +183,7 @@ describeBackends('sparse pooling', ({ backend }) => {
   it('names the mask and the pooled shape when they do not divide', () => {
     tf.tidy(() => {
       const x = tf.zeros([1, 6, 6, 2]) as tf.Tensor4D;
-      expect(() =>
-        sparseMaxPool2d(x, { filterSize: 3, strides: 2, pad: 1, active: tf.ones([1, 2, 2, 1]) as tf.Tensor4D }),
-      ).toThrow(
+      expect(() => sparseMaxPool2d(x, { filterSize: 3, strides: 2, pad: 1, active: tf.ones([1, 2, 2, 1]) as tf.Tensor4D })).toThrow(
         'sparseMaxPool2d: active mask [1, 2, 2, 1] does not divide features [1, 3, 3, 2] (height 3 is neither a multiple nor a divisor of 2)',
       );
       expect(() => sparseAvgPool2d(x, { filterSize: 2, active: tf.ones([2, 3, 3, 1]) as tf.Tensor4D })).toThrow(

@@ -59,7 +59,12 @@ export function sparseAvgPool2d(x: tf.Tensor4D, options: SparseAvgPool2dOptions)
     // padded avgPool divides by the in-bounds count, but its gradient (AvgPoolGrad, tfjs 4.22) divides by
     // the whole window, so it would train wrongly; the in-bounds rescale below has a correct gradient.
     const padded = top + bottom + left + right > 0;
-    const paddings: [number, number][] = [[0, 0], [top, bottom], [left, right], [0, 0]];
+    const paddings: [number, number][] = [
+      [0, 0],
+      [top, bottom],
+      [left, right],
+      [0, 0],
+    ];
     let y = tf.avgPool(padded ? tf.pad(x, paddings) : x, windowSize, stride, 'valid');
     if (padded && !countIncludePad) {
       const [, height, width] = x.shape;

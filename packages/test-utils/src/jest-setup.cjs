@@ -1,11 +1,10 @@
 // Runs inside every jest test context before the specs. WebGPU for Node ('webgpu', Dawn) is an ES module
 // with a native addon that jest's module system cannot load, so it is loaded with Node's own require and
 // exposed as navigator.gpu here, before any spec imports @tensorflow/tfjs-backend-webgpu.
-const { createRequire } = require('module');
-const path = require('path');
+const path = require('node:path');
 
 const wanted = (process.env.SPARKMIM_TEST_BACKENDS || 'cpu,webgpu').split(',').map((s) => s.trim());
-if (wanted.includes('webgpu') && !(globalThis.navigator && globalThis.navigator.gpu)) {
+if (wanted.includes('webgpu') && !globalThis.navigator?.gpu) {
   // Jest's module system cannot load the ESM entry of 'webgpu', so the Dawn addon it wraps is opened
   // directly; it exports the same { create, globals } as the package.
   let webgpu;

@@ -23,12 +23,19 @@ const OFFICIAL: Record<string, [dropPath: number, beta2: number, clip: number, d
 };
 
 describe('sparkRecipe', () => {
-  it.each(Object.entries(OFFICIAL))('%s: drop path, beta2, clip and densify norm of the official code', (model, [dropPathRate, beta2, clip, densifyNorm]) => {
-    expect(sparkRecipe(model)).toEqual({ dropPathRate, beta2, clip, densifyNorm });
-  });
+  it.each(Object.entries(OFFICIAL))(
+    '%s: drop path, beta2, clip and densify norm of the official code',
+    (model, [dropPathRate, beta2, clip, densifyNorm]) => {
+      expect(sparkRecipe(model)).toEqual({ dropPathRate, beta2, clip, densifyNorm });
+    },
+  );
 
   it('has a drop-path entry exactly for the models of the official table', () => {
-    expect(Object.keys(SPARK_DROP_PATH_RATES).sort()).toEqual(Object.keys(OFFICIAL).filter((model) => OFFICIAL[model][0] > 0).sort());
+    expect(Object.keys(SPARK_DROP_PATH_RATES).sort()).toEqual(
+      Object.keys(OFFICIAL)
+        .filter((model) => OFFICIAL[model][0] > 0)
+        .sort(),
+    );
   });
 
   it('tells the family as arg_util.py does, and gives a custom convnet no drop path', () => {

@@ -63,7 +63,7 @@ export function recipeFamily(model: string): RecipeFamily {
  * sparkRecipe('convnext_small'); // { dropPathRate: 0.2, beta2: 0.999, clip: 5, densifyNorm: 'ln' }
  */
 export function sparkRecipe(model: string, family: RecipeFamily = recipeFamily(model)): SparkRecipe {
-  const dropPathRate = Object.prototype.hasOwnProperty.call(SPARK_DROP_PATH_RATES, model) ? SPARK_DROP_PATH_RATES[model] : 0;
+  const dropPathRate = Object.hasOwn(SPARK_DROP_PATH_RATES, model) ? SPARK_DROP_PATH_RATES[model] : 0;
   if (family === 'resnet') return { dropPathRate, beta2: 0.95, clip: 5, densifyNorm: 'bn' };
   if (family === 'convnext') return { dropPathRate, beta2: 0.999, clip: 5, densifyNorm: 'ln' };
   return { dropPathRate, beta2: 0.999, clip: 5, densifyNorm: 'bn' };

@@ -1,6 +1,6 @@
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { decodeSafetensors, encodeSafetensors } from '@sparkmim/trainer';
 import { goldenFileNames, goldensDir, loadGolden } from '@sparkmim/test-utils';
 import { relativeError, runCli } from '../testing/run-cli';
@@ -39,12 +39,18 @@ describe('sparkmim forward', () => {
       const out = path.join(folder, 'forward.safetensors');
       const result = await runCli([
         'forward',
-        '--weights', golden,
-        '--strip-prefix', 'param.',
-        '--input', `${golden}:input`,
-        '--active', `${golden}:active`,
-        '--backend', 'cpu',
-        '--out', out,
+        '--weights',
+        golden,
+        '--strip-prefix',
+        'param.',
+        '--input',
+        `${golden}:input`,
+        '--active',
+        `${golden}:active`,
+        '--backend',
+        'cpu',
+        '--out',
+        out,
       ]);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
@@ -121,7 +127,19 @@ describe('sparkmim forward', () => {
       const mask = path.join(folder, 'mask.safetensors');
       fs.writeFileSync(mask, encodeSafetensors(new Map([['active', { shape: [2, 1, 2, 2], data: new Float32Array(8) }]])));
       await expectUsageError(
-        ['forward', '--weights', golden(), '--strip-prefix', 'param.', '--input', `${golden()}:input`, '--active', `${mask}:active`, '--out', path.join(folder, 'o.safetensors')],
+        [
+          'forward',
+          '--weights',
+          golden(),
+          '--strip-prefix',
+          'param.',
+          '--input',
+          `${golden()}:input`,
+          '--active',
+          `${mask}:active`,
+          '--out',
+          path.join(folder, 'o.safetensors'),
+        ],
         '--active: mask [2, 1, 2, 2] does not fit images [2, 3, 128, 128]: expected [2, 1, 4, 4]',
       );
     });
@@ -134,7 +152,19 @@ describe('sparkmim forward', () => {
       const mask = path.join(folder, 'mask.safetensors');
       fs.writeFileSync(mask, encodeSafetensors(new Map([['active', { shape: [2, 1, 4, 4], data: new Float32Array(32).fill(0.5) }]])));
       await expectUsageError(
-        ['forward', '--weights', golden(), '--strip-prefix', 'param.', '--input', `${golden()}:input`, '--active', `${mask}:active`, '--out', path.join(folder, 'o.safetensors')],
+        [
+          'forward',
+          '--weights',
+          golden(),
+          '--strip-prefix',
+          'param.',
+          '--input',
+          `${golden()}:input`,
+          '--active',
+          `${mask}:active`,
+          '--out',
+          path.join(folder, 'o.safetensors'),
+        ],
         '--active: the mask must hold only 0 and 1, got 0.5 at index 0',
       );
     });

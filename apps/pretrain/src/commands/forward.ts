@@ -3,15 +3,8 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupBackend } from '@sparkmim/runtime';
-import {
-  SparkModel,
-  encodeSafetensors,
-  type SafetensorsEntry,
-  type SafetensorsTensor,
-} from '@sparkmim/trainer';
-import {
-  writeFileAtomic,
-} from '@sparkmim/trainer/node';
+import { type SparkModel, encodeSafetensors, type SafetensorsEntry, type SafetensorsTensor } from '@sparkmim/trainer';
+import { writeFileAtomic } from '@sparkmim/trainer/node';
 import { UsageError } from '../errors';
 import { checkOutputFile, nhwcFromNchw, oneLine, readTensor } from './inputs';
 import { modelFromWeightsOption, readWeightsOption } from './weights';
@@ -94,18 +87,25 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     const images = nhwcOf('input', input, 3, 'images');
     tensors.push(images);
     const ratio = model.downsampleRatio;
-    for (const [axis, size] of [['height', input.shape[2]], ['width', input.shape[3]]] as const) {
+    for (const [axis, size] of [
+      ['height', input.shape[2]],
+      ['width', input.shape[3]],
+    ] as const) {
       if (size % ratio === 0 && size > 0) continue;
       const lower = Math.floor(size / ratio) * ratio;
       const suggestion = lower > 0 ? `${lower} or ${lower + ratio}` : `${ratio}`;
-      throw new UsageError(`--input: images [${input.shape.join(', ')}] have ${axis} ${size}, which is not a multiple of ${ratio} (use ${suggestion})`);
+      throw new UsageError(
+        `--input: images [${input.shape.join(', ')}] have ${axis} ${size}, which is not a multiple of ${ratio} (use ${suggestion})`,
+      );
     }
     let active: tf.Tensor4D | undefined;
     if (values.active !== undefined) {
       const mask = await readTensor('active', values.active);
       const expected = [input.shape[0], 1, input.shape[2] / ratio, input.shape[3] / ratio];
       if (mask.shape.length !== 4 || mask.shape.some((size, axis) => size !== expected[axis])) {
-        throw new UsageError(`--active: mask [${mask.shape.join(', ')}] does not fit images [${input.shape.join(', ')}]: expected [${expected.join(', ')}]`);
+        throw new UsageError(
+          `--active: mask [${mask.shape.join(', ')}] does not fit images [${input.shape.join(', ')}]: expected [${expected.join(', ')}]`,
+        );
       }
       const bad = Array.from(mask.data as ArrayLike<number>).findIndex((value) => value !== 0 && value !== 1);
       if (bad >= 0) throw new UsageError(`--active: the mask must hold only 0 and 1, got ${mask.data[bad]} at index ${bad}`);
@@ -134,7 +134,7 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     const metadata = { command: 'sparkmim forward', weights: values.weights!, mode: values.mode, backend: values.backend! };
     await writeFileAtomic(values.out!, encodeSafetensors(entries, metadata));
     const loss = (entries.get('loss')!.data as Float32Array)[0];
-    process.stdout.write(JSON.stringify({ loss, mode: values.mode, out: values.out }) + '\n');
+    process.stdout.write(`${JSON.stringify({ loss, mode: values.mode, out: values.out })}\n`);
     return 0;
   } finally {
     tf.dispose(tensors);

@@ -31,7 +31,7 @@ export async function readBytes(option: string, file: string): Promise<Uint8Arra
 /** Checks, before any work, that `--option FILE` can be written: its folder exists and is a folder. */
 export async function checkOutputFile(option: string, file: string): Promise<void> {
   const folder = path.dirname(path.resolve(file));
-  let info;
+  let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(folder);
   } catch {

@@ -219,7 +219,11 @@ export function resolveConfig(layers: { values: Values; from: 'flag' | string }[
   if (!['lamb', 'adamw', 'sgd'].includes(resolved.optimizer)) {
     throw new UsageError(`${where('optimizer')} is '${resolved.optimizer}', expected lamb, adamw or sgd`);
   }
-  for (const [key, example] of [['widths', '8,16,32,64'], ['dims', '8,16,32,64'], ['depths', '1,1,1,1']] as const) {
+  for (const [key, example] of [
+    ['widths', '8,16,32,64'],
+    ['dims', '8,16,32,64'],
+    ['depths', '1,1,1,1'],
+  ] as const) {
     const list = resolved[key];
     if (list !== undefined && (list.length !== 4 || !list.every((value) => Number.isInteger(value) && value >= 1))) {
       throw new UsageError(`${where(key)} is ${list.join(',')}, expected four whole numbers >= 1 (one per stage), e.g. ${example}`);
@@ -231,8 +235,10 @@ export function resolveConfig(layers: { values: Values; from: 'flag' | string }[
   resolved.beta2 ??= recipe.beta2;
   resolved.clip ??= recipe.clip;
   resolved.densifyNorm ??= recipe.densifyNorm;
-  if (!(resolved.dropPath >= 0 && resolved.dropPath < 1)) throw new UsageError(`${where('dropPath')} is ${resolved.dropPath}, expected a number in [0, 1), e.g. 0.1`);
-  if (!(resolved.beta2 >= 0 && resolved.beta2 < 1)) throw new UsageError(`${where('beta2')} is ${resolved.beta2}, expected a number in [0, 1), e.g. 0.999`);
+  if (!(resolved.dropPath >= 0 && resolved.dropPath < 1))
+    throw new UsageError(`${where('dropPath')} is ${resolved.dropPath}, expected a number in [0, 1), e.g. 0.1`);
+  if (!(resolved.beta2 >= 0 && resolved.beta2 < 1))
+    throw new UsageError(`${where('beta2')} is ${resolved.beta2}, expected a number in [0, 1), e.g. 0.999`);
   if (!(resolved.clip >= 0)) throw new UsageError(`${where('clip')} is ${resolved.clip}, expected a number >= 0 (0 turns clipping off)`);
   if (!['bn', 'ln', 'none'].includes(resolved.densifyNorm)) {
     throw new UsageError(`${where('densifyNorm')} is '${resolved.densifyNorm}', expected bn, ln or none`);
@@ -265,7 +271,8 @@ const MAX_CONFIG_DEPTH = 8;
 function checkDepth(value: unknown, label: string): void {
   const visit = (item: unknown, depth: number): void => {
     if (typeof item !== 'object' || item === null) return;
-    if (depth > MAX_CONFIG_DEPTH) throw new UsageError(`--config: ${label} nests values more than ${MAX_CONFIG_DEPTH} deep; settings are numbers, strings and lists`);
+    if (depth > MAX_CONFIG_DEPTH)
+      throw new UsageError(`--config: ${label} nests values more than ${MAX_CONFIG_DEPTH} deep; settings are numbers, strings and lists`);
     for (const child of Object.values(item)) visit(child, depth + 1);
   };
   visit(value, 1);
@@ -297,7 +304,8 @@ function convert(raw: unknown, kind: Kind, where: string): unknown {
     const parts = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : [raw];
     return parts.map((part) => {
       const value = typeof part === 'number' ? part : Number(String(part).trim());
-      if (!Number.isInteger(value)) throw new UsageError(`${where} is ${describeValue(raw)}, expected whole numbers separated by commas, e.g. 8,16,32,64`);
+      if (!Number.isInteger(value))
+        throw new UsageError(`${where} is ${describeValue(raw)}, expected whole numbers separated by commas, e.g. 8,16,32,64`);
       return value;
     });
   }

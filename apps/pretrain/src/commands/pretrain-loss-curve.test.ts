@@ -1,10 +1,11 @@
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import sharp from 'sharp';
 import { LOSS_CURVE_PLOT, LOSS_CURVE_SIZE, drawLossCurve, lossCurveScale, lossHistory, writeLossCurve } from './pretrain-loss-curve';
 
-const step = (iteration: number, epoch: number, loss: number | null) => JSON.stringify({ type: 'step', epoch, iterationInEpoch: iteration % 2, iteration, loss, lr: 1e-4 });
+const step = (iteration: number, epoch: number, loss: number | null) =>
+  JSON.stringify({ type: 'step', epoch, iterationInEpoch: iteration % 2, iteration, loss, lr: 1e-4 });
 
 // Two epochs of two steps, then a run resumed from the checkpoint of epoch 1 after a quit without saving:
 // iteration 2 and 3 again (the later lines count), and a line cut short by the quit.
@@ -81,7 +82,7 @@ describe('loss curve', () => {
     const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'sparkmim-loss-curve-'));
     try {
       const metricsFile = path.join(folder, 'metrics.jsonl');
-      fs.writeFileSync(metricsFile, METRICS + '\n');
+      fs.writeFileSync(metricsFile, `${METRICS}\n`);
       const file = path.join(folder, 'loss-curve.png');
       expect(await writeLossCurve(metricsFile, file)).toBe(file);
       const { data, info } = await sharp(file).raw().toBuffer({ resolveWithObject: true });
@@ -92,7 +93,7 @@ describe('loss curve', () => {
       });
       expect(Buffer.compare(data, pixels)).toBe(0);
       // Nothing to draw without steps.
-      fs.writeFileSync(metricsFile, JSON.stringify({ type: 'summary', stopped: true, steps: 0 }) + '\n');
+      fs.writeFileSync(metricsFile, `${JSON.stringify({ type: 'summary', stopped: true, steps: 0 })}\n`);
       expect(await writeLossCurve(metricsFile, path.join(folder, 'empty.png'))).toBeUndefined();
       expect(fs.existsSync(path.join(folder, 'empty.png'))).toBe(false);
     } finally {

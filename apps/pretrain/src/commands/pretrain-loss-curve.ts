@@ -224,6 +224,8 @@ export async function writeLossCurve(metricsFile: string, file: string): Promise
   const pixels = drawLossCurve(history);
   await mkdir(path.dirname(file), { recursive: true });
   const sharp = await loadSharp<typeof Sharp>('sparkmim pretrain (loss curve)');
-  await sharp(pixels, { raw: { width: LOSS_CURVE_SIZE.width, height: LOSS_CURVE_SIZE.height, channels: 3 } }).png().toFile(file);
+  await sharp(pixels, { raw: { width: LOSS_CURVE_SIZE.width, height: LOSS_CURVE_SIZE.height, channels: 3 } })
+    .png()
+    .toFile(file);
   return file;
 }

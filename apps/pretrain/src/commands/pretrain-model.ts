@@ -30,7 +30,9 @@ export async function loadBackboneFile(file: string, seed: number): Promise<Back
   try {
     await access(absolute);
   } catch {
-    throw new UsageError(`--model ${file}: no such file (a model name, e.g. resnet50, or the path of an ES module whose default export is a Backbone)`);
+    throw new UsageError(
+      `--model ${file}: no such file (a model name, e.g. resnet50, or the path of an ES module whose default export is a Backbone)`,
+    );
   }
   let namespace: unknown;
   try {
@@ -56,7 +58,12 @@ function sizeLabel(config: PretrainConfig): string {
 function checkInputSize(config: PretrainConfig, model: SparkModel, name: string): void {
   const ratio = model.downsampleRatio;
   const { height, width } = inputSizeOf(config);
-  for (const [axis, side] of typeof config.inputSize === 'number' ? [['', height] as const] : ([['width', width], ['height', height]] as const)) {
+  for (const [axis, side] of typeof config.inputSize === 'number'
+    ? [['', height] as const]
+    : ([
+        ['width', width],
+        ['height', height],
+      ] as const)) {
     if (side % ratio === 0) continue;
     const lower = Math.floor(side / ratio) * ratio;
     const suggestion = lower > 0 ? `${lower} or ${lower + ratio}` : `${ratio}`;
@@ -95,9 +102,12 @@ export async function buildModel(config: PretrainConfig, seed: number): Promise<
   let model: SparkModel;
   if (fromFile) {
     const given = ['stemWidth', 'widths', 'dims', 'depths'].filter((key) => config[key as keyof PretrainConfig] !== undefined);
-    if (given.length) throw new UsageError(`--model ${config.model}: ${given.join(', ')} apply to the named models only (the module builds its own backbone)`);
+    if (given.length)
+      throw new UsageError(`--model ${config.model}: ${given.join(', ')} apply to the named models only (the module builds its own backbone)`);
     if (config.dropPath) {
-      throw new UsageError(`--model ${config.model}: --drop-path applies to the named models only (a module's backbone does its own stochastic depth)`);
+      throw new UsageError(
+        `--model ${config.model}: --drop-path applies to the named models only (a module's backbone does its own stochastic depth)`,
+      );
     }
     const backbone = await loadBackboneFile(config.model, seed);
     try {

@@ -66,7 +66,9 @@ export async function writePreview(model: SparkModel, images: tf.Tensor4D, maskS
     }
     await mkdir(path.dirname(file), { recursive: true });
     const sharp = await loadSharp<typeof Sharp>('sparkmim pretrain (previews)');
-    await sharp(grid, { raw: { width, height, channels: 3 } }).png().toFile(file);
+    await sharp(grid, { raw: { width, height, channels: 3 } })
+      .png()
+      .toFile(file);
     return file;
   } finally {
     tf.dispose(columns);

@@ -1,8 +1,8 @@
 // `sparkmim pretrain`: the official recipe per model (help, resolved config), rectangular input sizes and
 // a convnet from the user's own module.
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import sharp from 'sharp';
 import { sparkRecipe } from '@sparkmim/trainer';
 import { runCli } from '../testing/run-cli';
@@ -19,41 +19,81 @@ beforeAll(async () => {
     const [width, height] = [80, 60];
     const pixels = Buffer.alloc(width * height * 3);
     for (let p = 0; p < width * height; p++) pixels.set([(3 * (p % width) + 50 * i) & 255, (4 * Math.floor(p / width)) & 255, 90], 3 * p);
-    await sharp(pixels, { raw: { width, height, channels: 3 } }).png().toFile(path.join(images, `image${i}.png`));
+    await sharp(pixels, { raw: { width, height, channels: 3 } })
+      .png()
+      .toFile(path.join(images, `image${i}.png`));
   }
 });
 afterAll(() => fs.rmSync(folder, { recursive: true, force: true }));
 
 // One step of batch 2 per epoch, two epochs (the schedule needs two steps), the narrowest decoder.
-const QUICK = ['--data', '', '--decoder-width', '32', '--input-size', '64', '--batch-size', '2', '--epochs', '2', '--backend', 'cpu', '--preview-every', '0'];
-const quick = (out: string, ...flags: string[]) => ['pretrain', ...QUICK.map((flag) => (flag === '' ? images : flag)), '--out', path.join(folder, out), ...flags];
+const QUICK = [
+  '--data',
+  '',
+  '--decoder-width',
+  '32',
+  '--input-size',
+  '64',
+  '--batch-size',
+  '2',
+  '--epochs',
+  '2',
+  '--backend',
+  'cpu',
+  '--preview-every',
+  '0',
+];
+const quick = (out: string, ...flags: string[]) => [
+  'pretrain',
+  ...QUICK.map((flag) => (flag === '' ? images : flag)),
+  '--out',
+  path.join(folder, out),
+  ...flags,
+];
 const savedConfig = (out: string) => JSON.parse(fs.readFileSync(path.join(folder, out, 'config.json'), 'utf8'));
 
 describe('pretrain recipe', () => {
-  it('--help shows every model\'s drop path, beta2, clip and densify norm, as sparkRecipe (the official table) has them', () => {
+  it("--help shows every model's drop path, beta2, clip and densify norm, as sparkRecipe (the official table) has them", () => {
     const rows = new Map<string, string[]>();
     for (const line of PRETRAIN_HELP.split('\n')) {
       const match = /^ {2}(resnet\d+(?:, \d+)?|convnext_\w+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+(bn|ln)$/.exec(line);
       // 'resnet18, 34' is two rows in one.
       if (match) for (const name of match[1].split(', ')) rows.set(/^\d+$/.test(name) ? `resnet${name}` : name, match.slice(2));
     }
-    const models = ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnet200', 'convnext_tiny', 'convnext_small', 'convnext_base', 'convnext_large'];
+    const models = [
+      'resnet18',
+      'resnet34',
+      'resnet50',
+      'resnet101',
+      'resnet152',
+      'resnet200',
+      'convnext_tiny',
+      'convnext_small',
+      'convnext_base',
+      'convnext_large',
+    ];
     expect([...rows.keys()].sort()).toEqual(models.sort());
     for (const model of models) {
       const { dropPathRate, beta2, clip, densifyNorm } = sparkRecipe(model);
       expect({ model, row: rows.get(model) }).toEqual({ model, row: [String(dropPathRate), String(beta2), String(clip), densifyNorm] });
     }
-    for (const flag of ['--drop-path X', '--beta2 X', '--clip X', '--densify-norm NAME', '--input-size N|WxH', '--model NAME|FILE']) expect(PRETRAIN_HELP).toContain(flag);
+    for (const flag of ['--drop-path X', '--beta2 X', '--clip X', '--densify-norm NAME', '--input-size N|WxH', '--model NAME|FILE'])
+      expect(PRETRAIN_HELP).toContain(flag);
   });
 
-  it('resolves the model\'s defaults, and flags over them; bad values are one line', () => {
+  it("resolves the model's defaults, and flags over them; bad values are one line", () => {
     const resolved = (values: Record<string, unknown>) => {
       const { dropPath, beta2, clip, densifyNorm } = resolveConfig([{ values, from: 'flag' }]);
       return { dropPath, beta2, clip, densifyNorm };
     };
     expect(resolved({ model: 'resnet50' })).toEqual({ dropPath: 0.05, beta2: 0.95, clip: 5, densifyNorm: 'bn' });
     expect(resolved({ model: 'convnext_small' })).toEqual({ dropPath: 0.2, beta2: 0.999, clip: 5, densifyNorm: 'ln' });
-    expect(resolved({ model: 'convnext_large', dropPath: '0', beta2: '0.99', clip: '0', densifyNorm: 'bn' })).toEqual({ dropPath: 0, beta2: 0.99, clip: 0, densifyNorm: 'bn' });
+    expect(resolved({ model: 'convnext_large', dropPath: '0', beta2: '0.99', clip: '0', densifyNorm: 'bn' })).toEqual({
+      dropPath: 0,
+      beta2: 0.99,
+      clip: 0,
+      densifyNorm: 'bn',
+    });
     expect(() => resolved({ dropPath: '1' })).toThrow('--drop-path is 1, expected a number in [0, 1), e.g. 0.1');
     expect(() => resolved({ beta2: '1.5' })).toThrow('--beta2 is 1.5, expected a number in [0, 1), e.g. 0.999');
     expect(() => resolved({ clip: '-1' })).toThrow('--clip is -1, expected a number >= 0 (0 turns clipping off)');
@@ -81,7 +121,9 @@ describe('pretrain recipe', () => {
   });
 
   it('trains and previews rectangles: --input-size 96x64 (4 rows of 96x64 pictures, enlarged twice)', async () => {
-    const result = await runCli(quick('rect', '--model', 'resnet18', '--depths', '1,1,1,1', '--widths', '4,8,8,8', '--stem-width', '4', '--input-size', '96x64'));
+    const result = await runCli(
+      quick('rect', '--model', 'resnet18', '--depths', '1,1,1,1', '--widths', '4,8,8,8', '--stem-width', '4', '--input-size', '96x64'),
+    );
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(savedConfig('rect').inputSize).toBe('96x64');
@@ -90,7 +132,9 @@ describe('pretrain recipe', () => {
     expect({ width: preview.width, height: preview.height }).toEqual({ width: 4 * 192 + 10, height: 4 * 128 + 10 });
     const bad = await runCli(quick('rect-bad', '--model', 'resnet18', '--input-size', '96x80'));
     expect(bad.code).toBe(2);
-    expect(bad.stderr.trim()).toBe("sparkmim: --input-size is 96x80: its height 80 is not a multiple of resnet18's downsample ratio 32 (use 64 or 96)");
+    expect(bad.stderr.trim()).toBe(
+      "sparkmim: --input-size is 96x80: its height 80 is not a multiple of resnet18's downsample ratio 32 (use 64 or 96)",
+    );
   });
 
   it('pre-trains a convnet from an ES module file, and names a malformed module in one line', async () => {
@@ -108,7 +152,9 @@ describe('pretrain recipe', () => {
     fs.writeFileSync(bad, 'export default ({ backbones, seed }) => Object.assign(backbones.createTinyConvNet({ seed }), { downsampleRatio: 16 });\n');
     const failed = await runCli(quick('custom-bad', '--model', bad));
     expect(failed.code).toBe(2);
-    expect(failed.stderr.trim()).toBe(`sparkmim: --model ${bad}: downsampleRatio is 16, expected 32 (SparK's decoder upsamples the last map 32 times)`);
+    expect(failed.stderr.trim()).toBe(
+      `sparkmim: --model ${bad}: downsampleRatio is 16, expected 32 (SparK's decoder upsamples the last map 32 times)`,
+    );
     const missing = await runCli(quick('custom-missing', '--model', './no-such-convnet.js'));
     expect(missing.stderr.trim()).toBe(
       'sparkmim: --model ./no-such-convnet.js: no such file (a model name, e.g. resnet50, or the path of an ES module whose default export is a Backbone)',

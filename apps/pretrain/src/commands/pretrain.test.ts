@@ -1,7 +1,7 @@
-import { spawn, spawnSync } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import sharp from 'sharp';
 import { setupBackend } from '@sparkmim/runtime';
 import { SparkModel, decodeSafetensors } from '@sparkmim/trainer';
@@ -27,7 +27,9 @@ beforeAll(async () => {
       pixels[3 * p + 1] = (4 * y) & 255;
       pixels[3 * p + 2] = (8 * (x ^ y) + 10 * i) & 255;
     }
-    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(path.join(images, `image${i}.png`));
+    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
+      .png()
+      .toFile(path.join(images, `image${i}.png`));
   }
   few = path.join(folder, 'few');
   fs.mkdirSync(few);
@@ -62,7 +64,11 @@ function writeText(name: string, text: string): string {
 }
 
 function readJsonLines(file: string): { type: string; [key: string]: unknown }[] {
-  return fs.readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+  return fs
+    .readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
 }
 
 describe('sparkmim pretrain [cpu]', () => {
@@ -89,10 +95,16 @@ describe('sparkmim pretrain [cpu]', () => {
     expect(readJsonLines(path.join(out, 'metrics.jsonl')).map((line) => line.type)).toEqual(['step', 'step', 'step', 'step', 'epoch', 'summary']);
     const preview = await sharp(path.join(out, 'previews', 'epoch-0001.png')).metadata();
     // Four images in rows, four pictures in columns, 2-pixel gaps; 64-pixel inputs shown twice as large.
-    expect({ format: preview.format, width: preview.width, height: preview.height }).toEqual({ format: 'png', width: 4 * 128 + 5 * 2, height: 4 * 128 + 5 * 2 });
+    expect({ format: preview.format, width: preview.width, height: preview.height }).toEqual({
+      format: 'png',
+      width: 4 * 128 + 5 * 2,
+      height: 4 * 128 + 5 * 2,
+    });
     const curve = await sharp(path.join(out, 'loss-curve.png')).metadata();
     expect({ format: curve.format, width: curve.width, height: curve.height }).toEqual({ format: 'png', ...LOSS_CURVE_SIZE });
-    expect(first.stdout).toMatch(/^run folder .*: checkpoint\.json \(full checkpoint\), encoder\.safetensors, metrics\.jsonl, loss-curve\.png, config\.json, previews\/ \(last: epoch-0001\.png\)$/m);
+    expect(first.stdout).toMatch(
+      /^run folder .*: checkpoint\.json \(full checkpoint\), encoder\.safetensors, metrics\.jsonl, loss-curve\.png, config\.json, previews\/ \(last: epoch-0001\.png\)$/m,
+    );
 
     // The settings come from the run; only the epoch that remains runs.
     const resumed = await runCli(['pretrain', '--resume', out, '--epochs', '2']);
@@ -129,7 +141,22 @@ describe('sparkmim pretrain [cpu]', () => {
     const yamlFile = path.join(configs, 'quick.yaml');
     fs.writeFileSync(
       yamlFile,
-      ['# two quick epochs', 'data: ../few', 'model: resnet18', 'stemWidth: 4', 'widths: [4, 8, 8, 8]', 'depths: 1,1,1,1', 'decoderWidth: 32', 'inputSize: 64', 'batchSize: 2', 'epochs: 2', 'baseLr: 3e-4', 'backend: cpu', 'out: yaml-run', ''].join('\n'),
+      [
+        '# two quick epochs',
+        'data: ../few',
+        'model: resnet18',
+        'stemWidth: 4',
+        'widths: [4, 8, 8, 8]',
+        'depths: 1,1,1,1',
+        'decoderWidth: 32',
+        'inputSize: 64',
+        'batchSize: 2',
+        'epochs: 2',
+        'baseLr: 3e-4',
+        'backend: cpu',
+        'out: yaml-run',
+        '',
+      ].join('\n'),
     );
     const cwd = fs.mkdtempSync(path.join(folder, 'cwd-'));
     const before = process.cwd();
@@ -178,7 +205,11 @@ describe('sparkmim pretrain [cpu]', () => {
 
   it('--init-weights starts from those weights', async () => {
     await setupBackend('cpu');
-    const start = SparkModel.create('resnet18', { backbone: { depths: [1, 1, 1, 1], stemWidth: 4, channels: [4, 8, 8, 8] }, decoderWidth: 32, seed: 7 });
+    const start = SparkModel.create('resnet18', {
+      backbone: { depths: [1, 1, 1, 1], stemWidth: 4, channels: [4, 8, 8, 8] },
+      decoderWidth: 32,
+      seed: 7,
+    });
     const weights = path.join(folder, 'init.safetensors');
     try {
       fs.writeFileSync(weights, await start.toSafetensors());
@@ -188,7 +219,20 @@ describe('sparkmim pretrain [cpu]', () => {
     const out = path.join(folder, 'init');
     // A learning rate so small that the two steps leave the weights where they started, to float precision;
     // the run's own initialisation (seed 0, not 7) is far from them.
-    const result = await runCli(['pretrain', '--data', few, ...flagsOf(QUICK), '--epochs', '2', '--base-lr', '1e-9', '--init-weights', weights, '--out', out]);
+    const result = await runCli([
+      'pretrain',
+      '--data',
+      few,
+      ...flagsOf(QUICK),
+      '--epochs',
+      '2',
+      '--base-lr',
+      '1e-9',
+      '--init-weights',
+      weights,
+      '--out',
+      out,
+    ]);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).initWeights).toBe(weights);
@@ -208,7 +252,20 @@ describe('sparkmim pretrain [cpu]', () => {
 
   it('--checkpoint-every 2 keeps a whole checkpoint in checkpoints/epoch-0002 of 3 epochs, and no other', async () => {
     const out = path.join(folder, 'every');
-    const result = await runCli(['pretrain', '--data', few, ...flagsOf(QUICK), '--epochs', '3', '--checkpoint-every', '2', '--preview-every', '0', '--out', out]);
+    const result = await runCli([
+      'pretrain',
+      '--data',
+      few,
+      ...flagsOf(QUICK),
+      '--epochs',
+      '3',
+      '--checkpoint-every',
+      '2',
+      '--preview-every',
+      '0',
+      '--out',
+      out,
+    ]);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     // Not epoch 1, not the last one (3): only the multiples of 2.
@@ -226,7 +283,20 @@ describe('sparkmim pretrain [cpu]', () => {
   it('stops at the first Ctrl-C with a checkpoint and a message', async () => {
     const out = path.join(folder, 'interrupted');
     const before = new Set(process.listeners('SIGINT'));
-    const running = runCli(['pretrain', '--data', images, ...Object.entries(TINY).flatMap(([key, value]) => [`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(value)]), '--batch-size', '2', '--epochs', '3', '--backend', 'cpu', '--out', out]);
+    const running = runCli([
+      'pretrain',
+      '--data',
+      images,
+      ...Object.entries(TINY).flatMap(([key, value]) => [`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(value)]),
+      '--batch-size',
+      '2',
+      '--epochs',
+      '3',
+      '--backend',
+      'cpu',
+      '--out',
+      out,
+    ]);
     // Once the first step is written, press Ctrl-C (call the command's handler: a real SIGINT would reach jest too).
     const metrics = path.join(out, 'metrics.jsonl');
     while (!(fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').includes('"step"'))) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -257,9 +327,13 @@ describe('sparkmim pretrain [cpu]', () => {
      * (not on stdout: a pipe gets one line per epoch); `ended` resolves when the child has exited.
      */
     async function startRun(out: string, inputSize = TINY.inputSize) {
-      const child = spawn(process.execPath, [bin, 'pretrain', '--data', images, ...flagsOf({ ...TINY, inputSize, batchSize: 2, epochs: 3, backend: 'cpu', out })], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        process.execPath,
+        [bin, 'pretrain', '--data', images, ...flagsOf({ ...TINY, inputSize, batchSize: 2, epochs: 3, backend: 'cpu', out })],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -272,7 +346,8 @@ describe('sparkmim pretrain [cpu]', () => {
         }),
       );
       const metrics = path.join(out, 'metrics.jsonl');
-      while (!exited && !(fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').includes('"step"'))) await new Promise((resolve) => setTimeout(resolve, 20));
+      while (!exited && !(fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').includes('"step"')))
+        await new Promise((resolve) => setTimeout(resolve, 20));
       if (exited) throw new Error(`the run ended before its first step: ${JSON.stringify(await ended)}`);
       return { child, ended };
     }
@@ -304,7 +379,9 @@ describe('sparkmim pretrain [cpu]', () => {
       child.kill('SIGINT');
       const result = await ended;
       expect({ code: result.code, signal: result.signal }).toEqual({ code: 130, signal: null });
-      expect(result.stderr).toContain('sparkmim: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\nsparkmim: quit without saving\n');
+      expect(result.stderr).toContain(
+        'sparkmim: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\nsparkmim: quit without saving\n',
+      );
       expect(result.stdout).not.toContain('continue with');
       expect(fs.existsSync(path.join(out, 'checkpoint.json'))).toBe(false);
     }, 120_000);
@@ -313,7 +390,27 @@ describe('sparkmim pretrain [cpu]', () => {
   it('prints its help, and the top-level help lists it', async () => {
     const help = await runCli(['pretrain', '--help']);
     expect(help.code).toBe(0);
-    for (const flag of ['--config', '--data', '--model', '--depths', '--input-size', '--mask-ratio', '--batch-size', '--epochs', '--base-lr', '--warmup-epochs', '--weight-decay-end', '--optimizer', '--backend', '--seed', '--out', '--resume', '--init-weights', '--checkpoint-every', '--preview-every']) {
+    for (const flag of [
+      '--config',
+      '--data',
+      '--model',
+      '--depths',
+      '--input-size',
+      '--mask-ratio',
+      '--batch-size',
+      '--epochs',
+      '--base-lr',
+      '--warmup-epochs',
+      '--weight-decay-end',
+      '--optimizer',
+      '--backend',
+      '--seed',
+      '--out',
+      '--resume',
+      '--init-weights',
+      '--checkpoint-every',
+      '--preview-every',
+    ]) {
       expect(help.stdout).toContain(flag);
     }
     expect(help.stdout).toContain('JSON or YAML (.yaml, .yml)');
@@ -336,16 +433,25 @@ describe('sparkmim pretrain [cpu]', () => {
       const missing = path.join(folder, 'no-such-folder');
       await expectUsageError(['--data', missing, ...tinyFlags, '--input-size', '64'], `--data: image folder not found: ${missing}`);
       const empty = fs.mkdtempSync(path.join(folder, 'empty-'));
-      await expectUsageError(['--data', empty, ...tinyFlags, '--input-size', '64'], /^sparkmim: --data: no images in .*empty-.*: none of its 0 files/);
+      await expectUsageError(
+        ['--data', empty, ...tinyFlags, '--input-size', '64'],
+        /^sparkmim: --data: no images in .*empty-.*: none of its 0 files/,
+      );
       const broken = fs.mkdtempSync(path.join(folder, 'broken-'));
       fs.writeFileSync(path.join(broken, 'a.png'), 'not a png');
       fs.writeFileSync(path.join(broken, 'b.jpg'), '');
-      await expectUsageError(['--data', broken, ...tinyFlags, '--input-size', '64'], /^sparkmim: --data: none of the 2 image files in .*broken-.* could be decoded/);
+      await expectUsageError(
+        ['--data', broken, ...tinyFlags, '--input-size', '64'],
+        /^sparkmim: --data: none of the 2 image files in .*broken-.* could be decoded/,
+      );
     });
 
     it('a negative batch size, a mask ratio of 1.2, an input size that is not a multiple of 32', async () => {
       await expectUsageError(['--data', images, ...tinyFlags, '--batch-size=-2'], '--batch-size is -2, expected a whole number >= 1');
-      await expectUsageError(['--data', images, ...tinyFlags, '--mask-ratio', '1.2'], '--mask-ratio is 1.2, expected a number between 0 and 1 (exclusive), e.g. 0.6');
+      await expectUsageError(
+        ['--data', images, ...tinyFlags, '--mask-ratio', '1.2'],
+        '--mask-ratio is 1.2, expected a number between 0 and 1 (exclusive), e.g. 0.6',
+      );
       await expectUsageError(
         ['--data', images, ...tinyFlags, '--input-size', '100'],
         "--input-size is 100, which is not a multiple of resnet18's downsample ratio 32 (use 96 or 128)",
@@ -362,33 +468,72 @@ describe('sparkmim pretrain [cpu]', () => {
     });
 
     it('an unknown model, an unknown flag, an unknown config key', async () => {
-      await expectUsageError(['--data', images, '--model', 'resnet19', '--backend', 'cpu'], /^sparkmim: --model: unknown model 'resnet19': expected one of resnet18, .*convnext_large\n$/);
-      await expectUsageError(['--data', images, '--learning-rate', '1'], /^sparkmim: pretrain: Unknown option '--learning-rate'.*\(run 'sparkmim pretrain --help'\)\n$/);
+      await expectUsageError(
+        ['--data', images, '--model', 'resnet19', '--backend', 'cpu'],
+        /^sparkmim: --model: unknown model 'resnet19': expected one of resnet18, .*convnext_large\n$/,
+      );
+      await expectUsageError(
+        ['--data', images, '--learning-rate', '1'],
+        /^sparkmim: pretrain: Unknown option '--learning-rate'.*\(run 'sparkmim pretrain --help'\)\n$/,
+      );
       const config = writeJson('typo.json', { batchsize: 2 });
-      await expectUsageError(['--config', config, '--data', images], /^sparkmim: --config: .*typo\.json: unknown key\(s\) batchsize; valid keys: data, model, .*batchSize.*previewEvery\n$/);
+      await expectUsageError(
+        ['--config', config, '--data', images],
+        /^sparkmim: --config: .*typo\.json: unknown key\(s\) batchsize; valid keys: data, model, .*batchSize.*previewEvery\n$/,
+      );
       const negative = writeJson('negative.json', { batchSize: -2 });
-      await expectUsageError(['--config', negative, '--data', images], /^sparkmim: batchSize in .*negative\.json is -2, expected a whole number >= 1\n$/);
+      await expectUsageError(
+        ['--config', negative, '--data', images],
+        /^sparkmim: batchSize in .*negative\.json is -2, expected a whole number >= 1\n$/,
+      );
     });
 
     it('a YAML config with an unknown key, one that does not parse, one that is not a mapping, a bad value', async () => {
       const typo = writeText('typo.yaml', 'batchsize: 2\n');
-      await expectUsageError(['--config', typo, '--data', images], /^sparkmim: --config: .*typo\.yaml: unknown key\(s\) batchsize; valid keys: data, model, .*depths.*batchSize.*previewEvery\n$/);
+      await expectUsageError(
+        ['--config', typo, '--data', images],
+        /^sparkmim: --config: .*typo\.yaml: unknown key\(s\) batchsize; valid keys: data, model, .*depths.*batchSize.*previewEvery\n$/,
+      );
       const broken = writeText('broken.yml', 'batchSize: 2\nwidths: [4, 8\n');
-      await expectUsageError(['--config', broken, '--data', images], /^sparkmim: --config: .*broken\.yml is not valid YAML: .+ at line 3, column 1\n$/);
+      await expectUsageError(
+        ['--config', broken, '--data', images],
+        /^sparkmim: --config: .*broken\.yml is not valid YAML: .+ at line 3, column 1\n$/,
+      );
       const twice = writeText('twice.yaml', 'epochs: 2\nepochs: 3\n');
-      await expectUsageError(['--config', twice, '--data', images], /^sparkmim: --config: .*twice\.yaml is not valid YAML: Map keys must be unique at line 2, column 1\n$/);
+      await expectUsageError(
+        ['--config', twice, '--data', images],
+        /^sparkmim: --config: .*twice\.yaml is not valid YAML: Map keys must be unique at line 2, column 1\n$/,
+      );
       const list = writeText('list.yaml', '- batchSize: 2\n');
-      await expectUsageError(['--config', list, '--data', images], /^sparkmim: --config: .*list\.yaml must hold a YAML mapping \(key: value lines\)\n$/);
+      await expectUsageError(
+        ['--config', list, '--data', images],
+        /^sparkmim: --config: .*list\.yaml must hold a YAML mapping \(key: value lines\)\n$/,
+      );
       const negative = writeText('negative.yml', 'batchSize: -2\n');
-      await expectUsageError(['--config', negative, '--data', images], /^sparkmim: batchSize in .*negative\.yml is -2, expected a whole number >= 1\n$/);
+      await expectUsageError(
+        ['--config', negative, '--data', images],
+        /^sparkmim: batchSize in .*negative\.yml is -2, expected a whole number >= 1\n$/,
+      );
     });
 
     it('depths that are not four whole numbers >= 1', async () => {
-      await expectUsageError(['--data', images, ...tinyFlags, '--depths', '1,1,1'], '--depths is 1,1,1, expected four whole numbers >= 1 (one per stage), e.g. 1,1,1,1');
-      await expectUsageError(['--data', images, ...tinyFlags, '--depths', '2,0,2,2'], '--depths is 2,0,2,2, expected four whole numbers >= 1 (one per stage), e.g. 1,1,1,1');
-      await expectUsageError(['--data', images, ...tinyFlags, '--depths', '1,1,x,1'], '--depths is "1,1,x,1", expected whole numbers separated by commas, e.g. 8,16,32,64');
+      await expectUsageError(
+        ['--data', images, ...tinyFlags, '--depths', '1,1,1'],
+        '--depths is 1,1,1, expected four whole numbers >= 1 (one per stage), e.g. 1,1,1,1',
+      );
+      await expectUsageError(
+        ['--data', images, ...tinyFlags, '--depths', '2,0,2,2'],
+        '--depths is 2,0,2,2, expected four whole numbers >= 1 (one per stage), e.g. 1,1,1,1',
+      );
+      await expectUsageError(
+        ['--data', images, ...tinyFlags, '--depths', '1,1,x,1'],
+        '--depths is "1,1,x,1", expected whole numbers separated by commas, e.g. 8,16,32,64',
+      );
       const config = writeText('depths.yaml', 'depths: [1, 1.5, 1, 1]\n');
-      await expectUsageError(['--config', config, '--data', images], /^sparkmim: depths in .*depths\.yaml is \[1,1\.5,1,1\], expected whole numbers separated by commas, e\.g\. 8,16,32,64\n$/);
+      await expectUsageError(
+        ['--config', config, '--data', images],
+        /^sparkmim: depths in .*depths\.yaml is \[1,1\.5,1,1\], expected whole numbers separated by commas, e\.g\. 8,16,32,64\n$/,
+      );
     });
   });
 });

@@ -145,7 +145,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     lock = await openRunFolder(out, { resume: resumed !== undefined, overwrite: settings.overwrite });
     const manifest = await startingWeights(settings, model, optimizer);
     const saved = savedSettings(config, out);
-    await writeFileAtomic(path.join(out, 'config.json'), new TextEncoder().encode(JSON.stringify(saved, null, 2) + '\n'));
+    await writeFileAtomic(path.join(out, 'config.json'), new TextEncoder().encode(`${JSON.stringify(saved, null, 2)}\n`));
     process.stdout.write(`sparkmim pretrain: ${out}\n${formatConfig(config)}\n`);
     process.stdout.write(
       `backend ${backend.name}${backend.adapter?.description ? ` (${backend.adapter.description})` : ''}; ${source.size} images, ` +
@@ -201,7 +201,17 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     } catch (error) {
       process.stderr.write(`sparkmim: could not draw ${LOSS_CURVE_FILE}: ${oneLine((error as Error).message)}\n`);
     }
-    reportRun({ result, out, epochsOfRun: config.epochs, batchSize: config.batchSize, epochs, seconds, skippedCount: data.skippedCount(), lossCurve, previewFiles });
+    reportRun({
+      result,
+      out,
+      epochsOfRun: config.epochs,
+      batchSize: config.batchSize,
+      epochs,
+      seconds,
+      skippedCount: data.skippedCount(),
+      lossCurve,
+      previewFiles,
+    });
     return 0;
   } finally {
     for (const item of disposables.reverse()) item.dispose();

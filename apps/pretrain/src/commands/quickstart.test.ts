@@ -1,7 +1,7 @@
 // The README's first command: the quickstart config and the embedded sample images it trains on.
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import sharp from 'sharp';
 import { runCli } from '../testing/run-cli';
 import { readConfigFile, resolveConfig } from './pretrain-config';
@@ -24,14 +24,33 @@ describe('the quickstart config', () => {
     try {
       const few = path.join(folder, 'images');
       fs.mkdirSync(few);
-      for (const name of fs.readdirSync(sampleImages).filter((file) => file.endsWith('.jpg')).slice(0, 2)) {
+      for (const name of fs
+        .readdirSync(sampleImages)
+        .filter((file) => file.endsWith('.jpg'))
+        .slice(0, 2)) {
         fs.copyFileSync(path.join(sampleImages, name), path.join(few, name));
       }
       const out = path.join(folder, 'run');
-      const result = await runCli(['pretrain', '--config', quickstart, '--data', few, '--batch-size', '2', '--epochs', '2', '--warmup-epochs', '0', '--out', out]);
+      const result = await runCli([
+        'pretrain',
+        '--config',
+        quickstart,
+        '--data',
+        few,
+        '--batch-size',
+        '2',
+        '--epochs',
+        '2',
+        '--warmup-epochs',
+        '0',
+        '--out',
+        out,
+      ]);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
-      expect(result.stdout).toMatch(/^done: 2 epoch\(s\) run \(now at 2 of 2\), 2 steps, mean loss \d\.\d{4} \(first epoch\) -> \d\.\d{4} \(last epoch\)/m);
+      expect(result.stdout).toMatch(
+        /^done: 2 epoch\(s\) run \(now at 2 of 2\), 2 steps, mean loss \d\.\d{4} \(first epoch\) -> \d\.\d{4} \(last epoch\)/m,
+      );
       for (const file of ['checkpoint.json', 'encoder.safetensors', 'metrics.jsonl', 'loss-curve.png', 'config.json', 'previews/epoch-0002.png']) {
         expect({ file, exists: fs.existsSync(path.join(out, file)) }).toEqual({ file, exists: true });
       }

@@ -1,6 +1,6 @@
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
 import { SparkModel, decodeSafetensors } from '@sparkmim/trainer';
 import type { SparkForwardOptions } from '@sparkmim/trainer';
@@ -61,9 +61,32 @@ describe('sparkmim train-steps on the golden files [cpu]', () => {
       const goldenPath = path.join(goldensDir(), fileName);
       const out = path.join(folder, 'out.safetensors');
       const argv = [
-        'train-steps', '--weights', goldenPath, '--strip-prefix', 'param.', '--input', `${goldenPath}:input`, '--active', `${goldenPath}:active`,
-        '--steps', '2', '--optimizer', 'lamb', '--lr', '1e-3', '--betas', '0.9,0.95', '--weight-decay', '0.04', '--clip', '5', '--record-steps',
-        '--backend', 'cpu', '--out', out,
+        'train-steps',
+        '--weights',
+        goldenPath,
+        '--strip-prefix',
+        'param.',
+        '--input',
+        `${goldenPath}:input`,
+        '--active',
+        `${goldenPath}:active`,
+        '--steps',
+        '2',
+        '--optimizer',
+        'lamb',
+        '--lr',
+        '1e-3',
+        '--betas',
+        '0.9,0.95',
+        '--weight-decay',
+        '0.04',
+        '--clip',
+        '5',
+        '--record-steps',
+        '--backend',
+        'cpu',
+        '--out',
+        out,
       ];
       // A decoder ReLU6 input within float32 rounding of its kink may fall on the other side in PyTorch; the
       // official gradient then has (or lacks) that site's term, and LAMB's nearly sign-like first step moves
@@ -82,7 +105,7 @@ describe('sparkmim train-steps on the golden files [cpu]', () => {
               return forwards.get(this)!(images, options);
             })
           : undefined;
-        let result;
+        let result: Awaited<ReturnType<typeof runCli>>;
         try {
           result = await runCli(argv);
         } finally {
@@ -97,14 +120,19 @@ describe('sparkmim train-steps on the golden files [cpu]', () => {
         if (step === undefined || flipCalls.has(step)) break;
         flipCalls.add(step);
       }
-      if (flipped.length) console.warn(`${fileName}: matched with the decoder ReLU6 gradient flipped at ${JSON.stringify(flipped)}\n${reports.join('\n')}`);
+      if (flipped.length)
+        console.warn(`${fileName}: matched with the decoder ReLU6 gradient flipped at ${JSON.stringify(flipped)}\n${reports.join('\n')}`);
       if (process.env.SPARKMIM_REPORT_ERRORS) {
         console.log(`${fileName} relative errors:\n${[...comparison.errors].map(([key, error]) => `${key}: ${error.toExponential(2)}`).join('\n')}`);
       }
       expect(reports[reports.length - 1]).toMatch(/all within tolerance$/);
       // Every state-dict entry of the model is written (parameters and BN buffers).
       const written = decodeSafetensors(new Uint8Array(fs.readFileSync(out))).tensors;
-      expect(loadGolden(fileName).keys('param.').every((key) => written.has(key.slice('param.'.length)))).toBe(true);
+      expect(
+        loadGolden(fileName)
+          .keys('param.')
+          .every((key) => written.has(key.slice('param.'.length))),
+      ).toBe(true);
       // Up to two runs of two steps each on cpu: about a minute per run for the ResNet-18 case on 2 cores.
     }, 600_000);
   }
@@ -112,18 +140,46 @@ describe('sparkmim train-steps on the golden files [cpu]', () => {
 
 describe('sparkmim train-steps: errors the user can fix', () => {
   const goldenPath = () => path.join(goldensDir(), goldenFileNames()[0]);
-  const base = () => ['train-steps', '--weights', goldenPath(), '--strip-prefix', 'param.', '--input', `${goldenPath()}:input`, '--steps', '1', '--out', path.join(folder, 'o.safetensors')];
+  const base = () => [
+    'train-steps',
+    '--weights',
+    goldenPath(),
+    '--strip-prefix',
+    'param.',
+    '--input',
+    `${goldenPath()}:input`,
+    '--steps',
+    '1',
+    '--out',
+    path.join(folder, 'o.safetensors'),
+  ];
 
   const cases: [string, () => string[], () => string][] = [
-    ['a missing --input', () => ['train-steps', '--weights', 'w.safetensors', '--steps', '1', '--out', 'o.safetensors'], () => "train-steps needs --input (run 'sparkmim train-steps --help')"],
+    [
+      'a missing --input',
+      () => ['train-steps', '--weights', 'w.safetensors', '--steps', '1', '--out', 'o.safetensors'],
+      () => "train-steps needs --input (run 'sparkmim train-steps --help')",
+    ],
     ['a bad --steps', () => [...base(), '--steps', '0'], () => "--steps is '0', expected a whole number >= 1"],
     ['an unknown optimizer', () => [...base(), '--optimizer', 'adam'], () => "--optimizer is 'adam', expected one of lamb, adamw, sgd"],
     ['bad betas', () => [...base(), '--betas', '0.9'], () => "--betas is '0.9', expected two numbers in [0, 1) separated by a comma, e.g. 0.9,0.95"],
     ['an --input without a key', () => [...base(), '--input', goldenPath()], () => `--input is '${goldenPath()}', expected FILE.safetensors:KEY`],
     ['an unknown key', () => [...base(), '--input', `${goldenPath()}:images`], () => `--input: ${goldenPath()} has no key 'images' (it has `],
-    ['a missing file', () => [...base(), '--weights', path.join(folder, 'nope.safetensors')], () => `--weights: cannot read ${path.join(folder, 'nope.safetensors')}: no such file`],
-    ['an --input of the wrong shape', () => [...base(), '--input', `${goldenPath()}:active`], () => `--input ${goldenPath()}:active is [2, 1, 4, 4], expected [B, 3, H, W] (NCHW RGB images)`],
-    ['an --active of the wrong shape', () => [...base(), '--active', `${goldenPath()}:input`], () => `--active ${goldenPath()}:input is [2, 3, 128, 128], expected [2, 1, h, w] (NCHW, one value per patch)`],
+    [
+      'a missing file',
+      () => [...base(), '--weights', path.join(folder, 'nope.safetensors')],
+      () => `--weights: cannot read ${path.join(folder, 'nope.safetensors')}: no such file`,
+    ],
+    [
+      'an --input of the wrong shape',
+      () => [...base(), '--input', `${goldenPath()}:active`],
+      () => `--input ${goldenPath()}:active is [2, 1, 4, 4], expected [B, 3, H, W] (NCHW RGB images)`,
+    ],
+    [
+      'an --active of the wrong shape',
+      () => [...base(), '--active', `${goldenPath()}:input`],
+      () => `--active ${goldenPath()}:input is [2, 3, 128, 128], expected [2, 1, h, w] (NCHW, one value per patch)`,
+    ],
   ];
   for (const [what, argv, message] of cases) {
     it(`rejects ${what} with one line and exit code 2`, async () => {

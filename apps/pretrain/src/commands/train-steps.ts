@@ -4,9 +4,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupBackend } from '@sparkmim/runtime';
 import { NonFiniteLossError, defaultBetas, encodeSafetensors, trainStep } from '@sparkmim/trainer';
-import {
-  writeFileAtomic,
-} from '@sparkmim/trainer/node';
+import { writeFileAtomic } from '@sparkmim/trainer/node';
 import type { Optimizer, SafetensorsEntry } from '@sparkmim/trainer';
 import { SeededRandom, torchState } from '@sparkmim/sparse-ops';
 import { UsageError } from '../errors';
@@ -78,7 +76,8 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
   }
   const steps = numberOption('steps', values.steps, 1, (value) => Number.isInteger(value) && value >= 1, 'a whole number >= 1');
   const optimizerName = (values.optimizer ?? 'lamb') as OptimizerName;
-  if (!OPTIMIZER_NAMES.includes(optimizerName)) throw new UsageError(`--optimizer is '${values.optimizer}', expected one of ${OPTIMIZER_NAMES.join(', ')}`);
+  if (!OPTIMIZER_NAMES.includes(optimizerName))
+    throw new UsageError(`--optimizer is '${values.optimizer}', expected one of ${OPTIMIZER_NAMES.join(', ')}`);
   const lr = numberOption('lr', values.lr, 1e-3, (value) => value > 0, 'a number > 0');
   const weightDecay = numberOption('weight-decay', values['weight-decay'], 0.04, (value) => value >= 0, 'a number >= 0');
   const clip = numberOption('clip', values.clip, 5, (value) => value >= 0, 'a number >= 0 (0 = no clipping)');
@@ -102,7 +101,9 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
   }
   const activeData = values.active === undefined ? undefined : await readTensor('active', values.active);
   if (activeData && (activeData.shape.length !== 4 || activeData.shape[1] !== 1 || activeData.shape[0] !== input.shape[0])) {
-    throw new UsageError(`--active ${values.active} is [${activeData.shape.join(', ')}], expected [${input.shape[0]}, 1, h, w] (NCHW, one value per patch)`);
+    throw new UsageError(
+      `--active ${values.active} is [${activeData.shape.join(', ')}], expected [${input.shape[0]}, 1, h, w] (NCHW, one value per patch)`,
+    );
   }
   if (activeData && Array.from(activeData.data as ArrayLike<number>).some((value) => value !== 0 && value !== 1)) {
     throw new UsageError(`--active ${values.active} holds values other than 0 and 1 (1 = visible patch, 0 = masked)`);
@@ -120,7 +121,9 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
       throw new UsageError(`--input is ${height}x${width}, expected sides that are multiples of ${ratio} (the encoder's downsampling)`);
     }
     if (active && (active.shape[1] !== height / ratio || active.shape[2] !== width / ratio)) {
-      throw new UsageError(`--active is ${active.shape[1]}x${active.shape[2]} patches, expected ${height / ratio}x${width / ratio} for ${height}x${width} images`);
+      throw new UsageError(
+        `--active is ${active.shape[1]}x${active.shape[2]} patches, expected ${height / ratio}x${width / ratio} for ${height}x${width} images`,
+      );
     }
     if (!betas) {
       try {
@@ -135,7 +138,7 @@ export async function trainStepsCommand(argv: string[]): Promise<number> {
     for (let step = 0; step < steps; step++) {
       // Without --active, every step sees the same random mask (one stream, restarted from --seed).
       const random = new SeededRandom(seed).next;
-      let result;
+      let result: Awaited<ReturnType<typeof trainStep>>;
       try {
         result = await trainStep(model, optimizer, images, { active, random, lrWd, iteration: step });
       } catch (error) {

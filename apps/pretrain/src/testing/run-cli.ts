@@ -11,8 +11,14 @@ export interface CliResult {
 export async function runCli(argv: string[]): Promise<CliResult> {
   const stdout: string[] = [];
   const stderr: string[] = [];
-  const outSpy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => (stdout.push(String(chunk)), true));
-  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => (stderr.push(String(chunk)), true));
+  const outSpy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    stdout.push(String(chunk));
+    return true;
+  });
+  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+    stderr.push(String(chunk));
+    return true;
+  });
   try {
     const code = await main(argv);
     return { code, stdout: stdout.join(''), stderr: stderr.join('') };

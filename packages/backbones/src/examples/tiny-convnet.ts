@@ -86,7 +86,14 @@ export class TinyConvNet extends Module implements Backbone {
     this.featureChannels = [...channels];
     this.stem = this.registerModule(
       'stem',
-      new SparseConv2d({ inChannels: 3, outChannels: channels[0], kernelSize: 4, strides: 4, bias: false, filterInit: random.normal(Math.sqrt(2 / (16 * channels[0]))) }),
+      new SparseConv2d({
+        inChannels: 3,
+        outChannels: channels[0],
+        kernelSize: 4,
+        strides: 4,
+        bias: false,
+        filterInit: random.normal(Math.sqrt(2 / (16 * channels[0]))),
+      }),
     );
     this.stemNorm = this.registerModule('stem_bn', new SparseBatchNorm2d({ channels: channels[0] }));
     this.stages = this.registerModule(

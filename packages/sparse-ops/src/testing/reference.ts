@@ -52,12 +52,7 @@ export function maskFromRows(rowsPerItem: string[]): { values: number[]; shape: 
  * site (floor(i * h / height), floor(j * w / width)). Upsampling repeats each site as a block
  * (`repeat_interleave`), downsampling keeps the top-left site of each block (`F.interpolate(mode='nearest')`).
  */
-export function maskAt(
-  base: ArrayLike<number>,
-  [batch, baseH, baseW]: number[],
-  height: number,
-  width: number,
-): Float64Array {
+export function maskAt(base: ArrayLike<number>, [batch, baseH, baseW]: number[], height: number, width: number): Float64Array {
   const out = new Float64Array(batch * height * width);
   for (let b = 0; b < batch; b++) {
     for (let i = 0; i < height; i++) {
@@ -92,14 +87,7 @@ export interface ReferenceConvOptions {
   outputMask?: ArrayLike<number>;
 }
 
-export function convOutputSize(
-  size: number,
-  kernel: number,
-  stride: number,
-  padBefore: number,
-  padAfter: number,
-  dilation: number,
-): number {
+export function convOutputSize(size: number, kernel: number, stride: number, padBefore: number, padAfter: number, dilation: number): number {
   return Math.floor((size + padBefore + padAfter - dilation * (kernel - 1) - 1) / stride) + 1;
 }
 
@@ -131,9 +119,7 @@ export function conv2dReference(x: Grid, filter: Grid, options: ReferenceConvOpt
               if (j < 0 || j >= width) continue;
               for (let ci = 0; ci < inPerGroup; ci++) {
                 const c = group * inPerGroup + ci;
-                sum +=
-                  x.data[((b * height + i) * width + j) * inC + c] *
-                  filter.data[((ki * kernelW + kj) * inPerGroup + ci) * outC + o];
+                sum += x.data[((b * height + i) * width + j) * inC + c] * filter.data[((ki * kernelW + kj) * inPerGroup + ci) * outC + o];
               }
             }
           }
@@ -204,7 +190,7 @@ export interface ReferenceBatchNorm {
 /** The active sites of `x` (`mask` `[B, H, W]`, or all sites) as a list of site indices. */
 function activeSiteList(siteCount: number, mask?: ArrayLike<number>): number[] {
   const sites: number[] = [];
-  for (let site = 0; site < siteCount; site++) if (!mask || mask[site] !== 0) sites.push(site);
+  for (let site = 0; site < siteCount; site++) if (mask?.[site] !== 0) sites.push(site);
   return sites;
 }
 
@@ -260,13 +246,7 @@ export function batchNormEvalReference(
 }
 
 /** ConvNeXt's channels-last LayerNorm at each active site (biased variance over channels), zeros elsewhere. */
-export function layerNormReference(
-  x: Grid,
-  mask: ArrayLike<number> | undefined,
-  gamma: Float64Array,
-  beta: Float64Array,
-  epsilon = 1e-6,
-): Grid {
+export function layerNormReference(x: Grid, mask: ArrayLike<number> | undefined, gamma: Float64Array, beta: Float64Array, epsilon = 1e-6): Grid {
   const [batch, height, width, channels] = x.shape;
   const out = new Float64Array(x.data.length);
   for (const site of activeSiteList(batch * height * width, mask)) {

@@ -49,13 +49,28 @@ function referenceGetParams(height: number, width: number, scale: [number, numbe
 }
 
 function countingRandom(random: () => number) {
-  const counter = { draws: 0, next: () => (counter.draws++, random()) };
+  const counter = {
+    draws: 0,
+    next: () => {
+      counter.draws++;
+      return random();
+    },
+  };
   return counter;
 }
 
 describe('randomResizedCropParams', () => {
   it('matches a line-by-line reference of torchvision get_params on one shared random sequence', () => {
-    const sizes: [number, number][] = [[375, 500], [500, 375], [224, 224], [32, 32], [7, 300], [300, 7], [1, 1], [2, 3]];
+    const sizes: [number, number][] = [
+      [375, 500],
+      [500, 375],
+      [224, 224],
+      [32, 32],
+      [7, 300],
+      [300, 7],
+      [1, 1],
+      [2, 3],
+    ];
     const settings: { scale: [number, number]; ratio: [number, number] }[] = [
       { scale: [0.67, 1], ratio: [3 / 4, 4 / 3] },
       { scale: [0.08, 1], ratio: [3 / 4, 4 / 3] },
@@ -124,7 +139,9 @@ describe('randomResizedCropParams', () => {
     expect(() => randomResizedCropParams(5, 5, Math.random, { scale: [1, 0.5] })).toThrow(
       'randomResizedCropParams: scale is (1, 0.5), expected 0 < min <= max',
     );
-    expect(() => randomResizedCropParams(5, 5, Math.random, { ratio: [0, 1] })).toThrow('randomResizedCropParams: ratio is (0, 1), expected 0 < min <= max');
+    expect(() => randomResizedCropParams(5, 5, Math.random, { ratio: [0, 1] })).toThrow(
+      'randomResizedCropParams: ratio is (0, 1), expected 0 < min <= max',
+    );
   });
 });
 

@@ -47,7 +47,10 @@ export function randomResizedCropParams(
   random: () => number,
   { scale = SPARK_CROP_SCALE, ratio = DEFAULT_CROP_RATIO }: ResizedCropOptions = {},
 ): CropBox {
-  for (const [label, value] of [['imageHeight', imageHeight], ['imageWidth', imageWidth]] as const) {
+  for (const [label, value] of [
+    ['imageHeight', imageHeight],
+    ['imageWidth', imageWidth],
+  ] as const) {
     if (!(Number.isInteger(value) && value >= 1)) throw new Error(`randomResizedCropParams: ${label} is ${value}, expected a whole number >= 1`);
   }
   if (!(scale[0] > 0 && scale[0] <= scale[1])) {
@@ -98,7 +101,10 @@ export function imageSizeOf(size: ImageSize, caller = 'imageSizeOf'): { height: 
     return { height: size, width: size };
   }
   const { height, width } = size ?? ({} as { height?: number; width?: number });
-  for (const [label, value] of [['height', height], ['width', width]] as const) {
+  for (const [label, value] of [
+    ['height', height],
+    ['width', width],
+  ] as const) {
     if (!(Number.isInteger(value) && (value as number) >= 1)) {
       throw new Error(`${caller}: inputSize ${JSON.stringify(size)} has ${label} ${value}, expected a whole number >= 1`);
     }

@@ -54,7 +54,12 @@ describeBackends('ImageFolderSource with a rectangular inputSize', () => {
     for (let y = 2; y < 18; y++) {
       for (let x = 2; x < 28; x++) {
         const at = (y * 30 + x) * 3;
-        worst = Math.max(worst, Math.abs(level(values[at], 0) - (8 * x + 2)), Math.abs(level(values[at + 1], 1) - (8 * y + 2)), Math.abs(level(values[at + 2], 2) - 100));
+        worst = Math.max(
+          worst,
+          Math.abs(level(values[at], 0) - (8 * x + 2)),
+          Math.abs(level(values[at + 1], 1) - (8 * y + 2)),
+          Math.abs(level(values[at + 2], 2) - 100),
+        );
       }
     }
     expect(worst).toBeLessThanOrEqual(1);
@@ -67,7 +72,9 @@ describe('imageSizeOf and cropRatioFor', () => {
     expect(imageSizeOf(224)).toEqual({ height: 224, width: 224 });
     expect(imageSizeOf({ height: 192, width: 320 })).toEqual({ height: 192, width: 320 });
     expect(() => imageSizeOf(0, 'X')).toThrow('X: inputSize is 0, expected a whole number >= 1');
-    expect(() => imageSizeOf({ height: 96, width: 12.5 }, 'X')).toThrow('X: inputSize {"height":96,"width":12.5} has width 12.5, expected a whole number >= 1');
+    expect(() => imageSizeOf({ height: 96, width: 12.5 }, 'X')).toThrow(
+      'X: inputSize {"height":96,"width":12.5} has width 12.5, expected a whole number >= 1',
+    );
   });
 
   it("is torchvision's range for a square and the range times the aspect for a rectangle", () => {

@@ -39,7 +39,9 @@ async function rgbPng(width: number, height: number, seed: number): Promise<Buff
 }
 
 async function jpeg(width: number, height: number, seed: number): Promise<Buffer> {
-  return sharp(noiseBytes(width * height * 3, seed), { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  return sharp(noiseBytes(width * height * 3, seed), { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
 }
 
 /** A JPEG cut in half: the header is fine, the data ends early. */
@@ -108,9 +110,15 @@ describe('ImageFolderSource: folders and files', () => {
   it('fails with a distinct one-line error for a missing folder, a file, no images, and only broken images', async () => {
     const root = tempFolder({ 'file.png': await rgbPng(4, 4, 1), 'empty/.keep': '', 'texts/a.txt': 'a', 'texts/b.md': 'b' });
     const missing = await openError(path.join(root, 'nowhere'));
-    expect({ code: missing.code, message: missing.message }).toEqual({ code: 'missing-folder', message: `image folder not found: ${path.join(root, 'nowhere')}` });
+    expect({ code: missing.code, message: missing.message }).toEqual({
+      code: 'missing-folder',
+      message: `image folder not found: ${path.join(root, 'nowhere')}`,
+    });
     const file = await openError(path.join(root, 'file.png'));
-    expect({ code: file.code, message: file.message }).toEqual({ code: 'not-a-folder', message: `${path.join(root, 'file.png')} is a file, expected a folder of images` });
+    expect({ code: file.code, message: file.message }).toEqual({
+      code: 'not-a-folder',
+      message: `${path.join(root, 'file.png')} is a file, expected a folder of images`,
+    });
     const empty = await openError(path.join(root, 'empty'));
     expect({ code: empty.code, message: empty.message }).toEqual({
       code: 'no-images',
@@ -123,7 +131,9 @@ describe('ImageFolderSource: folders and files', () => {
     const skips: SkippedImage[] = [];
     const broken = await openError(brokenFolder, { onSkip: (skipped) => skips.push(skipped) });
     expect(broken.code).toBe('no-decodable-images');
-    expect(broken.message).toMatch(new RegExp(`^none of the 3 image files in ${brokenFolder} could be decoded \\(e\\.g\\. ${brokenFolder}/a\\.jpg: .+\\)$`));
+    expect(broken.message).toMatch(
+      new RegExp(`^none of the 3 image files in ${brokenFolder} could be decoded \\(e\\.g\\. ${brokenFolder}/a\\.jpg: .+\\)$`),
+    );
     expect(broken.message).not.toContain('\n');
     expect(skips.map((skipped) => path.basename(skipped.path))).toEqual(['a.jpg', 'b.png', 'c.webp']);
   });
@@ -136,7 +146,9 @@ describe('ImageFolderSource: folders and files', () => {
 
   it('says what it expected for bad options', async () => {
     const folder = tempFolder({ 'a.png': await rgbPng(4, 4, 1) });
-    await expect(ImageFolderSource.open(folder, { inputSize: 0 })).rejects.toThrow('ImageFolderSource.open: inputSize is 0, expected a whole number >= 1');
+    await expect(ImageFolderSource.open(folder, { inputSize: 0 })).rejects.toThrow(
+      'ImageFolderSource.open: inputSize is 0, expected a whole number >= 1',
+    );
     await expect(ImageFolderSource.open(folder, { inputSize: 4, prefetch: -1 })).rejects.toThrow(
       'ImageFolderSource.open: prefetch is -1, expected a whole number >= 0',
     );
@@ -163,7 +175,9 @@ describeBackends('ImageFolderSource', () => {
       'rgb16.png': encodePng(deep, side, side, 3, 16),
       'gray16.png': encodePng(grayDeep, side, side, 1, 16),
       'graya.png': encodePng(grayAlpha, side, side, 2),
-      'lossless.webp': await sharp(Buffer.from(rgb), { raw: { width: side, height: side, channels: 3 } }).webp({ lossless: true }).toBuffer(),
+      'lossless.webp': await sharp(Buffer.from(rgb), { raw: { width: side, height: side, channels: 3 } })
+        .webp({ lossless: true })
+        .toBuffer(),
       'photo.jpg': await sharp(Buffer.from(rgb), { raw: { width: side, height: side, channels: 3 } })
         .jpeg({ quality: 100, chromaSubsampling: '4:4:4' })
         .toBuffer(),
@@ -207,7 +221,12 @@ describeBackends('ImageFolderSource', () => {
     ihdr.writeUInt32BE(16000, 0);
     ihdr.writeUInt32BE(16000, 4);
     ihdr.set([8, 6, 0, 0, 0], 8); // 8-bit RGBA
-    const huge = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(Buffer.alloc(1000))), chunk('IEND', Buffer.alloc(0))]);
+    const huge = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      chunk('IHDR', ihdr),
+      chunk('IDAT', zlib.deflateSync(Buffer.alloc(1000))),
+      chunk('IEND', Buffer.alloc(0)),
+    ]);
     const folder = tempFolder({
       'huge-rgba.png': huge,
       'wide-rgb.png': await rgbPng(40, 30, 1),
@@ -216,7 +235,10 @@ describeBackends('ImageFolderSource', () => {
     });
     const source = await ImageFolderSource.open(folder, { inputSize: 8, ...quiet, maxPixels: 1000 });
     const batches = await collect(source, 0, { batchSize: 2, seed: 0 });
-    expect(batches.map((batch) => batch.indices.map((index) => path.basename(source.files[index])))).toEqual([['small.png', 'small.png'], ['small.png', 'small.png']]);
+    expect(batches.map((batch) => batch.indices.map((index) => path.basename(source.files[index])))).toEqual([
+      ['small.png', 'small.png'],
+      ['small.png', 'small.png'],
+    ]);
     expect(Object.fromEntries(source.skipped.map((skipped) => [path.basename(skipped.path), skipped.reason]))).toEqual({
       'huge-rgba.png': '16000x16000 is 256000000 pixels, more than the limit of 1000 (maxPixels)',
       'wide-rgb.png': '40x30 is 1200 pixels, more than the limit of 1000 (maxPixels)',
@@ -225,7 +247,9 @@ describeBackends('ImageFolderSource', () => {
     // The default limit (8192 x 8192) still refuses the 16000 x 16000 header.
     const defaults = await ImageFolderSource.open(folder, { inputSize: 8, ...quiet });
     await collect(defaults, 0, { batchSize: 4, seed: 0 });
-    expect(defaults.skipped.map((skipped) => skipped.reason)).toEqual(['16000x16000 is 256000000 pixels, more than the limit of 67108864 (maxPixels)']);
+    expect(defaults.skipped.map((skipped) => skipped.reason)).toEqual([
+      '16000x16000 is 256000000 pixels, more than the limit of 67108864 (maxPixels)',
+    ]);
   });
 
   it('skips broken files with a warning each, fills batches from the next files, keeps shapes fixed', async () => {
@@ -239,7 +263,10 @@ describeBackends('ImageFolderSource', () => {
     files['empty.webp'] = '';
     const folder = tempFolder(files);
     const warnings: string[] = [];
-    const source = await ImageFolderSource.open(folder, { inputSize: 6, onSkip: (skipped, soFar) => warnings.push(`${path.basename(skipped.path)} ${soFar}`) });
+    const source = await ImageFolderSource.open(folder, {
+      inputSize: 6,
+      onSkip: (skipped, soFar) => warnings.push(`${path.basename(skipped.path)} ${soFar}`),
+    });
     expect(source.size).toBe(11);
     const brokenNames = new Set(['corrupt.jpg', 'garbled.jpg', 'text.png', 'empty.webp']);
     const isBroken = (index: number) => brokenNames.has(path.basename(source.files[index]));
@@ -256,7 +283,11 @@ describeBackends('ImageFolderSource', () => {
         return picked;
       });
       expect(batches.map((batch) => batch.indices)).toEqual(expectedIndices);
-      expect(batches.map((batch) => batch.shape)).toEqual([[4, 6, 6, 3], [4, 6, 6, 3], [4, 6, 6, 3]]);
+      expect(batches.map((batch) => batch.shape)).toEqual([
+        [4, 6, 6, 3],
+        [4, 6, 6, 3],
+        [4, 6, 6, 3],
+      ]);
     }
     // One warning per broken file (the probe at open saw them first, in file order), never repeated.
     expect(warnings.map((warning) => warning.split(' ')[0]).sort()).toEqual([...brokenNames].sort());
@@ -361,9 +392,11 @@ describeBackends('ImageFolderSource', () => {
 describe('test-images', () => {
   it('writes PNGs that sharp reads back with the same samples', async () => {
     const samples = noisePixels(5 * 3 * 4, 8);
-    const { data, info } = await sharp(encodePng(samples, 5, 3, 4)).raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(encodePng(samples, 5, 3, 4))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     expect({ width: info.width, height: info.height, channels: info.channels }).toEqual({ width: 5, height: 3, channels: 4 });
     expect(Array.from(data)).toEqual(samples);
-    expect(fs.existsSync(tempFolder({ 'x/y.txt': 'z' }) + '/x/y.txt')).toBe(true);
+    expect(fs.existsSync(`${tempFolder({ 'x/y.txt': 'z' })}/x/y.txt`)).toBe(true);
   });
 });

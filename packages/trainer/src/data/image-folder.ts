@@ -199,7 +199,8 @@ export class ImageFolderSource implements DataSource {
     this.queue = new TaskQueue(options.concurrency ?? 4);
     this.maxPixels = options.maxPixels ?? MAX_IMAGE_PIXELS;
     this.onSkip =
-      options.onSkip ?? ((skipped, count) => console.warn(`ImageFolderSource: skipping ${skipped.path}: ${skipped.reason} (${count} skipped so far)`));
+      options.onSkip ??
+      ((skipped, count) => console.warn(`ImageFolderSource: skipping ${skipped.path}: ${skipped.reason} (${count} skipped so far)`));
   }
 
   /**
@@ -305,7 +306,9 @@ export class ImageFolderSource implements DataSource {
         // bicubic bit for bit (sharp's cubic is 1 to 3.5 levels off when enlarging; see the README).
         const cropped = await image.extract(region).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
         if (cropped.info.width !== box.width || cropped.info.height !== box.height || cropped.info.channels !== 3) {
-          throw new Error(`decoded the crop to ${cropped.info.width}x${cropped.info.height}x${cropped.info.channels}, expected ${box.width}x${box.height}x3`);
+          throw new Error(
+            `decoded the crop to ${cropped.info.width}x${cropped.info.height}x${cropped.info.channels}, expected ${box.width}x${box.height}x3`,
+          );
         }
         const data = resizeBicubicLikePil(cropped.data, box.width, box.height, 3, size.width, size.height);
         if (flip) mirrorRows(data, size.width, size.height);
@@ -334,9 +337,7 @@ export class ImageFolderSource implements DataSource {
       if (this.disposed) throw new Error('ImageFolderSource.epochBatches: the source was disposed');
       const positions = Array.from({ length: batchSize - indices.length }, (_, offset) => position + offset);
       position += positions.length;
-      const decoded = await Promise.all(
-        positions.map((at) => this.decodeFile(indexAt(plan, at), augmentationRandom(seed, epoch, batchIndex, at))),
-      );
+      const decoded = await Promise.all(positions.map((at) => this.decodeFile(indexAt(plan, at), augmentationRandom(seed, epoch, batchIndex, at))));
       decoded.forEach((pixels, offset) => {
         if (!pixels) {
           failedInARow += 1;

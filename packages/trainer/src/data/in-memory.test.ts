@@ -57,10 +57,18 @@ describeBackends('InMemorySource', () => {
     const batches = await collect(source, 2, { batchSize: 4, seed: 11 });
     const order = Array.from(epochPermutation(COUNT, 11, 2));
     expect(batches.map((batch) => batch.indices)).toEqual([order.slice(0, 4), order.slice(4, 8), [...order.slice(8), ...order.slice(0, 2)]]);
-    expect(batches.map((batch) => batch.shape)).toEqual([[4, SIDE, SIDE, 3], [4, SIDE, SIDE, 3], [4, SIDE, SIDE, 3]]);
+    expect(batches.map((batch) => batch.shape)).toEqual([
+      [4, SIDE, SIDE, 3],
+      [4, SIDE, SIDE, 3],
+      [4, SIDE, SIDE, 3],
+    ]);
     expect(batches.map((batch) => batch.batchIndex)).toEqual([0, 1, 2]);
     for (const batch of batches) {
-      await expectClose(batch.values, batch.indices.map((image) => expectedImage(image, false)).flat(), { relative: 1e-6, label: 'batch' });
+      await expectClose(
+        batch.values,
+        batch.indices.flatMap((image) => expectedImage(image, false)),
+        { relative: 1e-6, label: 'batch' },
+      );
     }
     expect((await collect(source, 2, { batchSize: 4, seed: 11, dropLast: true })).length).toBe(2);
     source.dispose();
@@ -115,7 +123,7 @@ describeBackends('InMemorySource', () => {
     const rgba = { data: new Uint8ClampedArray(rgbaValues), width: SIDE, height: SIDE };
     const source = InMemorySource.fromPixels([rgb, rgba]);
     const [batch] = await collect(source, 0, { batchSize: 2, seed: 0 });
-    const expected = batch.indices.map((index) => expectedImage(index + 1, false)).flat();
+    const expected = batch.indices.flatMap((index) => expectedImage(index + 1, false));
     await expectClose(batch.values, expected, { relative: 1e-6, label: 'fromPixels' });
     source.dispose();
   });
@@ -123,8 +131,9 @@ describeBackends('InMemorySource', () => {
   it('serves rectangles: [B, H, W, 3] batches, mirrored along the width', async () => {
     // Image n is 2 high and 3 wide: pixel (y, x) = (n·20 + x, y·30, 7).
     const [height, width] = [2, 3];
-    const pixelsOfRect = (n: number) => Array.from({ length: height * width }, (_, i) => [n * 20 + (i % width), Math.floor(i / width) * 30, 7]).flat();
-    const pixels = tf.tensor4d([0, 1, 2, 3].map(pixelsOfRect).flat(), [4, height, width, 3]);
+    const pixelsOfRect = (n: number) =>
+      Array.from({ length: height * width }, (_, i) => [n * 20 + (i % width), Math.floor(i / width) * 30, 7]).flat();
+    const pixels = tf.tensor4d([0, 1, 2, 3].flatMap(pixelsOfRect), [4, height, width, 3]);
     const source = InMemorySource.fromTensor(pixels, { flip: true });
     pixels.dispose();
     expect(source.imageSize).toEqual({ height, width });
@@ -159,9 +168,12 @@ describeBackends('InMemorySource', () => {
     expect(() => InMemorySource.fromTensor(wrong)).toThrow('InMemorySource.fromTensor: pixels are [2, 4, 5, 1], expected [N, H, W, 3] with N >= 1');
     wrong.dispose();
     expect(() => InMemorySource.fromPixels([])).toThrow('InMemorySource.fromPixels: no images, expected at least one');
-    expect(() => InMemorySource.fromPixels([{ data: new Uint8Array(12), width: 2, height: 2 }, { data: new Uint8Array(27), width: 3, height: 3 }])).toThrow(
-      'InMemorySource.fromPixels: image 1 is 3x3, expected 2x2 like image 0',
-    );
+    expect(() =>
+      InMemorySource.fromPixels([
+        { data: new Uint8Array(12), width: 2, height: 2 },
+        { data: new Uint8Array(27), width: 3, height: 3 },
+      ]),
+    ).toThrow('InMemorySource.fromPixels: image 1 is 3x3, expected 2x2 like image 0');
     expect(() => InMemorySource.fromPixels([{ data: new Uint8Array(10), width: 2, height: 2 }])).toThrow(
       'InMemorySource.fromPixels: image 0 has 10 values, expected 12 (RGB) or 16 (RGBA) for 2x2',
     );

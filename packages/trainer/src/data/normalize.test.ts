@@ -35,7 +35,11 @@ describeBackends('normalizeImages / denormalizeImages', () => {
     const pixels = tf.tensor4d(values, [1, 16, 16, 3], 'int32');
     const normalized = normalizeImages(pixels);
     const table = normalizationTable();
-    await expectClose(normalized, values.map((value, i) => table[(i % 3) * 256 + value]), { relative: 1e-6, label: 'table' });
+    await expectClose(
+      normalized,
+      values.map((value, i) => table[(i % 3) * 256 + value]),
+      { relative: 1e-6, label: 'table' },
+    );
     tf.dispose([pixels, normalized]);
   });
 

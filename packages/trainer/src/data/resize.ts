@@ -67,7 +67,7 @@ function coefficients(inSize: number, outSize: number): Coefficients {
 /** Pillow's `clip8`: the fixed-point sum (already offset by a half) shifted down and clamped. */
 function clip8(sum: number): number {
   const value = Math.floor(sum / (1 << PRECISION_BITS));
-  return value < 0 ? 0 : value > 255 ? 255 : value;
+  return value < 0 ? 0 : Math.min(value, 255);
 }
 
 /**
@@ -86,7 +86,13 @@ export function resizeBicubicLikePil(
   outWidth: number,
   outHeight: number,
 ): Uint8Array {
-  for (const [label, value] of [['width', width], ['height', height], ['channels', channels], ['outWidth', outWidth], ['outHeight', outHeight]] as const) {
+  for (const [label, value] of [
+    ['width', width],
+    ['height', height],
+    ['channels', channels],
+    ['outWidth', outWidth],
+    ['outHeight', outHeight],
+  ] as const) {
     if (!(Number.isInteger(value) && value >= 1)) throw new Error(`resizeBicubicLikePil: ${label} is ${value}, expected a whole number >= 1`);
   }
   if (pixels.length !== width * height * channels) {

@@ -67,9 +67,15 @@ describe('planEpoch', () => {
   });
 
   it('says what it expected for bad arguments', () => {
-    expect(() => planEpoch('source.epochBatches', 10, -1, { batchSize: 2 })).toThrow('source.epochBatches: epoch is -1, expected a whole number >= 0');
-    expect(() => planEpoch('source.epochBatches', 10, 0, { batchSize: 2.5 })).toThrow('source.epochBatches: batchSize is 2.5, expected a whole number >= 1');
-    expect(() => planEpoch('source.epochBatches', 10, 0, { batchSize: 2, seed: 0.5 })).toThrow('source.epochBatches: seed is 0.5, expected an integer');
+    expect(() => planEpoch('source.epochBatches', 10, -1, { batchSize: 2 })).toThrow(
+      'source.epochBatches: epoch is -1, expected a whole number >= 0',
+    );
+    expect(() => planEpoch('source.epochBatches', 10, 0, { batchSize: 2.5 })).toThrow(
+      'source.epochBatches: batchSize is 2.5, expected a whole number >= 1',
+    );
+    expect(() => planEpoch('source.epochBatches', 10, 0, { batchSize: 2, seed: 0.5 })).toThrow(
+      'source.epochBatches: seed is 0.5, expected an integer',
+    );
     expect(() => planEpoch('source.epochBatches', 10, 0, { batchSize: 16, dropLast: true })).toThrow(
       'source.epochBatches: batchSize 16 is larger than the 10 images and dropLast is set, so an epoch has no batches',
     );

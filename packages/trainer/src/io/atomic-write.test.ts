@@ -1,7 +1,7 @@
-import { spawn } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as ts from 'typescript';
 import { writeFileAtomic } from './atomic-write';
 import { decodeSafetensors, encodeSafetensors } from './safetensors';
@@ -94,6 +94,8 @@ describe('writeFileAtomic', () => {
     expect(fs.readdirSync(folder)).toEqual([]);
     fs.writeFileSync(path.join(folder, 'file'), 'x');
     const underFile = path.join(folder, 'file', 'last.safetensors');
-    await expect(writeFileAtomic(underFile, checkpoint(1))).rejects.toThrow(`writeFileAtomic: cannot write ${underFile}: a part of the path is not a folder (ENOTDIR)`);
+    await expect(writeFileAtomic(underFile, checkpoint(1))).rejects.toThrow(
+      `writeFileAtomic: cannot write ${underFile}: a part of the path is not a folder (ENOTDIR)`,
+    );
   });
 });

@@ -46,7 +46,9 @@ function writeError(filePath: string, folder: string, error: NodeJS.ErrnoExcepti
  */
 export async function writeFileAtomic(filePath: string, data: AtomicWriteData): Promise<void> {
   const folder = path.dirname(filePath);
-  const random = Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0');
+  const random = Math.floor(Math.random() * 0x100000000)
+    .toString(16)
+    .padStart(8, '0');
   const tempPath = path.join(folder, `.${path.basename(filePath)}.${process.pid}.${random}.tmp`);
   // 'wx': fail rather than share a temporary file with another writer.
   const handle = await fs.open(tempPath, 'wx').catch((error: NodeJS.ErrnoException) => {

@@ -1,5 +1,5 @@
-import * as fs from 'fs';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, goldenFileNames, goldensDir, loadGolden } from '@sparkmim/test-utils';
 import { decodeSafetensors, encodeSafetensors } from './safetensors';
@@ -37,7 +37,12 @@ describe('decodeSafetensors', () => {
         expect(tensor.shape).toEqual(golden.get(name).shape);
         // Bitwise equal (compared as bytes: jest's deep equality is slow on large arrays).
         const expected = golden.get(name).data;
-        expect({ name, sameBits: Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength).equals(Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength)) }).toEqual({ name, sameBits: true });
+        expect({
+          name,
+          sameBits: Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength).equals(
+            Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength),
+          ),
+        }).toEqual({ name, sameBits: true });
       }
     });
 
@@ -97,7 +102,9 @@ describe('decodeSafetensors', () => {
       `safetensors: the file is 1000 bytes, but its header length says ${length} bytes of JSON follow the 8-byte prefix (expected at least ${8 + length} bytes): the file is truncated`,
     );
     const cut = original.byteLength - 100;
-    expect(() => decodeSafetensors(original.subarray(0, cut))).toThrow(new RegExp(`needs the file to be at least ${original.byteLength} bytes, but it is ${cut} bytes: the file is truncated`));
+    expect(() => decodeSafetensors(original.subarray(0, cut))).toThrow(
+      new RegExp(`needs the file to be at least ${original.byteLength} bytes, but it is ${cut} bytes: the file is truncated`),
+    );
   });
 
   it('says what it expected for malformed headers', () => {
@@ -110,12 +117,14 @@ describe('decodeSafetensors', () => {
     expect(() => decodeSafetensors(handMade({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, [0, 0, 0, 0]))).toThrow(
       "safetensors: tensor 'a' has shape [-1], expected an array of non-negative integers",
     );
-    expect(() => decodeSafetensors(handMade({ __metadata__: { epoch: 3 } }, []))).toThrow('safetensors: __metadata__ must be an object of strings, got {"epoch":3}');
+    expect(() => decodeSafetensors(handMade({ __metadata__: { epoch: 3 } }, []))).toThrow(
+      'safetensors: __metadata__ must be an object of strings, got {"epoch":3}',
+    );
     const big = new DataView(new ArrayBuffer(16));
     big.setBigInt64(0, 2n ** 40n, true);
-    expect(() => decodeSafetensors(handMade({ a: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }, Array.from(new Uint8Array(big.buffer, 0, 8))))).toThrow(
-      "safetensors: tensor 'a': I64 element 0 is 1099511627776, outside the int32 range this reader returns",
-    );
+    expect(() =>
+      decodeSafetensors(handMade({ a: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }, Array.from(new Uint8Array(big.buffer, 0, 8)))),
+    ).toThrow("safetensors: tensor 'a': I64 element 0 is 1099511627776, outside the int32 range this reader returns");
     const notJson = handMade({}, []);
     notJson[8] = 0x5b; // '['
     expect(() => decodeSafetensors(notJson)).toThrow('safetensors: the 2-byte header is not valid UTF-8 JSON');
@@ -136,9 +145,13 @@ describe('decodeSafetensors', () => {
     expect(() => decodeSafetensors(handMade({ a: f32(0, 4), b: f32(8, 12) }, zeros(12)))).toThrow(
       "safetensors: data bytes [4, 8) belong to no tensor (a hole before tensor 'b'): the tensors must cover the data without gaps",
     );
-    expect(() => decodeSafetensors(handMade({ a: f32(4, 8) }, zeros(8)))).toThrow("safetensors: data bytes [0, 4) belong to no tensor (a hole before tensor 'a')");
+    expect(() => decodeSafetensors(handMade({ a: f32(4, 8) }, zeros(8)))).toThrow(
+      "safetensors: data bytes [0, 4) belong to no tensor (a hole before tensor 'a')",
+    );
     const trailing = handMade({ a: f32(0, 4) }, zeros(10));
-    expect(() => decodeSafetensors(trailing)).toThrow(`safetensors: 6 bytes follow the last tensor's data (which ends at ${trailing.byteLength - 6} of ${trailing.byteLength} bytes): expected none`);
+    expect(() => decodeSafetensors(trailing)).toThrow(
+      `safetensors: 6 bytes follow the last tensor's data (which ends at ${trailing.byteLength - 6} of ${trailing.byteLength} bytes): expected none`,
+    );
     // Empty tensors take no bytes and may sit anywhere in the tiling.
     expect([...decodeSafetensors(handMade({ a: f32(0, 4), e: f32(4, 4, [0, 3]), b: f32(4, 8) }, zeros(8))).tensors.keys()]).toEqual(['a', 'e', 'b']);
     for (const inherited of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
@@ -194,14 +207,22 @@ describe('encodeSafetensors', () => {
     expect(() => encodeSafetensors({ n: { dtype: 'I32', shape: [1], data: [1.5] } })).toThrow(
       "encodeSafetensors: tensor 'n' (I32) element 0 is 1.5, expected an integer in [-2147483648, 2147483647]",
     );
-    expect(() => encodeSafetensors({ __metadata__: { shape: [], data: [1] } })).toThrow("encodeSafetensors: '__metadata__' is reserved and cannot name a tensor");
+    expect(() => encodeSafetensors({ __metadata__: { shape: [], data: [1] } })).toThrow(
+      "encodeSafetensors: '__metadata__' is reserved and cannot name a tensor",
+    );
   });
 });
 
 describeBackends('safetensors and tfjs tensors', () => {
   it('round-trips float32, int32 and bool tensors', async () => {
     const originals = new Map<string, tf.Tensor>([
-      ['weights', tf.tensor([[1.5, -2], [3, 4.25]])],
+      [
+        'weights',
+        tf.tensor([
+          [1.5, -2],
+          [3, 4.25],
+        ]),
+      ],
       ['step', tf.scalar(12, 'int32')],
       ['mask', tf.tensor([true, false, true], [3], 'bool')],
     ]);

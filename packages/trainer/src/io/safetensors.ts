@@ -225,7 +225,9 @@ export function decodeSafetensors(bytes: Uint8Array, options: DecodeSafetensorsO
     previous = entry;
   }
   if (covered !== dataLength) {
-    throw new Error(`${prefix}: ${dataLength - covered} bytes follow the last tensor's data (which ends at ${dataStart + covered} of ${size} bytes): expected none`);
+    throw new Error(
+      `${prefix}: ${dataLength - covered} bytes follow the last tensor's data (which ends at ${dataStart + covered} of ${size} bytes): expected none`,
+    );
   }
   const decoded = planned.map(({ name, begin, end, dtype, shape, count, describe }) => ({
     name,
@@ -299,7 +301,9 @@ export function encodeSafetensors(
     }
     const count = elementCount(entry.shape);
     if (entry.data.length !== count) {
-      throw new Error(`encodeSafetensors: tensor '${name}' has shape ${formatShape(entry.shape)} (${count} elements) but ${entry.data.length} values`);
+      throw new Error(
+        `encodeSafetensors: tensor '${name}' has shape ${formatShape(entry.shape)} (${count} elements) but ${entry.data.length} values`,
+      );
     }
     return { name, dtype, shape: [...entry.shape], data: entry.data, byteLength: count * DTYPE_INFO[dtype].bytes };
   });

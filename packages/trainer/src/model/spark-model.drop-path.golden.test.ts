@@ -1,9 +1,17 @@
-import * as path from 'path';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { createBackboneFromConfig } from '@sparkmim/backbones';
 import { toTorchLayout } from '@sparkmim/sparse-ops';
 import { describeBackends, goldenErrorReport, goldenInputs, loadGolden, nchwValues, type GoldenFile } from '@sparkmim/test-utils';
-import { Lamb, paramGroupsFromVariables, SparkModel, sparkArchitectureFromState, stripStatePrefix, trainStep, type SparkForwardOutput } from '../index';
+import {
+  Lamb,
+  paramGroupsFromVariables,
+  SparkModel,
+  sparkArchitectureFromState,
+  stripStatePrefix,
+  trainStep,
+  type SparkForwardOutput,
+} from '../index';
 
 // Drop path against the official code. PyTorch's draws cannot be reproduced by our generator, so the
 // golden files (made by tools/peer-cases/make_goldens_droppath.py from the official SparK code) store the
@@ -58,12 +66,15 @@ describeBackends('SparkModel with drop path on the official draws', ({ backend }
       const parameters = model.parameters();
       const draws = replay(file, 0);
       let output!: SparkForwardOutput;
-      const { value: loss, grads: byVariable } = tf.variableGrads(() => {
-        output = model.forwardWithIntermediates(images, { active, random: draws.random });
-        [...output.features, ...output.toDecoder, output.reconstruction].forEach((tensor) => tf.keep(tensor));
-        tf.keep(output.active);
-        return output.loss;
-      }, parameters.map(({ variable }) => variable));
+      const { value: loss, grads: byVariable } = tf.variableGrads(
+        () => {
+          output = model.forwardWithIntermediates(images, { active, random: draws.random });
+          [...output.features, ...output.toDecoder, output.reconstruction].forEach((tensor) => tf.keep(tensor));
+          tf.keep(output.active);
+          return output.loss;
+        },
+        parameters.map(({ variable }) => variable),
+      );
       expect(draws.drawn()).toBe(draws.total);
 
       for (const [i, features] of output.features.entries()) {

@@ -1,6 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { toTorchLayout, type TorchLayout } from '@sparkmim/sparse-ops';
-import { describeBackends, goldenErrorReport, goldenFileNames, goldenInputs, loadGolden, maxAbs, nchwValues, type GoldenFile } from '@sparkmim/test-utils';
+import {
+  describeBackends,
+  goldenErrorReport,
+  goldenFileNames,
+  goldenInputs,
+  loadGolden,
+  maxAbs,
+  nchwValues,
+  type GoldenFile,
+} from '@sparkmim/test-utils';
 import { SparkModel, type SparkForwardOutput } from '../index';
 import { kinkFlippedGradients } from '../testing/kink-flip';
 
@@ -69,12 +78,15 @@ describeBackends('SparkModel on the goldens', ({ backend }) => {
 
       // One forward (with every intermediate kept) and its backward, as loss.backward() after SparK.forward.
       let output!: SparkForwardOutput;
-      const { value: loss, grads: gradsByVariable } = tf.variableGrads(() => {
-        output = model.forwardWithIntermediates(images, { active });
-        tf.keep(output.active);
-        [...output.features, ...output.toDecoder, output.reconstruction].forEach((tensor) => tf.keep(tensor));
-        return output.loss;
-      }, parameters.map((parameter) => parameter.variable));
+      const { value: loss, grads: gradsByVariable } = tf.variableGrads(
+        () => {
+          output = model.forwardWithIntermediates(images, { active });
+          tf.keep(output.active);
+          [...output.features, ...output.toDecoder, output.reconstruction].forEach((tensor) => tf.keep(tensor));
+          return output.loss;
+        },
+        parameters.map((parameter) => parameter.variable),
+      );
       const grads = new Map(parameters.map(({ name, variable }) => [name, gradsByVariable[variable.name] ?? tf.zerosLike(variable)]));
 
       const tolerance = FORWARD_TOLERANCE[backend];

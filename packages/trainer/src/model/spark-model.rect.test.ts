@@ -9,7 +9,13 @@ import { SparkModel } from '../index';
 // the pictures keep the rectangle; the loss is SparK's, recomputed here in float64 from the reconstruction.
 
 /** SparK's loss in float64: per-patch normalised target, mean squared error, averaged over masked patches. */
-function referenceLoss(rec: ArrayLike<number>, images: ArrayLike<number>, active: ArrayLike<number>, [batch, height, width, channels]: number[], patch: number): number {
+function referenceLoss(
+  rec: ArrayLike<number>,
+  images: ArrayLike<number>,
+  active: ArrayLike<number>,
+  [batch, height, width, channels]: number[],
+  patch: number,
+): number {
   const [gridH, gridW] = [height / patch, width / patch];
   const length = patch * patch * channels;
   let total = 0;

@@ -48,8 +48,14 @@ describeBackends('SparkModel', () => {
   });
 
   it('create() passes the backbone options through, depths included, and fromSafetensors() rebuilds those depths', async () => {
-    const model = SparkModel.create('resnet18', { backbone: { depths: [1, 2, 1, 1], stemWidth: 8, channels: [8, 8, 16, 16] }, decoderWidth: 32, seed: 0 });
-    const blocksOf = (names: string[]) => [...new Set(names.map((name) => /^sparse_encoder\.sp_cnn\.(layer\d\.\d+)\./.exec(name)?.[1]).filter(Boolean))];
+    const model = SparkModel.create('resnet18', {
+      backbone: { depths: [1, 2, 1, 1], stemWidth: 8, channels: [8, 8, 16, 16] },
+      decoderWidth: 32,
+      seed: 0,
+    });
+    const blocksOf = (names: string[]) => [
+      ...new Set(names.map((name) => /^sparse_encoder\.sp_cnn\.(layer\d\.\d+)\./.exec(name)?.[1]).filter(Boolean)),
+    ];
     const names = model.stateEntries().map((entry) => entry.name);
     const loaded = await SparkModel.fromSafetensors(await model.toSafetensors());
     const loadedNames = loaded.stateEntries().map((entry) => entry.name);
@@ -57,7 +63,9 @@ describeBackends('SparkModel', () => {
     loaded.dispose();
     expect(blocksOf(names)).toEqual(['layer1.0', 'layer2.0', 'layer2.1', 'layer3.0', 'layer4.0']);
     expect(loadedNames).toEqual(names);
-    expect(() => SparkModel.create('resnet18', { backbone: { depths: [1, 1, 1] } })).toThrow("createBackbone: depths of 'resnet18' must be four whole numbers >= 1");
+    expect(() => SparkModel.create('resnet18', { backbone: { depths: [1, 1, 1] } })).toThrow(
+      "createBackbone: depths of 'resnet18' must be four whole numbers >= 1",
+    );
   });
 
   it('rebuilds itself from its own state dict (safetensors round trip), whatever the input size', async () => {
@@ -209,7 +217,7 @@ describeBackends('SparkModel errors', () => {
     expect(convnextMessage).toMatch(/unexpected keys:\n {2}sparse_encoder\.sp_cnn\.downsample_layers\.0\.0\.bias/);
     // A state dict that is not SparK's at all.
     await expect(SparkModel.fromState(new Map([['conv1.weight', { shape: [8, 3, 7, 7], data: new Float32Array(8 * 3 * 49) }]]))).rejects.toThrow(
-      "SparkModel.fromState: cannot read the encoder from the state dict: backboneConfigFromState: no timm ResNet keys",
+      'SparkModel.fromState: cannot read the encoder from the state dict: backboneConfigFromState: no timm ResNet keys',
     );
     model.dispose();
     wider.dispose();

@@ -205,7 +205,10 @@ export class SparkModel extends Module {
    * @example
    * const model = await SparkModel.fromState(state, { maskRatio: 0.6 });
    */
-  static async fromState(state: ReadonlyMap<string, { shape: number[]; data: Float32Array }>, options: SparkModelLoadOptions = {}): Promise<SparkModel> {
+  static async fromState(
+    state: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
+    options: SparkModelLoadOptions = {},
+  ): Promise<SparkModel> {
     const { maskRatio, strict = true, sparse, seed, stripPrefix } = options;
     const caller = 'SparkModel.fromState';
     const stripped = stripStatePrefix(state, stripPrefix);
@@ -462,7 +465,9 @@ export function sparkArchitectureFromState(
     problems.push(`densify_projs.0 projects to ${densify.decoderWidth} channels but the decoder's width is ${decoder.width}`);
   }
   if (decoder.upSampleRatio !== 32) {
-    problems.push(`the decoder upsamples by ${decoder.upSampleRatio} (from its ${Math.log2(decoder.upSampleRatio)} blocks), the encoder downsamples by 32`);
+    problems.push(
+      `the decoder upsamples by ${decoder.upSampleRatio} (from its ${Math.log2(decoder.upSampleRatio)} blocks), the encoder downsamples by 32`,
+    );
   }
   if (problems.length) throw new Error(`${caller}: the state dict is inconsistent: ${problems.join('; ')}`);
   return { backbone, featureChannels: [...densify.featureChannels], decoderWidth: decoder.width, densifyNorm: densify.norm };

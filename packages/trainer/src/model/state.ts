@@ -52,9 +52,7 @@ export function stateFromSafetensors(bytes: Uint8Array, { stripPrefix = '', sour
   }
   if (stripPrefix && state.size === 0) {
     const sample = [...tensors.keys()].slice(0, 3).join(', ');
-    throw new Error(
-      `stateFromSafetensors: no key of ${source ?? 'the file'} starts with '${stripPrefix}' (${tensors.size} keys, such as ${sample})`,
-    );
+    throw new Error(`stateFromSafetensors: no key of ${source ?? 'the file'} starts with '${stripPrefix}' (${tensors.size} keys, such as ${sample})`);
   }
   return state;
 }

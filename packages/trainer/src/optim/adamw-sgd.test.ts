@@ -72,7 +72,10 @@ function referenceSgdStep(
         buffers.set(name, buffer);
         d = hyper.nesterov ? d.map((value, i) => value + hyper.momentum * buffer[i]) : buffer;
       }
-      params.set(name, p.map((value, i) => value - group.lr * d[i]));
+      params.set(
+        name,
+        p.map((value, i) => value - group.lr * d[i]),
+      );
     }
   }
   return norm;

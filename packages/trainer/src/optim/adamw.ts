@@ -41,7 +41,10 @@ export class AdamW extends NamedOptimizerBase {
     [this.beta1, this.beta2] = options.betas ?? [0.9, 0.999];
     this.eps = options.eps ?? 1e-8;
     this.maxGradNorm = options.maxGradNorm;
-    for (const [label, beta] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
+    for (const [label, beta] of [
+      ['beta1', this.beta1],
+      ['beta2', this.beta2],
+    ] as const) {
       if (!(beta >= 0 && beta < 1)) throw new Error(`AdamW: ${label} is ${beta}, expected a number in [0, 1)`);
     }
     if (!(this.eps >= 0)) throw new Error(`AdamW: eps is ${this.eps}, expected a number >= 0`);

@@ -14,4 +14,3 @@ export function checkMaxGradNorm(className: string, maxGradNorm: number | undefi
     throw new Error(`${className}: maxGradNorm is ${maxGradNorm}, expected a number > 0 (or leave it out for no clipping)`);
   }
 }
-

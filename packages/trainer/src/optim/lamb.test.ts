@@ -69,7 +69,10 @@ function referenceLambStep(
         for (let i = 0; i < p.length; i++) update[i] *= trust;
         trustRatios.set(name, trust);
       }
-      params.set(name, p.map((value, i) => value - group.lr * update[i]));
+      params.set(
+        name,
+        p.map((value, i) => value - group.lr * update[i]),
+      );
     }
   }
   return { globalNorm, trustRatios };
@@ -112,10 +115,12 @@ describeBackends('Lamb', () => {
       const officialGroups = JSON.parse(golden.metadata.lamb_param_groups) as GoldenGroup[];
       const picked = golden.keys('grad.').map((key) => key.slice('grad.'.length));
       expect(picked.length).toBeGreaterThan(0);
-      const variables = new Map(picked.map((name) => {
-        const param = golden.get(`param.${name}`);
-        return [name, variableOf(param.data, param.shape)] as const;
-      }));
+      const variables = new Map(
+        picked.map((name) => {
+          const param = golden.get(`param.${name}`);
+          return [name, variableOf(param.data, param.shape)] as const;
+        }),
+      );
       const groups: ParamGroupInit[] = officialGroups.map((group, index) => ({
         name: `official${index}`,
         lr: group.lr,
@@ -185,7 +190,14 @@ describeBackends('Lamb', () => {
       const gradValues = new Map(
         Object.entries(SHAPES)
           .filter(([name]) => !(step === 2 && name === 'norm.weight'))
-          .map(([name, shape], index) => [name, values(shape.reduce((a, b) => a * b, 1), 100 * step + index, gradScales[step])]),
+          .map(([name, shape], index) => [
+            name,
+            values(
+              shape.reduce((a, b) => a * b, 1),
+              100 * step + index,
+              gradScales[step],
+            ),
+          ]),
       );
       refGroups[0].lr = lamb.paramGroups[0].lr = 1e-2 / (step + 1);
       refGroups[0].weightDecay = lamb.paramGroups[0].weightDecay = 0.04 + 0.05 * step;
@@ -213,7 +225,16 @@ describeBackends('Lamb', () => {
     const clipped = new Map([...params].map(([name, data]) => [name, [...data]]));
     const clippedState: RefState = { step: 0, expAvg: new Map(), expAvgSq: new Map() };
     // A norm far above SparK's 5: clipped, the gradients would be scaled down more than tenfold.
-    const gradValues = new Map(Object.entries(SHAPES).map(([name, shape], index) => [name, values(shape.reduce((a, b) => a * b, 1), 7 + index, 40)]));
+    const gradValues = new Map(
+      Object.entries(SHAPES).map(([name, shape], index) => [
+        name,
+        values(
+          shape.reduce((a, b) => a * b, 1),
+          7 + index,
+          40,
+        ),
+      ]),
+    );
     const expectedNorm = referenceLambStep(params, gradValues, refGroups, hyper, refState).globalNorm;
     expect(expectedNorm).toBeGreaterThan(50);
     const grads = new Map([...gradValues].map(([name, data]) => [name, tf.tensor(data, SHAPES[name])]));
@@ -233,9 +254,15 @@ describeBackends('Lamb', () => {
   it('uses trust ratio 1 for an all-zero parameter, and alwaysAdapt/trustClip as the official flags', async () => {
     for (const flags of [{}, { alwaysAdapt: true }, { alwaysAdapt: true, trustClip: true }] as LambOptions[]) {
       const params = makeParams();
-      params.set('proj.weight', params.get('proj.weight')!.map(() => 0));
+      params.set(
+        'proj.weight',
+        params.get('proj.weight')!.map(() => 0),
+      );
       // Large enough that its trust ratio exceeds 1, where trustClip makes a difference.
-      params.set('norm.weight', params.get('norm.weight')!.map((value) => 10 * value));
+      params.set(
+        'norm.weight',
+        params.get('norm.weight')!.map((value) => 10 * value),
+      );
       const variables = variablesFor(params);
       const refGroups: RefGroup[] = [
         { lr: 0.1, weightDecay: 0.5, params: ['conv.weight', 'proj.weight'] },
@@ -244,7 +271,16 @@ describeBackends('Lamb', () => {
       const hyper: RefHyper = { beta1: 0.9, beta2: 0.999, eps: 1e-6, maxGradNorm: 5, ...flags };
       const lamb = new Lamb(groupsFor(variables, refGroups), { betas: [0.9, 0.999], ...flags });
       const refState: RefState = { step: 0, expAvg: new Map(), expAvgSq: new Map() };
-      const gradValues = new Map(Object.entries(SHAPES).map(([name, shape], index) => [name, values(shape.reduce((a, b) => a * b, 1), 7 + index, 0.3)]));
+      const gradValues = new Map(
+        Object.entries(SHAPES).map(([name, shape], index) => [
+          name,
+          values(
+            shape.reduce((a, b) => a * b, 1),
+            7 + index,
+            0.3,
+          ),
+        ]),
+      );
       const { trustRatios } = referenceLambStep(params, gradValues, refGroups, hyper, refState);
       // The cases differ: no ratio for no-decay groups by default, a ratio > 1 with alwaysAdapt, capped by trustClip.
       expect(trustRatios.get('proj.weight')).toBe(1);
@@ -272,7 +308,19 @@ describeBackends('Lamb', () => {
       ];
       return { variables, lamb: new Lamb(groups, { lr: 0.01, betas: [0.9, 0.95] }) };
     };
-    const gradsAt = (step: number) => new Map(Object.entries(SHAPES).map(([name, shape], index) => [name, tf.tensor(values(shape.reduce((a, b) => a * b, 1), 50 * step + index), shape)]));
+    const gradsAt = (step: number) =>
+      new Map(
+        Object.entries(SHAPES).map(([name, shape], index) => [
+          name,
+          tf.tensor(
+            values(
+              shape.reduce((a, b) => a * b, 1),
+              50 * step + index,
+            ),
+            shape,
+          ),
+        ]),
+      );
     const straight = makeRun();
     const resumed = makeRun();
     for (const step of [0, 1]) {
@@ -309,18 +357,34 @@ describeBackends('Lamb', () => {
     const weight = variableOf([0, 0, 0, 0, 0, 0], [2, 3]);
     const lamb = new Lamb([{ name: 'decay', variables: [{ name: 'w', variable: weight }] }]);
     const wrongShape = tf.zeros([3, 2]);
-    await expect(lamb.step({ w: wrongShape })).rejects.toThrow("Lamb.step: the gradient for 'w' has shape [3, 2], expected [2, 3] (the parameter's shape)");
-    await expect(lamb.step({ v: wrongShape })).rejects.toThrow("Lamb.step: got a gradient for 'v', which is not a parameter of this optimiser (expected one of w)");
-    await expect(lamb.setState({ 'exp_avg.w': wrongShape })).rejects.toThrow("Lamb.setState: 'exp_avg.w' has shape [3, 2], expected [2, 3] (the parameter's shape)");
+    await expect(lamb.step({ w: wrongShape })).rejects.toThrow(
+      "Lamb.step: the gradient for 'w' has shape [3, 2], expected [2, 3] (the parameter's shape)",
+    );
+    await expect(lamb.step({ v: wrongShape })).rejects.toThrow(
+      "Lamb.step: got a gradient for 'v', which is not a parameter of this optimiser (expected one of w)",
+    );
+    await expect(lamb.setState({ 'exp_avg.w': wrongShape })).rejects.toThrow(
+      "Lamb.setState: 'exp_avg.w' has shape [3, 2], expected [2, 3] (the parameter's shape)",
+    );
     const rightShape = tf.zeros([2, 3]);
     const step = tf.scalar(1, 'int32');
-    await expect(lamb.setState({ 'exp_avg.w': rightShape, step })).rejects.toThrow("Lamb.setState: 'w' has exp_avg but not exp_avg_sq; expected both or neither");
-    await expect(lamb.setState({ 'exp_avg.w': rightShape, 'exp_avg_sq.w': rightShape })).rejects.toThrow("Lamb.setState: expected a scalar 'step' holding a whole number >= 0, got undefined");
-    await expect(lamb.setState({ 'momentum.w': rightShape })).rejects.toThrow("Lamb.setState: unexpected entry 'momentum.w'");
-    expect(() => new Lamb([{ name: 'a', variables: [{ name: 'w', variable: weight }] }, { name: 'b', variables: [{ name: 'w', variable: weight }] }])).toThrow(
-      "Lamb: parameter 'w' appears twice in the parameter groups",
+    await expect(lamb.setState({ 'exp_avg.w': rightShape, step })).rejects.toThrow(
+      "Lamb.setState: 'w' has exp_avg but not exp_avg_sq; expected both or neither",
     );
-    expect(() => new Lamb([{ name: 'a', variables: [{ name: 'w', variable: weight }] }], { betas: [0.9, 1] })).toThrow('Lamb: beta2 is 1, expected a number in [0, 1)');
+    await expect(lamb.setState({ 'exp_avg.w': rightShape, 'exp_avg_sq.w': rightShape })).rejects.toThrow(
+      "Lamb.setState: expected a scalar 'step' holding a whole number >= 0, got undefined",
+    );
+    await expect(lamb.setState({ 'momentum.w': rightShape })).rejects.toThrow("Lamb.setState: unexpected entry 'momentum.w'");
+    expect(
+      () =>
+        new Lamb([
+          { name: 'a', variables: [{ name: 'w', variable: weight }] },
+          { name: 'b', variables: [{ name: 'w', variable: weight }] },
+        ]),
+    ).toThrow("Lamb: parameter 'w' appears twice in the parameter groups");
+    expect(() => new Lamb([{ name: 'a', variables: [{ name: 'w', variable: weight }] }], { betas: [0.9, 1] })).toThrow(
+      'Lamb: beta2 is 1, expected a number in [0, 1)',
+    );
     expect(() => new Lamb([])).toThrow('Lamb: got an empty parameter list');
     // Nothing was changed by the rejected calls.
     const untouched = lamb.getState();

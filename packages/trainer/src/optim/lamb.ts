@@ -61,7 +61,10 @@ export class Lamb extends NamedOptimizerBase {
     this.gradAveraging = options.gradAveraging ?? true;
     this.trustClip = options.trustClip ?? false;
     this.alwaysAdapt = options.alwaysAdapt ?? false;
-    for (const [label, beta] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
+    for (const [label, beta] of [
+      ['beta1', this.beta1],
+      ['beta2', this.beta2],
+    ] as const) {
       if (!(beta >= 0 && beta < 1)) throw new Error(`Lamb: ${label} is ${beta}, expected a number in [0, 1)`);
     }
     if (!(this.eps >= 0)) throw new Error(`Lamb: eps is ${this.eps}, expected a number >= 0`);
@@ -115,11 +118,7 @@ export class Lamb extends NamedOptimizerBase {
               const weightNorm = tf.norm(variable);
               const updateNorm = tf.norm(update);
               const one = tf.onesLike(weightNorm);
-              let trustRatio = tf.where(
-                tf.greater(weightNorm, 0),
-                tf.where(tf.greater(updateNorm, 0), tf.div(weightNorm, updateNorm), one),
-                one,
-              );
+              let trustRatio = tf.where(tf.greater(weightNorm, 0), tf.where(tf.greater(updateNorm, 0), tf.div(weightNorm, updateNorm), one), one);
               if (this.trustClip) trustRatio = tf.minimum(trustRatio, one);
               update = tf.mul(update, trustRatio);
             }

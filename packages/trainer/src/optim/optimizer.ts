@@ -98,7 +98,9 @@ export abstract class NamedOptimizerBase implements Optimizer {
       }
       for (const { name, variable } of group.variables) {
         if (typeof name !== 'string' || !(variable instanceof tf.Variable)) {
-          throw new Error(`${className}: group '${group.name}' entries must be {name: string, variable: tf.Variable}, got name ${JSON.stringify(name)}`);
+          throw new Error(
+            `${className}: group '${group.name}' entries must be {name: string, variable: tf.Variable}, got name ${JSON.stringify(name)}`,
+          );
         }
         if (this.variablesByName.has(name)) throw new Error(`${className}: parameter '${name}' appears twice in the parameter groups`);
         if (variable.dtype !== 'float32') throw new Error(`${className}: parameter '${name}' is ${variable.dtype}, expected float32`);
@@ -126,11 +128,15 @@ export abstract class NamedOptimizerBase implements Optimizer {
     for (const [name, grad] of entriesOf(grads)) {
       const variable = this.variablesByName.get(name);
       if (!variable) {
-        throw new Error(`${this.className}.step: got a gradient for '${name}', which is not a parameter of this optimiser (expected one of ${listNames([...this.variablesByName.keys()])})`);
+        throw new Error(
+          `${this.className}.step: got a gradient for '${name}', which is not a parameter of this optimiser (expected one of ${listNames([...this.variablesByName.keys()])})`,
+        );
       }
       if (!(grad instanceof tf.Tensor)) throw new Error(`${this.className}.step: the gradient for '${name}' is not a tf.Tensor`);
       if (!tf.util.arraysEqual(grad.shape, variable.shape)) {
-        throw new Error(`${this.className}.step: the gradient for '${name}' has shape ${formatShape(grad.shape)}, expected ${formatShape(variable.shape)} (the parameter's shape)`);
+        throw new Error(
+          `${this.className}.step: the gradient for '${name}' has shape ${formatShape(grad.shape)}, expected ${formatShape(variable.shape)} (the parameter's shape)`,
+        );
       }
       checked.set(name, grad);
     }
@@ -232,7 +238,9 @@ export abstract class NamedOptimizerBase implements Optimizer {
         );
       }
       if (!tf.util.arraysEqual(tensor.shape, variable.shape)) {
-        throw new Error(`${this.className}.setState: '${key}' has shape ${formatShape(tensor.shape)}, expected ${formatShape(variable.shape)} (the parameter's shape)`);
+        throw new Error(
+          `${this.className}.setState: '${key}' has shape ${formatShape(tensor.shape)}, expected ${formatShape(variable.shape)} (the parameter's shape)`,
+        );
       }
       slotValues.get(slot)!.set(paramName, tensor);
     }
@@ -240,7 +248,9 @@ export abstract class NamedOptimizerBase implements Optimizer {
     for (const slot of otherSlots) {
       for (const paramName of new Set([...slotValues.get(firstSlot)!.keys(), ...slotValues.get(slot)!.keys()])) {
         if (!slotValues.get(firstSlot)!.has(paramName) || !slotValues.get(slot)!.has(paramName)) {
-          throw new Error(`${this.className}.setState: '${paramName}' has ${slotValues.get(slot)!.has(paramName) ? slot : firstSlot} but not ${slotValues.get(slot)!.has(paramName) ? firstSlot : slot}; expected both or neither`);
+          throw new Error(
+            `${this.className}.setState: '${paramName}' has ${slotValues.get(slot)!.has(paramName) ? slot : firstSlot} but not ${slotValues.get(slot)!.has(paramName) ? firstSlot : slot}; expected both or neither`,
+          );
         }
       }
     }

@@ -16,7 +16,14 @@ describe('weightDecayGroups', () => {
       const official = JSON.parse(golden.metadata.lamb_param_groups) as { lr: number; weight_decay: number; n_params: number; names: string[] }[];
       const groups = weightDecayGroups(names.map((name) => ({ name, shape: golden.get(`param.${name}`).shape })));
       // The golden groups carry lr and weight decay after lr_wd_annealing with lr 1e-3, wd 0.04.
-      expect(groups.map((group) => ({ lr: 1e-3 * group.lrScale, weight_decay: 0.04 * group.weightDecayScale, n_params: group.paramNames.length, names: group.paramNames }))).toEqual(official);
+      expect(
+        groups.map((group) => ({
+          lr: 1e-3 * group.lrScale,
+          weight_decay: 0.04 * group.weightDecayScale,
+          n_params: group.paramNames.length,
+          names: group.paramNames,
+        })),
+      ).toEqual(official);
     });
   }
 
@@ -35,7 +42,12 @@ describe('weightDecayGroups', () => {
     ]);
     expect(hasWeightDecay({ name: 'pos_embed', shape: [1, 4, 8] })).toBe(false);
     expect(hasWeightDecay({ name: 'blocks.0.scale', shape: [1, 8, 1, 1] }, [])).toBe(true);
-    expect(() => weightDecayGroups([{ name: 'a', shape: [2, 2] }, { name: 'a', shape: [2, 2] }])).toThrow("weightDecayGroups: parameter 'a' is listed twice");
+    expect(() =>
+      weightDecayGroups([
+        { name: 'a', shape: [2, 2] },
+        { name: 'a', shape: [2, 2] },
+      ]),
+    ).toThrow("weightDecayGroups: parameter 'a' is listed twice");
   });
 });
 
@@ -44,7 +56,13 @@ describeBackends('paramGroupsFromVariables', () => {
     const weight = variableOf([1, 2, 3, 4], [2, 2]);
     const bias = variableOf([1, 2], [2]);
     const frozen = tf.tidy(() => tf.variable(tf.ones([2, 2]), false));
-    const groups = paramGroupsFromVariables(new Map([['fc.weight', weight], ['fc.bias', bias], ['frozen.weight', frozen]]));
+    const groups = paramGroupsFromVariables(
+      new Map([
+        ['fc.weight', weight],
+        ['fc.bias', bias],
+        ['frozen.weight', frozen],
+      ]),
+    );
     expect(groups.map((group) => ({ name: group.name, names: group.variables.map((entry) => entry.name), weightDecay: group.weightDecay }))).toEqual([
       { name: 'decay', names: ['fc.weight'], weightDecay: undefined },
       { name: 'no_decay', names: ['fc.bias'], weightDecay: 0 },

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import type { NamedVariable, ParamGroupInit } from './optimizer';
 
 /** Names containing one of these get no weight decay (SparK `main.py`: `nowd_keys`). */
@@ -77,7 +77,9 @@ export function paramGroupsFromVariables(
   options: WeightDecayGroupOptions = {},
 ): ParamGroupInit[] {
   const list: NamedVariable[] =
-    variables instanceof Map ? [...variables.entries()].map(([name, variable]) => ({ name, variable })) : [...(variables as readonly NamedVariable[])];
+    variables instanceof Map
+      ? [...variables.entries()].map(([name, variable]) => ({ name, variable }))
+      : [...(variables as readonly NamedVariable[])];
   const trainable = list.filter(({ variable }) => variable.trainable);
   const byName = new Map(trainable.map((entry) => [entry.name, entry]));
   return weightDecayGroups(

@@ -125,15 +125,18 @@ export async function kinkFlippedGradients(
   const flip = kinkFlip(threshold);
   let flippedCount: tf.Scalar | undefined;
   const parameters = model.parameters();
-  const { value, grads } = tf.variableGrads(() => {
-    let near: tf.Scalar = tf.scalar(0);
-    const loss = lossWithDecoderRelu6(model, images, active, (pre) => {
-      near = tf.add(near, tf.sum(tf.cast(tf.logicalOr(tf.less(tf.abs(pre), threshold), tf.less(tf.abs(tf.sub(pre, 6)), threshold)), 'float32')));
-      return tf.add(tf.relu6(pre), flip(pre)) as tf.Tensor4D;
-    });
-    flippedCount = tf.keep(near);
-    return loss;
-  }, parameters.map((parameter) => parameter.variable));
+  const { value, grads } = tf.variableGrads(
+    () => {
+      let near: tf.Scalar = tf.scalar(0);
+      const loss = lossWithDecoderRelu6(model, images, active, (pre) => {
+        near = tf.add(near, tf.sum(tf.cast(tf.logicalOr(tf.less(tf.abs(pre), threshold), tf.less(tf.abs(tf.sub(pre, 6)), threshold)), 'float32')));
+        return tf.add(tf.relu6(pre), flip(pre)) as tf.Tensor4D;
+      });
+      flippedCount = tf.keep(near);
+      return loss;
+    },
+    parameters.map((parameter) => parameter.variable),
+  );
   const named = new Map(parameters.map(({ name, variable }) => [name, grads[variable.name] ?? tf.zerosLike(variable)]));
   const result = { grads: named, flipped: (await flippedCount!.data())[0], loss: (await value.data())[0] };
   tf.dispose([value, flippedCount!]);

@@ -1,10 +1,10 @@
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
 import { decodeSafetensors, encodeSafetensors } from '../io/safetensors';
-import { Lamb } from '../optim/lamb';
+import type { Lamb } from '../optim/lamb';
 import { initFromWeights, loadCheckpoint, readCheckpointManifest, resumeFromCheckpoint, saveCheckpoint, saveEncoderWeights } from './checkpoint';
 import type { SaveCheckpointOptions } from './checkpoint';
 import { train } from './loop';
@@ -48,7 +48,12 @@ describeBackends('checkpoints', () => {
       progress: { epoch: 1, iterationInEpoch: 0, iteration: 2 },
       random: { seed: 4, mask: expect.any(Number) },
       config: { model: 'tiny', batchSize: 4 },
-      optimizer: { groups: [{ name: 'decay', parameters: 2 }, { name: 'no_decay', parameters: 3 }] },
+      optimizer: {
+        groups: [
+          { name: 'decay', parameters: 2 },
+          { name: 'no_decay', parameters: 3 },
+        ],
+      },
       metrics: { lastLoss: expect.any(Number) },
     });
     const { modelState, optimizerState } = await loadCheckpoint(folder);
@@ -84,7 +89,11 @@ describeBackends('checkpoints', () => {
         };
         await expect(saveCheckpoint(folder, { ...options, optimizer })).rejects.toThrow('out of memory (simulated)');
       } else {
-        const config = { toJSON: () => { throw new Error('disk full (simulated)'); } };
+        const config = {
+          toJSON: () => {
+            throw new Error('disk full (simulated)');
+          },
+        };
         await expect(saveCheckpoint(folder, { ...options, config })).rejects.toThrow('disk full (simulated)');
       }
       expect(fs.readFileSync(path.join(folder, 'checkpoint.json'))).toEqual(manifestBytes);
@@ -94,7 +103,12 @@ describeBackends('checkpoints', () => {
       expect(await stateValues(fresh.model)).toEqual(good);
       // The next good save clears the pieces the failed one left.
       await saveCheckpoint(folder, { ...fresh, progress: manifest.progress, random: manifest.random });
-      expect(fs.readdirSync(folder).sort()).toEqual(['checkpoint.json', 'encoder.safetensors', expect.stringMatching(/^model\./), expect.stringMatching(/^optimizer\./)]);
+      expect(fs.readdirSync(folder).sort()).toEqual([
+        'checkpoint.json',
+        'encoder.safetensors',
+        expect.stringMatching(/^model\./),
+        expect.stringMatching(/^optimizer\./),
+      ]);
       dispose(fresh);
       dispose(run);
     });
@@ -131,7 +145,10 @@ describeBackends('checkpoints', () => {
     await expect(initFromWeights(fromEncoder.model, partialBytes)).rejects.toThrow(
       'initFromWeights(the weights): the state dict does not fit the model\nmissing keys:\n  mask_tokens.0\nunexpected keys:\n  decoder.extra',
     );
-    expect(await initFromWeights(fromEncoder.model, partialBytes, { strict: false })).toEqual({ missing: ['mask_tokens.0'], unexpected: ['decoder.extra'] });
+    expect(await initFromWeights(fromEncoder.model, partialBytes, { strict: false })).toEqual({
+      missing: ['mask_tokens.0'],
+      unexpected: ['decoder.extra'],
+    });
     await expect(readCheckpointManifest(folder)).rejects.toThrow(`${folder} holds no checkpoint: checkpoint.json is missing`);
     for (const run of [trained, fromFull, fromEncoder]) dispose(run);
   });

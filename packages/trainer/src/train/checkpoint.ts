@@ -135,7 +135,9 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
   checkProgress(progress, 'saveCheckpoint');
   await fs.mkdir(dir, { recursive: true });
   const previous = await readManifestIfAny(dir);
-  const tag = `it${String(progress.iteration).padStart(8, '0')}-${Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0')}`;
+  const tag = `it${String(progress.iteration).padStart(8, '0')}-${Math.floor(Math.random() * 0x10000)
+    .toString(16)
+    .padStart(4, '0')}`;
   const files = { model: `model.${tag}.safetensors`, optimizer: `optimizer.${tag}.safetensors` };
   const metadata = checkpointMetadata(progress);
 
@@ -177,13 +179,18 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
     random: { ...random },
     config,
     optimizer: {
-      groups: optimizer.paramGroups.map((group) => ({ name: group.name, lr: group.lr, weightDecay: group.weightDecay, parameters: group.variables.length })),
+      groups: optimizer.paramGroups.map((group) => ({
+        name: group.name,
+        lr: group.lr,
+        weightDecay: group.weightDecay,
+        parameters: group.variables.length,
+      })),
     },
     ...(metrics ? { metrics } : {}),
     files: encoderFile ? { ...files, encoder: encoderFile } : files,
   };
   // The commit: until this rename, checkpoint.json names the previous checkpoint's files.
-  await writeFileAtomic(path.join(dir, CHECKPOINT_MANIFEST), new TextEncoder().encode(JSON.stringify(manifest, null, 2) + '\n'));
+  await writeFileAtomic(path.join(dir, CHECKPOINT_MANIFEST), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
   await removeStaleFiles(dir, new Set(Object.values(manifest.files)), previous);
   await removeLeftoverTempFiles(dir);
   return manifest;
@@ -191,7 +198,8 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
 
 function encoderStateOf(modelState: ReadonlyMap<string, TorchTensorData>): Map<string, TorchTensorData> {
   const encoderState = new Map<string, TorchTensorData>();
-  for (const [name, tensor] of modelState) if (name.startsWith(ENCODER_STATE_PREFIX)) encoderState.set(name.slice(ENCODER_STATE_PREFIX.length), tensor);
+  for (const [name, tensor] of modelState)
+    if (name.startsWith(ENCODER_STATE_PREFIX)) encoderState.set(name.slice(ENCODER_STATE_PREFIX.length), tensor);
   return encoderState;
 }
 
@@ -241,7 +249,9 @@ export async function readCheckpointManifest(dir: string): Promise<CheckpointMan
   }
   if (manifest?.format !== FORMAT) throw new Error(`${file}: format is ${JSON.stringify(manifest?.format)}, expected '${FORMAT}'`);
   if (!(manifest.formatVersion <= FORMAT_VERSION)) {
-    throw new Error(`${file}: format version ${manifest.formatVersion} is newer than this sparkmim reads (${FORMAT_VERSION}); upgrade @sparkmim/trainer`);
+    throw new Error(
+      `${file}: format version ${manifest.formatVersion} is newer than this sparkmim reads (${FORMAT_VERSION}); upgrade @sparkmim/trainer`,
+    );
   }
   checkProgress(manifest.progress, file);
   if (manifest.progress.iteration < manifest.progress.epoch + manifest.progress.iterationInEpoch) {
@@ -261,7 +271,9 @@ export async function readCheckpointManifest(dir: string): Promise<CheckpointMan
   for (const [key, name] of Object.entries(manifest.files)) {
     if (key === 'encoder' && name === undefined) continue;
     if (typeof name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name) || name.length > 255) {
-      throw new Error(`${file}: files.${key} is ${JSON.stringify(name)}, expected a plain file name inside the checkpoint folder (no '/', '\\' or '..')`);
+      throw new Error(
+        `${file}: files.${key} is ${JSON.stringify(name)}, expected a plain file name inside the checkpoint folder (no '/', '\\' or '..')`,
+      );
     }
   }
   return manifest;
@@ -359,7 +371,11 @@ export interface InitFromWeightsOptions {
  * @example
  * await initFromWeights(model, 'resnet50_1kpretrained_timm_style.safetensors', { strict: false });
  */
-export async function initFromWeights(model: TrainableModel, source: string | Uint8Array, options: InitFromWeightsOptions = {}): Promise<LoadStateReport> {
+export async function initFromWeights(
+  model: TrainableModel,
+  source: string | Uint8Array,
+  options: InitFromWeightsOptions = {},
+): Promise<LoadStateReport> {
   const { stripPrefix = '', strict = true } = options;
   let bytes: Uint8Array;
   let name = 'the weights';

@@ -1,7 +1,7 @@
 // A user's convnet from its module file, pre-trained through SparkModel and the Trainer: the repository's
 // example (packages/backbones/src/examples/tiny-convnet.ts, default export a function of the loader's
 // context) loaded as `sparkmim pretrain --model FILE` loads a module, then a few steps with a falling loss.
-import * as path from 'path';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as backbones from '@sparkmim/backbones';
 import * as sparseOps from '@sparkmim/sparse-ops';
@@ -22,7 +22,11 @@ const EXAMPLE = path.resolve(__dirname, '../../../backbones/src/examples/tiny-co
 
 describeBackends('a custom convnet from its module file', () => {
   it('pre-trains the example convnet for a few steps with a falling loss', async () => {
-    const backbone = backbones.backboneFromModule(await import(EXAMPLE), { tf, sparseOps: { ...sparseOps }, backbones: { ...backbones }, seed: 0 }, EXAMPLE);
+    const backbone = backbones.backboneFromModule(
+      await import(EXAMPLE),
+      { tf, sparseOps: { ...sparseOps }, backbones: { ...backbones }, seed: 0 },
+      EXAMPLE,
+    );
     expect(backbone.kind).toBe('custom');
     const model = new SparkModel({ backbone, decoderWidth: 32, seed: 0 });
     const optimizer = new AdamW(paramGroupsFromVariables(model.namedParameters()), { betas: [0.9, 0.999], maxGradNorm: 5 });
@@ -45,7 +49,16 @@ describeBackends('a custom convnet from its module file', () => {
     };
     const before = await lossNow();
     const losses: number[] = [];
-    await train({ model, optimizer, data, batchSize: 2, epochs: 8, seed: 3, schedule: () => ({ lr: 3e-2, weightDecay: 0 }), onStep: (step) => void losses.push(step.loss) });
+    await train({
+      model,
+      optimizer,
+      data,
+      batchSize: 2,
+      epochs: 8,
+      seed: 3,
+      schedule: () => ({ lr: 3e-2, weightDecay: 0 }),
+      onStep: (step) => void losses.push(step.loss),
+    });
     expect(losses).toHaveLength(8);
     expect(losses.every(Number.isFinite)).toBe(true);
     const after = await lossNow();

@@ -21,7 +21,9 @@ const SIDE = 64;
 
 /** A JPEG cut in half: a valid header, then the data ends early. */
 async function corruptJpeg(): Promise<Buffer> {
-  const whole = await sharp(Buffer.from(rampPixels(SIDE, SIDE, 4)), { raw: { width: SIDE, height: SIDE, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  const whole = await sharp(Buffer.from(rampPixels(SIDE, SIDE, 4)), { raw: { width: SIDE, height: SIDE, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
   return whole.subarray(0, Math.floor(whole.length / 2));
 }
 
@@ -52,7 +54,11 @@ describeBackends('train over an image folder with broken files', () => {
     const tensorsBefore = tf.memory().numTensors;
 
     const warned: string[] = [];
-    const source = await ImageFolderSource.open(folder, { inputSize: SIDE, prefetch: 1, onSkip: (skipped) => void warned.push(path.basename(skipped.path)) });
+    const source = await ImageFolderSource.open(folder, {
+      inputSize: SIDE,
+      prefetch: 1,
+      onSkip: (skipped) => void warned.push(path.basename(skipped.path)),
+    });
     // Records which files made it into a batch; forwards everything else, `skipped` included.
     const used = new Set<string>();
     const data: DataSource = {
@@ -99,12 +105,23 @@ describeBackends('train over an image folder with broken files', () => {
       expect(warned.sort()).toEqual(broken);
 
       // The metrics file ends with the same summary.
-      const lines = fs.readFileSync(metricsFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+      const lines = fs
+        .readFileSync(metricsFile, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line));
       expect(lines.filter((line) => line.type === 'step')).toHaveLength(4);
       const summary = lines[lines.length - 1] as RunSummaryMetrics;
-      expect(summary).toMatchObject({ type: 'summary', stopped: false, steps: 4, epoch: 1, iteration: 4, lastLoss: result.lastLoss, skippedCount: 3 });
+      expect(summary).toMatchObject({
+        type: 'summary',
+        stopped: false,
+        steps: 4,
+        epoch: 1,
+        iteration: 4,
+        lastLoss: result.lastLoss,
+        skippedCount: 3,
+      });
       expect(summary.skipped).toEqual(result.skipped);
-
     } finally {
       data.dispose();
       optimizer.dispose();

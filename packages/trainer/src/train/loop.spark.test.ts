@@ -2,9 +2,9 @@
 // after an epoch reproduces an uninterrupted run, losses and final state alike. cpu only (a slow multi-step
 // spec: minutes on SwiftShader): the same loop runs on webgpu in loop.test.ts, and SparkModel's own tests
 // cover its numerics on both backends.
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { createTinyConvNet } from '@sparkmim/backbones';
 import { describeBackends } from '@sparkmim/test-utils';
@@ -60,7 +60,12 @@ describeBackends('train with SparkModel', () => {
     expect(straightLosses.every(Number.isFinite)).toBe(true);
 
     const first = setup(deriveSeeds(seed).init);
-    const trainer: Trainer = new Trainer({ ...first, ...options, checkpointDir: folder, onEpochEnd: (m): void => (m.epoch === 1 ? trainer.stop() : undefined) });
+    const trainer: Trainer = new Trainer({
+      ...first,
+      ...options,
+      checkpointDir: folder,
+      onEpochEnd: (m): void => (m.epoch === 1 ? trainer.stop() : undefined),
+    });
     const firstResult = await trainer.run();
     expect(firstResult).toMatchObject({ stopped: true, steps: 4, progress: { epoch: 2, iterationInEpoch: 0, iteration: 4 } });
     dispose(first);
@@ -73,7 +78,8 @@ describeBackends('train with SparkModel', () => {
     expect(resumedLosses).toEqual(straightLosses.slice(4));
     const resumedState = await torchState(second.model);
     expect([...resumedState.keys()]).toEqual([...straightState.keys()]);
-    for (const [name, tensor] of straightState) expect({ name, data: Array.from(resumedState.get(name)!.data) }).toEqual({ name, data: Array.from(tensor.data) });
+    for (const [name, tensor] of straightState)
+      expect({ name, data: Array.from(resumedState.get(name)!.data) }).toEqual({ name, data: Array.from(tensor.data) });
     dispose(second);
 
     // Encoder-only weights: the backbone's own names.

@@ -1,6 +1,6 @@
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
 import type { DataSource } from '../data/source';
@@ -42,7 +42,15 @@ describeBackends('train', () => {
     const steps: StepMetrics[] = [];
     const epochs: EpochMetrics[] = [];
     const metricsFile = path.join(folder, 'logs', 'metrics.jsonl');
-    const options: TrainOptions = { ...run, epochs: EPOCHS, schedule: schedule(), seed: 3, metricsFile, onStep: (m) => void steps.push(m), onEpochEnd: (m) => void epochs.push(m) };
+    const options: TrainOptions = {
+      ...run,
+      epochs: EPOCHS,
+      schedule: schedule(),
+      seed: 3,
+      metricsFile,
+      onStep: (m) => void steps.push(m),
+      onEpochEnd: (m) => void epochs.push(m),
+    };
     // 7 epochs of 3 batches = 21 steps, which the schedule must cover.
     options.epochs = 7;
     options.schedule = { ...schedule(), maxIterations: 21 };
@@ -62,7 +70,11 @@ describeBackends('train', () => {
     expect(steps[19].numBytes).toBe(steps[1].numBytes);
     expect(epochs.map((m) => [m.epoch, m.steps])).toEqual([...Array(7).keys()].map((epoch) => [epoch, 3]));
     expect(epochs[6].lastLoss).toBe(steps[20].loss);
-    const lines = fs.readFileSync(metricsFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    const lines = fs
+      .readFileSync(metricsFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(lines.filter((line) => line.type === 'step')).toEqual(steps);
     expect(lines.filter((line) => line.type === 'epoch')).toEqual(epochs);
     dispose(run);
@@ -96,7 +108,13 @@ describeBackends('train', () => {
     const manifest = await resumeFromCheckpoint(folder, second);
     expect(manifest.progress).toEqual({ epoch: 2, iterationInEpoch: 0, iteration: 6 });
     const resumedLosses: number[] = [];
-    const resumed = await train({ ...second, epochs: EPOCHS, schedule: schedule(), resume: manifest, onStep: (m) => void resumedLosses.push(m.loss) });
+    const resumed = await train({
+      ...second,
+      epochs: EPOCHS,
+      schedule: schedule(),
+      resume: manifest,
+      onStep: (m) => void resumedLosses.push(m.loss),
+    });
     expect(resumed).toMatchObject({ stopped: false, steps: 6 });
     expect(resumedLosses).toEqual(straightLosses.slice(6));
     expect(await stateValues(second.model)).toEqual(straightState);
@@ -148,7 +166,12 @@ describeBackends('train', () => {
     await train({ ...run, epochs: 1, checkpointDir: folder, seed: 1 });
     const snapshot = () => new Map(fs.readdirSync(folder).map((name) => [name, fs.readFileSync(path.join(folder, name)).toString('base64')]));
     const before = snapshot();
-    expect([...before.keys()].sort()).toEqual(['checkpoint.json', 'encoder.safetensors', expect.stringMatching(/^model\.it00000003-[0-9a-f]{4}\.safetensors$/), expect.stringMatching(/^optimizer\.it00000003-[0-9a-f]{4}\.safetensors$/)]);
+    expect([...before.keys()].sort()).toEqual([
+      'checkpoint.json',
+      'encoder.safetensors',
+      expect.stringMatching(/^model\.it00000003-[0-9a-f]{4}\.safetensors$/),
+      expect.stringMatching(/^optimizer\.it00000003-[0-9a-f]{4}\.safetensors$/),
+    ]);
     // Forward calls 1-3 were epoch 0; the 4th, iteration 3 (epoch 1, batch 0), comes out NaN.
     run.model.nanAtCall = 4;
     const manifest = await readCheckpointManifest(folder);
@@ -169,7 +192,10 @@ describeBackends('train', () => {
     };
     const fresh = train({ ...run, epochs: 1, checkpointDir: folder, seed: 1, onStep: poison });
     await expect(fresh).rejects.toThrow(NonFiniteLossError);
-    const message = await fresh.then(() => '', (error: Error) => error.message);
+    const message = await fresh.then(
+      () => '',
+      (error: Error) => error.message,
+    );
     expect(message).toMatch(
       new RegExp(
         `^train: stopped after iteration 2: its loss was \\d\\S* but the update left 'dense_decoder\\.proj\\.weight' with NaN or infinite values; ` +
@@ -194,7 +220,9 @@ describeBackends('train', () => {
         if (metrics.iteration === 5) tf.tidy(() => good.model.proj.weight.assign(tf.fill(good.model.proj.weight.shape, Infinity)));
       },
     });
-    await expect(resumed).rejects.toThrow(`the checkpoint of iteration 6 was not written and nothing after iteration 3 was saved: ${folder} still holds the checkpoint of iteration 3`);
+    await expect(resumed).rejects.toThrow(
+      `the checkpoint of iteration 6 was not written and nothing after iteration 3 was saved: ${folder} still holds the checkpoint of iteration 3`,
+    );
     expect(snapshot()).toEqual(before);
     dispose(good);
   });
@@ -206,11 +234,18 @@ describeBackends('train', () => {
     );
     expect(() => new Trainer({ ...run, epochs: 0 })).toThrow('train: epochs is 0, expected a whole number >= 1');
     // A source that claims more images than it yields.
-    const short: DataSource = { size: 16, inputSize: 8, epochBatches: (epoch, options) => run.data.epochBatches(epoch, options), dispose: () => undefined };
+    const short: DataSource = {
+      size: 16,
+      inputSize: 8,
+      epochBatches: (epoch, options) => run.data.epochBatches(epoch, options),
+      dispose: () => undefined,
+    };
     await expect(train({ ...run, data: short, epochs: 1 })).rejects.toThrow(
       'train: the data source ended epoch 0 after 3 batches, expected 4 (16 images in batches of 4)',
     );
-    await expect(train({ ...run, epochs: 2, resume: { progress: { epoch: 1, iterationInEpoch: 0, iteration: 5 }, random: { mask: 0 } } })).rejects.toThrow(
+    await expect(
+      train({ ...run, epochs: 2, resume: { progress: { epoch: 1, iterationInEpoch: 0, iteration: 5 }, random: { mask: 0 } } }),
+    ).rejects.toThrow(
       'train: cannot resume at epoch 1, batch 0, iteration 5 with 3 batches per epoch (the data source has another size than the run that saved the checkpoint)',
     );
     dispose(run);

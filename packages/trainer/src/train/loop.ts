@@ -107,7 +107,8 @@ export class Trainer {
   constructor(readonly options: TrainOptions) {
     const { epochs, data, checkpointEveryIterations } = options;
     checkWholeNumber(epochs, 'epochs', 1);
-    if (!data || typeof data.epochBatches !== 'function') throw new Error('train: data must be a DataSource (ImageFolderSource, InMemorySource, ...)');
+    if (!data || typeof data.epochBatches !== 'function')
+      throw new Error('train: data must be a DataSource (ImageFolderSource, InMemorySource, ...)');
     checkWholeNumber(options.batchSize, 'batchSize', 1);
     this.batchesPerEpoch = countBatches(data.size, { batchSize: options.batchSize, dropLast: options.dropLast });
     if (this.batchesPerEpoch === 0) throw new Error(`train: ${data.size} images make no batch of ${options.batchSize} with dropLast`);
@@ -189,7 +190,8 @@ export class Trainer {
             progress: { ...progress },
             random: randomState(),
             config: options.config,
-            metrics: result.lastLoss === undefined ? undefined : { lastLoss: result.lastLoss, ...(Number.isFinite(minLastLoss) ? { minLastLoss } : {}) },
+            metrics:
+              result.lastLoss === undefined ? undefined : { lastLoss: result.lastLoss, ...(Number.isFinite(minLastLoss) ? { minLastLoss } : {}) },
             encoder: options.saveEncoder ?? true,
           });
         } catch (error) {
@@ -215,7 +217,12 @@ export class Trainer {
         let epochSteps = 0;
         let epochImages = 0;
         const iterator = data
-          .epochBatches(progress.epoch, { batchSize: options.batchSize, seed: seeds.data, dropLast: options.dropLast, startBatch: progress.iterationInEpoch })
+          .epochBatches(progress.epoch, {
+            batchSize: options.batchSize,
+            seed: seeds.data,
+            dropLast: options.dropLast,
+            startBatch: progress.iterationInEpoch,
+          })
           [Symbol.asyncIterator]();
         try {
           while (progress.iterationInEpoch < batchesPerEpoch && !this.stopRequested) {
@@ -229,12 +236,18 @@ export class Trainer {
             const { images, batchIndex } = next.value;
             if (batchIndex !== progress.iterationInEpoch) {
               images.dispose();
-              throw new Error(`train: the data source gave batch ${batchIndex} of epoch ${progress.epoch}, expected batch ${progress.iterationInEpoch}`);
+              throw new Error(
+                `train: the data source gave batch ${batchIndex} of epoch ${progress.epoch}, expected batch ${progress.iterationInEpoch}`,
+              );
             }
             const dataSeconds = (performance.now() - stepStart) / 1000;
-            let step;
+            let step: Awaited<ReturnType<typeof trainStep>>;
             try {
-              step = await trainStep(model, optimizer, images, { lrWd: lrWdOf(progress.iteration), random: maskRandom.next, iteration: progress.iteration });
+              step = await trainStep(model, optimizer, images, {
+                lrWd: lrWdOf(progress.iteration),
+                random: maskRandom.next,
+                iteration: progress.iteration,
+              });
             } catch (error) {
               if (error instanceof NonFiniteLossError) {
                 throw new NonFiniteLossError(

@@ -18,7 +18,7 @@ export class JsonlWriter {
       })();
       this.handle = await this.opening;
     }
-    await this.handle.write(JSON.stringify(record) + '\n');
+    await this.handle.write(`${JSON.stringify(record)}\n`);
   }
 
   async close(): Promise<void> {

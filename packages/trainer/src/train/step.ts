@@ -71,7 +71,12 @@ export function currentLrWd(optimizer: Pick<Optimizer, 'paramGroups'>): AppliedL
  * @example
  * const { loss, globalGradNorm } = await trainStep(model, lamb, images, { lrWd: lrWdAt(schedule, iteration), random: maskRandom.next });
  */
-export async function trainStep(model: TrainableModel, optimizer: Optimizer, images: tf.Tensor4D, options: TrainStepOptions = {}): Promise<TrainStepResult> {
+export async function trainStep(
+  model: TrainableModel,
+  optimizer: Optimizer,
+  images: tf.Tensor4D,
+  options: TrainStepOptions = {},
+): Promise<TrainStepResult> {
   const { lrWd, iteration = 0, active, random } = options;
   const applied = lrWd ? applyLrWd(optimizer, lrWd) : currentLrWd(optimizer);
   model.train(true);
@@ -79,9 +84,14 @@ export async function trainStep(model: TrainableModel, optimizer: Optimizer, ima
   for (const group of optimizer.paramGroups) for (const { name, variable } of group.variables) optimized.set(variable, name);
   const parameters = model.namedParameters().filter(({ variable }) => variable.trainable && optimized.has(variable));
   if (parameters.length === 0) {
-    throw new Error("trainStep: none of the model's parameters is in the optimiser's parameter groups (build the groups from model.namedParameters())");
+    throw new Error(
+      "trainStep: none of the model's parameters is in the optimiser's parameter groups (build the groups from model.namedParameters())",
+    );
   }
-  const { value, grads } = tf.variableGrads(() => model.forward(images, { active, random }), parameters.map(({ variable }) => variable));
+  const { value, grads } = tf.variableGrads(
+    () => model.forward(images, { active, random }),
+    parameters.map(({ variable }) => variable),
+  );
   // variableGrads names gradients by the variables' engine names; the optimiser wants official names.
   const named = new Map<string, tf.Tensor>();
   for (const { variable } of parameters) {
@@ -91,7 +101,11 @@ export async function trainStep(model: TrainableModel, optimizer: Optimizer, ima
   try {
     const loss = (await value.data())[0];
     if (!Number.isFinite(loss)) {
-      throw new NonFiniteLossError(`the loss at iteration ${iteration} is ${loss}; the step was not applied (lower the learning rate, or check the data for NaN)`, loss, iteration);
+      throw new NonFiniteLossError(
+        `the loss at iteration ${iteration} is ${loss}; the step was not applied (lower the learning rate, or check the data for NaN)`,
+        loss,
+        iteration,
+      );
     }
     const { globalGradNorm } = await optimizer.step(named);
     return { loss, globalGradNorm, lrWd: applied };

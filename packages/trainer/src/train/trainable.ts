@@ -35,4 +35,3 @@ export interface TrainableModel {
 
 /** The prefix of the encoder's entries in SparK's state dict; removed for encoder-only weights. */
 export const ENCODER_STATE_PREFIX = 'sparse_encoder.sp_cnn.';
-
