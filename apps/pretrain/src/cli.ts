@@ -19,7 +19,7 @@ commands:
   pretrain --data FOLDER     SparK pre-training on a folder of images: checkpoints, encoder weights, previews
                              (run 'sparkmim pretrain --help' for every option)
   pretrain --config apps/pretrain/configs/quickstart.json
-                             the first run: a small ResNet on the embedded sample images, ~7 min on a CPU
+                             the first run: a small ResNet on the embedded sample images, ~30 s on a CPU
   backend [--backend NAME]   set a backend up and report what it got (adapter vendor, architecture)
   forward [options]          one forward pass of a checkpoint, every intermediate written (compare with PyTorch)
   train-steps [options]      N training steps on one batch and mask, written key by key (compare with PyTorch)

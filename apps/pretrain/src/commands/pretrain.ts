@@ -27,7 +27,7 @@ searched recursively). Settings come from the defaults, then --config, then the 
 are printed and saved as config.json in the run folder.
 
 First run: --config apps/pretrain/configs/quickstart.json trains a small ResNet-18 on the 320 embedded sample
-images (apps/pretrain/data/sample-images) at 96x96 for 4 epochs: about 7 minutes on 2 CPU cores.
+images (apps/pretrain/data/sample-images) at 96x96 for 4 epochs: about 30 seconds on wasm, 2 CPU cores.
 
   --config FILE            settings as JSON or YAML (.yaml, .yml), keys named as the flags in camelCase
                            (inputSize, batchSize, ...); an unknown key is an error; data and initWeights in a

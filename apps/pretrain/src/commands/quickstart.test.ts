@@ -14,7 +14,9 @@ describe('the quickstart config', () => {
   it('points at the embedded images (relative to the config file) and asks for a small, fast model', () => {
     const config = resolveConfig([{ values: readConfigFile(quickstart), from: quickstart }]);
     expect(path.resolve(config.data!)).toBe(sampleImages);
-    expect(config).toMatchObject({ model: 'resnet18', depths: [1, 1, 1, 1], inputSize: 96, backend: 'cpu' });
+    expect(config).toMatchObject({ model: 'resnet18', depths: [1, 1, 1, 1], inputSize: 96 });
+    // No backend: the CLI picks the fastest it finds (wasm on a CPU-only machine).
+    expect(config.backend).toBe('auto');
     // SparK's mask: 96 / 32 = a 3x3 grid, of which 60% masked keeps 4 patches and hides 5.
     expect(config.maskRatio).toBe(0.6);
   });
@@ -43,6 +45,8 @@ describe('the quickstart config', () => {
         '2',
         '--warmup-epochs',
         '0',
+        '--backend',
+        'wasm',
         '--out',
         out,
       ]);
