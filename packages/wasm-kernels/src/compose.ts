@@ -75,6 +75,21 @@ export function pair(value: number | [number, number]): [number, number] {
   return typeof value === 'number' ? [value, value] : value;
 }
 
+/** What tfjs hands a kernel function: its inputs by name, the backend (wasm here) and the attributes. */
+export interface KernelArgs {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+}
+
+/** Throws unless `dilations` are 1: the depthwise gradients here implement undilated convolution only. */
+export function assertUndilated(kernelName: string, dilations: number | [number, number]): void {
+  const [dilationH, dilationW] = pair(dilations);
+  if (dilationH !== 1 || dilationW !== 1) {
+    throw new Error(`${kernelName} (@sparkmim/wasm-kernels): expected dilations 1, got [${dilationH}, ${dilationW}]`);
+  }
+}
+
 /**
  * `dy` of a convolution with stride `s` spread back onto the stride-1 grid: `s - 1` zeros between
  * neighbouring values, `[B, (H'-1)*sH+1, (W'-1)*sW+1, C]`. Then the input gradient is a stride-1 forward

@@ -6,7 +6,7 @@
 // matmul built from the backend's kernels (measured on the quickstart's shapes: a 7x7 stem at 96x96, 3x3
 // layers of 2-64 channels), whose tap slices are JavaScript copies; and it needs no patch buffer.
 import * as tf from '@tensorflow/tfjs-core';
-import { withScope, type KernelScope } from '../compose';
+import { type KernelArgs, type KernelScope, withScope } from '../compose';
 
 /**
  * `dL/dfilter` of a convolution: `x` `[B, H, W, inC]`, `dy` `[B, H', W', outC]`; returns `[kH, kW, inC, outC]`.
@@ -57,15 +57,7 @@ export function byStridePhase(scope: KernelScope, x: tf.TensorInfo, strideH: num
   return scope.reshape(phases, [strideH * strideW * channels, batch, rows, cols]);
 }
 
-function conv2DBackpropFilter({
-  inputs,
-  backend,
-  attrs,
-}: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: tf.KernelBackend;
-  attrs?: tf.NamedAttrMap;
-}): tf.TensorInfo {
+function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const { x, dy } = inputs as Record<string, tf.TensorInfo>;
   const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as tf.Conv2DBackpropFilterAttrs;
   if (dataFormat === 'NCHW') throw new Error('Conv2DBackpropFilter (@sparkmim/wasm-kernels): expected dataFormat NHWC, got NCHW');

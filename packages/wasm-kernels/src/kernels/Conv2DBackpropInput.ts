@@ -5,7 +5,7 @@
 // convolution of dy (spread by the stride, padded by k - 1 - pad) with the filter flipped in space and
 // its channel axes swapped.
 import * as tf from '@tensorflow/tfjs-core';
-import { spreadByStride, withScope, type KernelScope, type WasmBackendLike } from '../compose';
+import { assertUndilated, type KernelArgs, type KernelScope, spreadByStride, type WasmBackendLike, withScope } from '../compose';
 
 /**
  * `dx` of a convolution: `[B, H, W, inC]` from `dy` `[B, H', W', outC]` and the filter `[kH, kW, inC, outC]`
@@ -161,15 +161,7 @@ function interleavePhases(
   return out;
 }
 
-function conv2DBackpropInput({
-  inputs,
-  backend,
-  attrs,
-}: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: tf.KernelBackend;
-  attrs?: tf.NamedAttrMap;
-}): tf.TensorInfo {
+function conv2DBackpropInput({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const { dy, filter } = inputs as Record<string, tf.TensorInfo>;
   const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as tf.Conv2DBackpropInputAttrs;
   if (dataFormat === 'NCHW') throw new Error('Conv2DBackpropInput (@sparkmim/wasm-kernels): expected dataFormat NHWC, got NCHW');
@@ -193,21 +185,10 @@ export const conv2DBackpropInputConfig: tf.KernelConfig = {
   kernelFunc: conv2DBackpropInput as unknown as tf.KernelFunc,
 };
 
-function depthwiseConv2dNativeBackpropInput({
-  inputs,
-  backend,
-  attrs,
-}: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: tf.KernelBackend;
-  attrs?: tf.NamedAttrMap;
-}): tf.TensorInfo {
+function depthwiseConv2dNativeBackpropInput({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const { dy, filter } = inputs as Record<string, tf.TensorInfo>;
   const { strides, pad, dilations, dimRoundingMode, inputShape } = attrs as unknown as tf.DepthwiseConv2dNativeBackpropInputAttrs;
-  const [dilationH, dilationW] = typeof dilations === 'number' ? [dilations, dilations] : dilations;
-  if (dilationH !== 1 || dilationW !== 1) {
-    throw new Error(`DepthwiseConv2dNativeBackpropInput (@sparkmim/wasm-kernels): expected dilations 1, got [${dilationH}, ${dilationW}]`);
-  }
+  assertUndilated('DepthwiseConv2dNativeBackpropInput', dilations);
   const info = tf.backend_util.computeConv2DInfo(
     inputShape,
     filter.shape as [number, number, number, number],

@@ -3,24 +3,13 @@
 // a depthwise filter has few taps and channels, so this is memory-bound whichever way it is laid out).
 // Channels first, so that each tap is a plain slice and each reduction runs over contiguous memory.
 import * as tf from '@tensorflow/tfjs-core';
-import { withScope } from '../compose';
+import { assertUndilated, withScope, type KernelArgs } from '../compose';
 import { byStridePhase } from './Conv2DBackpropFilter';
 
-function depthwiseConv2dNativeBackpropFilter({
-  inputs,
-  backend,
-  attrs,
-}: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: tf.KernelBackend;
-  attrs?: tf.NamedAttrMap;
-}): tf.TensorInfo {
+function depthwiseConv2dNativeBackpropFilter({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const { x, dy } = inputs as Record<string, tf.TensorInfo>;
   const { strides, pad, dilations, dimRoundingMode, filterShape } = attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
-  const [dilationH, dilationW] = typeof dilations === 'number' ? [dilations, dilations] : dilations;
-  if (dilationH !== 1 || dilationW !== 1) {
-    throw new Error(`DepthwiseConv2dNativeBackpropFilter (@sparkmim/wasm-kernels): expected dilations 1, got [${dilationH}, ${dilationW}]`);
-  }
+  assertUndilated('DepthwiseConv2dNativeBackpropFilter', dilations);
   const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, strides, 1, pad, dimRoundingMode, true);
   const [kernelH, kernelW, channels, multiplier] = filterShape;
   const [batch, outH, outW] = dy.shape;

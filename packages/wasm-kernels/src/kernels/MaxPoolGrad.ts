@@ -2,17 +2,9 @@
 // this one routes each output's gradient to the first maximum of its window in row-major order, as
 // tfjs-cpu and PyTorch do (ties matter: after a ReLU, windows of zeros are common).
 import * as tf from '@tensorflow/tfjs-core';
-import type { WasmBackendLike } from '../compose';
+import type { KernelArgs, WasmBackendLike } from '../compose';
 
-function maxPoolGrad({
-  inputs,
-  backend,
-  attrs,
-}: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: tf.KernelBackend;
-  attrs?: tf.NamedAttrMap;
-}): tf.TensorInfo {
+function maxPoolGrad({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const { dy, input } = inputs as Record<string, tf.TensorInfo>;
   const { filterSize, strides, pad, dimRoundingMode } = attrs as unknown as tf.MaxPoolGradAttrs;
   const wasm = backend as WasmBackendLike;

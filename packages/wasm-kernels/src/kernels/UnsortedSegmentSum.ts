@@ -1,17 +1,9 @@
 // unsortedSegmentSum for wasm (missing in tfjs-backend-wasm 4.22): the gradient of gather, which the
 // sparse row ops train through. A loop over the wasm heap: one pass over x, no intermediate.
 import * as tf from '@tensorflow/tfjs-core';
-import type { WasmBackendLike } from '../compose';
+import type { KernelArgs, WasmBackendLike } from '../compose';
 
-function unsortedSegmentSum({
-  inputs,
-  backend,
-  attrs,
-}: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: tf.KernelBackend;
-  attrs?: tf.NamedAttrMap;
-}): tf.TensorInfo {
+function unsortedSegmentSum({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const { x, segmentIds } = inputs as Record<string, tf.TensorInfo>;
   const { numSegments } = attrs as unknown as tf.UnsortedSegmentSumAttrs;
   const wasm = backend as WasmBackendLike;
