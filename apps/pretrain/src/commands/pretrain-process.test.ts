@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import sharp from 'sharp';
+import { TINY_RUN_FLAGS, writeTestImages } from '../testing/tiny-run';
 
 const bin = path.resolve(__dirname, '../../bin/sparkmim.mjs');
 let folder: string;
@@ -16,14 +16,8 @@ beforeAll(async () => {
   images = path.join(folder, 'images');
   fs.mkdirSync(few);
   fs.mkdirSync(images);
-  for (let i = 0; i < 6; i++) {
-    const pixels = Buffer.alloc(64 * 64 * 3);
-    for (let p = 0; p < pixels.length; p++) pixels[p] = (p * (i + 3) + 17 * i) & 255;
-    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
-      .png()
-      .toFile(path.join(images, `image${i}.png`));
-    if (i < 2) fs.copyFileSync(path.join(images, `image${i}.png`), path.join(few, `image${i}.png`));
-  }
+  await writeTestImages(images, 6);
+  for (let i = 0; i < 2; i++) fs.copyFileSync(path.join(images, `image${i}.png`), path.join(few, `image${i}.png`));
   // The launcher rebuilds the bundle when the sources are newer: done here, before any timing or limit.
   const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
   expect({ status: help.status, stderr: help.stderr }).toEqual({ status: 0, stderr: '' });
@@ -32,26 +26,7 @@ afterAll(() => {
   fs.rmSync(folder, { recursive: true, force: true });
 });
 
-const QUICK = [
-  '--model',
-  'resnet18',
-  '--stem-width',
-  '4',
-  '--widths',
-  '4,8,8,8',
-  '--depths',
-  '1,1,1,1',
-  '--decoder-width',
-  '32',
-  '--input-size',
-  '64',
-  '--batch-size',
-  '2',
-  '--backend',
-  'cpu',
-  '--preview-every',
-  '0',
-];
+const QUICK = [...TINY_RUN_FLAGS, '--preview-every', '0'];
 
 interface Ended {
   code: number | null;

@@ -5,8 +5,8 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import sharp from 'sharp';
 import { runCli } from '../testing/run-cli';
+import { TINY_RUN_FLAGS, writeTestImages } from '../testing/tiny-run';
 
 let folder: string;
 /** Two 64x64 images: one step of batch 2 per epoch. */
@@ -15,37 +15,13 @@ beforeAll(async () => {
   folder = fs.mkdtempSync(path.join(os.tmpdir(), 'sparkmim-run-folder-'));
   few = path.join(folder, 'few');
   fs.mkdirSync(few);
-  for (let i = 0; i < 2; i++) {
-    const pixels = Buffer.alloc(64 * 64 * 3);
-    for (let p = 0; p < pixels.length; p++) pixels[p] = (p * (i + 3) + 17 * i) & 255;
-    await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
-      .png()
-      .toFile(path.join(few, `image${i}.png`));
-  }
+  await writeTestImages(few, 2);
 });
 afterAll(() => {
   fs.rmSync(folder, { recursive: true, force: true });
 });
 
-// A tiny resnet18 (one block per stage, narrow): a fraction of a second per step on the cpu backend.
-const QUICK = [
-  '--model',
-  'resnet18',
-  '--stem-width',
-  '4',
-  '--widths',
-  '4,8,8,8',
-  '--depths',
-  '1,1,1,1',
-  '--decoder-width',
-  '32',
-  '--input-size',
-  '64',
-  '--batch-size',
-  '2',
-  '--backend',
-  'cpu',
-];
+const QUICK = TINY_RUN_FLAGS;
 
 const read = (file: string) => fs.readFileSync(file);
 const manifestOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8'));
