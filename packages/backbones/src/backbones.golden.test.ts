@@ -1,11 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { loadTorchState, type TorchTensorData } from '@sparkmim/sparse-ops';
 import { describeBackends, goldenErrorReport, goldenFileNames, loadGolden, nchwToNhwc, type GoldenFile } from '@sparkmim/test-utils';
-import { backboneConfigFromState, createBackboneFromConfig, type Backbone } from './index';
+import { ENCODER_PREFIX, loadedGoldenBackbone, maskedGoldenInput } from './testing/golden-encoder';
 
 // The official SparK encoder's outputs (see shared/goldens/README.md). The architecture of every case is
 // read off its `param.*` keys and shapes, so a new golden file is checked without code changes.
-const ENCODER_PREFIX = 'sparse_encoder.sp_cnn.';
 
 // Tolerances relative to each tensor's largest magnitude. cpu: float32 throughout, the same math as
 // PyTorch up to summation order: 1e-4 (measured: at most 4.3e-6). webgpu: 5e-4. SwiftShader (CI) measured
@@ -16,48 +14,6 @@ const TOLERANCE: Record<string, number> = { cpu: 1e-4, wasm: 1e-4, webgpu: 5e-4 
 
 /** Worst relative error per label, printed when SPARKMIM_REPORT_ERRORS is set. */
 const { expectGoldenClose } = goldenErrorReport();
-
-/** The file's `param.*` entries under their official names: the SparK model's initial state dict. */
-function initialState(golden: GoldenFile): Map<string, TorchTensorData> {
-  const state = new Map<string, TorchTensorData>();
-  for (const key of golden.keys('param.')) state.set(key.slice('param.'.length), golden.get(key));
-  return state;
-}
-
-/** The golden backbone, built from the shapes in the file and loaded with its initial state. */
-function loadedBackbone(golden: GoldenFile): Backbone {
-  const state = initialState(golden);
-  const backbone = createBackboneFromConfig(backboneConfigFromState(state, { prefix: ENCODER_PREFIX }));
-  loadTorchState(backbone, state, { prefix: ENCODER_PREFIX });
-  return backbone;
-}
-
-/**
- * `input * upsampled active` as SparK feeds the encoder, NHWC, and the mask `[B, f, f, 1]`; the upsampling
- * is written out as loops here so the test does not rely on the code under test.
- */
-function maskedInputAndMask(golden: GoldenFile): { masked: tf.Tensor4D; active: tf.Tensor4D } {
-  const input = golden.get('input');
-  const active = golden.get('active');
-  const [batch, channels, height, width] = input.shape;
-  const [, , maskH, maskW] = active.shape;
-  const masked = new Float32Array(input.data.length);
-  for (let b = 0; b < batch; b++) {
-    for (let c = 0; c < channels; c++) {
-      for (let y = 0; y < height; y++) {
-        for (let x = 0; x < width; x++) {
-          const keep = active.data[(b * maskH + Math.floor((y * maskH) / height)) * maskW + Math.floor((x * maskW) / width)];
-          const index = ((b * channels + c) * height + y) * width + x;
-          masked[index] = input.data[index] * keep;
-        }
-      }
-    }
-  }
-  return {
-    masked: nchwToNhwc({ shape: input.shape, data: masked }),
-    active: nchwToNhwc(active),
-  };
-}
 
 async function expectFeatures(
   golden: GoldenFile,
@@ -81,8 +37,8 @@ describeBackends('backbones: official SparK encoder goldens', ({ backend }) => {
   for (const file of goldenFileNames()) {
     it(`${file}: train-mode sparse features match enc.0..3 and BN running statistics match after_fwd.*`, async () => {
       const golden = loadGolden(file);
-      const backbone = loadedBackbone(golden);
-      const { masked, active } = maskedInputAndMask(golden);
+      const backbone = loadedGoldenBackbone(golden);
+      const { masked, active } = maskedGoldenInput(golden);
       const features = backbone.train().forward(masked, { active });
       await expectFeatures(golden, features, 'enc', relative, backend);
 
@@ -99,8 +55,8 @@ describeBackends('backbones: official SparK encoder goldens', ({ backend }) => {
 
     it(`${file}: eval-mode sparse features (running statistics) match enc_eval.0..3`, async () => {
       const golden = loadGolden(file);
-      const backbone = loadedBackbone(golden);
-      const { masked, active } = maskedInputAndMask(golden);
+      const backbone = loadedGoldenBackbone(golden);
+      const { masked, active } = maskedGoldenInput(golden);
       const features = backbone.eval().forward(masked, { active });
       await expectFeatures(golden, features, 'enc_eval', relative, backend);
       tf.dispose([features, masked, active]);

@@ -1,46 +1,19 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { loadTorchState, RowSites, type TorchTensorData } from '@sparkmim/sparse-ops';
+import { RowSites } from '@sparkmim/sparse-ops';
 import { describeBackends, expectClose, goldenFileNames, loadGolden, nchwToNhwc, type GoldenFile } from '@sparkmim/test-utils';
-import { backboneConfigFromState, createBackboneFromConfig } from './index';
 import { createResNet, type ResNet } from './resnet';
+import { ENCODER_PREFIX, loadedGoldenBackbone, maskedGoldenInput } from './testing/golden-encoder';
 
 // The ResNet's row path (visible sites as rows) against the official SparK encoder's outputs and against
 // the masked path of the same model, on the ResNet goldens (shared/goldens/README.md).
-const ENCODER_PREFIX = 'sparse_encoder.sp_cnn.';
 // As backbones.golden.test.ts: float32 against PyTorch's float32, measured errors far below.
 const TOLERANCE: Record<string, number> = { cpu: 1e-4, wasm: 1e-4, webgpu: 5e-4 };
 
-function loadedResNet(golden: GoldenFile): ResNet {
-  const state = new Map<string, TorchTensorData>();
-  for (const key of golden.keys('param.')) state.set(key.slice('param.'.length), golden.get(key));
-  const backbone = createBackboneFromConfig(backboneConfigFromState(state, { prefix: ENCODER_PREFIX }));
-  loadTorchState(backbone, state, { prefix: ENCODER_PREFIX });
-  return backbone as ResNet;
-}
-
-/** The input masked as SparK feeds the encoder (upsampling written as loops), the mask, and its rows. */
+/** The input masked as SparK feeds the encoder, the mask, and its rows. */
 function inputs(golden: GoldenFile): { masked: tf.Tensor4D; active: tf.Tensor4D; sites: RowSites } {
-  const input = golden.get('input');
   const active = golden.get('active');
-  const [batch, channels, height, width] = input.shape;
-  const [, , maskH, maskW] = active.shape;
-  const masked = new Float32Array(input.data.length);
-  for (let b = 0; b < batch; b++) {
-    for (let c = 0; c < channels; c++) {
-      for (let y = 0; y < height; y++) {
-        for (let x = 0; x < width; x++) {
-          const keep = active.data[(b * maskH + Math.floor((y * maskH) / height)) * maskW + Math.floor((x * maskW) / width)];
-          const index = ((b * channels + c) * height + y) * width + x;
-          masked[index] = input.data[index] * keep;
-        }
-      }
-    }
-  }
-  return {
-    masked: nchwToNhwc({ shape: input.shape, data: masked }),
-    active: nchwToNhwc(active),
-    sites: RowSites.fromArray(active.data, [batch, maskH, maskW]),
-  };
+  const [batch, , maskH, maskW] = active.shape;
+  return { ...maskedGoldenInput(golden), sites: RowSites.fromArray(active.data, [batch, maskH, maskW]) };
 }
 
 async function expectFeatures(golden: GoldenFile, features: tf.Tensor4D[], key: 'enc' | 'enc_eval', relative: number): Promise<void> {
@@ -60,7 +33,7 @@ describeBackends('backbones: ResNet row path', ({ backend }) => {
   for (const file of resnetGoldens) {
     it(`${file}: rows give the official train-mode features and running statistics`, async () => {
       const golden = loadGolden(file);
-      const model = loadedResNet(golden);
+      const model = loadedGoldenBackbone(golden) as ResNet;
       const { masked, active, sites } = inputs(golden);
       const features = model.train().forward(masked, { active, rows: sites });
       await expectFeatures(golden, features, 'enc', relative);
