@@ -7,6 +7,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { assertUndilated, type KernelArgs, type KernelScope, spreadByStride, type WasmBackendLike, withScope } from '../compose';
 
+// A stride-1, undilated, unpadded NHWC forward convolution: every input gradient here becomes one.
+const VALID_CONV_ATTRS = {
+  strides: [1, 1],
+  pad: 'valid',
+  dilations: [1, 1],
+  dataFormat: 'NHWC',
+  dimRoundingMode: undefined,
+} as unknown as tf.NamedAttrMap;
+
 /**
  * `dx` of a convolution: `[B, H, W, inC]` from `dy` `[B, H', W', outC]` and the filter `[kH, kW, inC, outC]`
  * (`depthwise`: `[kH, kW, C, multiplier]` and dy `[B, H', W', C * multiplier]`).
@@ -39,20 +48,13 @@ export function inputGradientByConv(
     [0, 0],
   ]);
   const flipped = scope.run('Reverse', { x: filter }, { dims: [0, 1] });
-  const convAttrs = {
-    strides: [1, 1],
-    pad: 'valid',
-    dilations: [1, 1],
-    dataFormat: 'NHWC',
-    dimRoundingMode: undefined,
-  } as unknown as tf.NamedAttrMap;
   if (!depthwise) {
     const swapped = scope.transpose(flipped, [0, 1, 3, 2]);
-    return scope.run('Conv2D', { x: padded, filter: swapped }, convAttrs);
+    return scope.run('Conv2D', { x: padded, filter: swapped }, VALID_CONV_ATTRS);
   }
   const multiplier = filterOut;
   const perChannel = scope.reshape(flipped, [kernelH, kernelW, filterIn * multiplier, 1]);
-  const spreadOut = scope.run('DepthwiseConv2dNative', { x: padded, filter: perChannel }, convAttrs);
+  const spreadOut = scope.run('DepthwiseConv2dNative', { x: padded, filter: perChannel }, VALID_CONV_ATTRS);
   if (multiplier === 1) return spreadOut;
   // Output channel c * m + k came from input channel c: sum the m of them.
   return scope.run('Sum', { x: scope.reshape(spreadOut, [batch, height, width, inC, multiplier]) }, { axis: [4], keepDims: false });
@@ -91,13 +93,6 @@ function inputGradientBySubPixels(
   // Rows i = firstTapH + sH * t as [tapsH, sH, ...] sliced at the phase: slices of rank <= 4 only (the
   // backend's higher-rank slices and transposes fall back to a slow generic loop).
   const byRow = scope.reshape(paddedFilter, [tapsH, strideH, tapsW * strideW * inC * outC]);
-  const convAttrs = {
-    strides: [1, 1],
-    pad: 'valid',
-    dilations: [1, 1],
-    dataFormat: 'NHWC',
-    dimRoundingMode: undefined,
-  } as unknown as tf.NamedAttrMap;
   const phases: tf.TensorInfo[] = [];
   for (let a = 0; a < strideH; a++) {
     const firstTapH = (a + sides.top) % strideH;
@@ -119,7 +114,7 @@ function inputGradientBySubPixels(
         [padLeft, cols + tapsW - 1 - padLeft - dyW],
         [0, 0],
       ]);
-      phases.push(scope.run('Conv2D', { x: padded, filter: convFilter }, convAttrs));
+      phases.push(scope.run('Conv2D', { x: padded, filter: convFilter }, VALID_CONV_ATTRS));
     }
   }
   return interleavePhases(scope.backend, phases, [batch, height, width, inC], strides, rows, cols);
