@@ -1,0 +1,1 @@
+export { registerWebGpuTrainingKernels, WEBGPU_TRAINING_KERNELS } from './register';
