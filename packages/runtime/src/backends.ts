@@ -47,26 +47,38 @@ interface NodeWebGpuModule {
 }
 
 /**
+ * Dawn options for per-kernel GPU timing: timestamp queries at full resolution. Dawn rounds timestamps
+ * (its `timestamp_quantization` toggle, on by default, a timing-attack guard for web pages), which blurs
+ * the many sub-millisecond kernels of a training step; a benchmark turns it off.
+ */
+export const DAWN_PROFILING_OPTIONS: readonly string[] = ['enable-dawn-features=allow_unsafe_apis', 'disable-dawn-features=timestamp_quantization'];
+
+/**
  * Makes `navigator.gpu` exist in Node through Dawn (the `webgpu` npm package). Must run before
  * `@tensorflow/tfjs-backend-webgpu` is imported: that package registers itself only when WebGPU exists.
+ * `dawnOptions` go to the package's `create()` (e.g. {@link DAWN_PROFILING_OPTIONS}); they take effect
+ * only on the first call, which creates the GPU object.
+ *
+ * @example
+ * await installNodeWebGpu({ dawnOptions: DAWN_PROFILING_OPTIONS }); // then setupBackend('webgpu')
  */
-export async function installNodeWebGpu(): Promise<boolean> {
+export async function installNodeWebGpu({ dawnOptions = [] }: { dawnOptions?: readonly string[] } = {}): Promise<boolean> {
   const globalScope = globalThis as unknown as { navigator?: { gpu?: GPU } };
   if (globalScope.navigator?.gpu) return true;
   if (!isNode) return false;
   const webgpu = await importOptional<NodeWebGpuModule>('webgpu');
   if (!webgpu) return false;
-  exposeNodeWebGpu(webgpu);
+  exposeNodeWebGpu(webgpu, dawnOptions);
   return true;
 }
 
 /** Puts Dawn's `GPU*` constants on the global scope and `gpu` on `navigator`, as a browser has them. */
-export function exposeNodeWebGpu(webgpu: NodeWebGpuModule): void {
+export function exposeNodeWebGpu(webgpu: NodeWebGpuModule, dawnOptions: readonly string[] = []): void {
   const globalScope = globalThis as unknown as Record<string, unknown> & { navigator?: Record<string, unknown> };
   for (const [key, value] of Object.entries(webgpu.globals)) {
     if (!(key in globalScope)) globalScope[key] = value;
   }
-  const gpu = webgpu.create([]);
+  const gpu = webgpu.create([...dawnOptions]);
   if (globalScope.navigator) {
     Object.defineProperty(globalScope.navigator, 'gpu', { value: gpu, configurable: true });
   } else {

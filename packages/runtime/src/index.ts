@@ -1,6 +1,7 @@
 export {
   BACKEND_NAMES,
   BackendUnavailableError,
+  DAWN_PROFILING_OPTIONS,
   exposeNodeWebGpu,
   gradientsRegistered,
   installNodeWebGpu,
