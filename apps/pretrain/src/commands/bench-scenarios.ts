@@ -4,8 +4,11 @@
 /** One thing `sparkmim bench` measures. */
 export interface BenchScenario {
   name: string;
-  /** `step`: a full SparK training step (forward, backward, AdamW); `inference`: the dense encoder alone. */
-  kind: 'step' | 'inference';
+  /**
+   * `step`: a full SparK training step (forward, backward, AdamW); `inference`: the dense encoder alone;
+   * `profile`: one step after a warm-up, its time split by kernel (see `profileScenario` in bench.ts).
+   */
+  kind: 'step' | 'inference' | 'profile';
   model: string;
   /** Backbone options, as `SparkModel.create` takes them (`stemWidth`, `channels`, `dims`, `depths`). */
   backbone?: Record<string, unknown>;
@@ -99,6 +102,48 @@ export const BENCH_SCENARIOS: readonly BenchScenario[] = [
     batch: 2,
     steps: 2,
     description: 'CI-sized: dense encoder inference of the quickstart model at 64x64, batch 2',
+  },
+  {
+    name: 'profile',
+    kind: 'profile',
+    model: 'resnet18',
+    backbone: { stemWidth: 8, channels: [8, 16, 32, 64], depths: [1, 1, 1, 1] },
+    decoderWidth: 32,
+    inputSize: 96,
+    batch: 8,
+    steps: 1,
+    description: 'per-kernel time of one quickstart step (GPU timestamps on webgpu, wall time per kernel on cpu/wasm)',
+  },
+  {
+    name: 'resnet50-profile-224',
+    kind: 'profile',
+    model: 'resnet50',
+    decoderWidth: 768,
+    inputSize: 224,
+    batch: 32,
+    steps: 1,
+    description: 'per-kernel time of one SparK ResNet-50 step, 224x224, batch 32 (the official throughput setting; for a GPU)',
+  },
+  {
+    name: 'convnext-t-profile-224',
+    kind: 'profile',
+    model: 'convnext_tiny',
+    decoderWidth: 768,
+    inputSize: 224,
+    batch: 32,
+    steps: 1,
+    description: 'per-kernel time of one SparK ConvNeXt-T step, 224x224, batch 32 (for a GPU)',
+  },
+  {
+    name: 'ci-profile',
+    kind: 'profile',
+    model: 'resnet18',
+    backbone: { stemWidth: 8, channels: [8, 16, 32, 64], depths: [1, 1, 1, 1] },
+    decoderWidth: 32,
+    inputSize: 64,
+    batch: 2,
+    steps: 1,
+    description: 'CI-sized: per-kernel time of one step of the quickstart model at 64x64, batch 2',
   },
 ];
 

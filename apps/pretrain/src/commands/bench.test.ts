@@ -1,4 +1,6 @@
+import * as tf from '@tensorflow/tfjs-core';
 import { runCli } from '../testing/run-cli';
+import { aggregateKernelTimes } from './bench';
 
 describe('sparkmim bench', () => {
   it('lists its scenarios, the quickstart and the 224 steps among them', async () => {
@@ -52,5 +54,80 @@ describe('sparkmim bench', () => {
     expect(lines.map((line) => line.backend ?? line.pair)).toEqual(['wasm', 'cpu', ['wasm', 'cpu']]);
     expect(lines[0]).toMatchObject({ kind: 'inference', ms: { backward: 0, optimiser: 0 }, leakedTensors: 0 });
     expect(lines[2].ratio).toBeCloseTo(lines[0].imagesPerSecond / lines[1].imagesPerSecond, 1);
+  });
+
+  it('rejects an input size that is not a multiple of 32', async () => {
+    const result = await runCli(['bench', '--scenario', 'ci-profile', '--input-size', '100']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe("sparkmim: --input-size is '100', expected a whole multiple of 32\n");
+  });
+
+  it('sums profiled kernel calls by name, slowest first, with shares, optimiser part and webgpu programs; scopes left out', () => {
+    const lines = aggregateKernelTimes(
+      {
+        model: [
+          { name: 'Conv2D', kernelTimeMs: 3, extraInfo: 'Conv2DMMProgram: 3' },
+          { name: 'unnamed scope', kernelTimeMs: 50 },
+          { name: 'Multiply', kernelTimeMs: 1 },
+          { name: 'Conv2D', kernelTimeMs: 2, extraInfo: 'Conv2DMMProgram: 1.5, TransposeProgram: 0.5' },
+          { name: 'Reshape', kernelTimeMs: { error: 'no timer' } },
+        ],
+        optimiser: [{ name: 'Multiply', kernelTimeMs: 4 }],
+      },
+      's',
+      'webgpu',
+      (name) => name !== 'unnamed scope',
+    );
+    expect(lines).toEqual([
+      {
+        scenario: 's',
+        backend: 'webgpu',
+        kernel: 'Conv2D',
+        ms: 5,
+        count: 2,
+        share: 0.5,
+        optimiserMs: 0,
+        programs: { Conv2DMMProgram: 4.5, TransposeProgram: 0.5 },
+      },
+      { scenario: 's', backend: 'webgpu', kernel: 'Multiply', ms: 5, count: 2, share: 0.5, optimiserMs: 4 },
+      { scenario: 's', backend: 'webgpu', kernel: 'Reshape', ms: 0, count: 1, share: 0, optimiserMs: 0 },
+    ]);
+  });
+
+  it('profiles one tiny step on wasm: a line per kernel (convolutions and their gradients among them), then a summary', async () => {
+    // As in describeBackends: tfjs's test-mode kernel leak check counts the copies tf.customGrad saves for
+    // the backward pass as leaks on wasm; the summary's own tensor count (leakedTensors) still checks.
+    const wasTest = tf.env().getBool('IS_TEST');
+    tf.env().set('IS_TEST', false);
+    const result = await runCli(['bench', '--scenario', 'ci-profile', '--backend', 'wasm']).finally(() => tf.env().set('IS_TEST', wasTest));
+    expect(result.code).toBe(0);
+    const lines = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    const summary = lines.pop();
+    expect(summary).toMatchObject({
+      scenario: 'ci-profile',
+      backend: 'wasm',
+      kind: 'profile',
+      batch: 2,
+      inputSize: 64,
+      timing: 'wall',
+      leakedTensors: 0,
+    });
+    expect(summary.kernels).toBe(lines.length);
+    expect(summary.calls).toBe(lines.reduce((total, line) => total + line.count, 0));
+    expect(summary.kernelMs).toBeCloseTo(
+      lines.reduce((total, line) => total + line.ms, 0),
+      1,
+    );
+    const names = lines.map((line) => line.kernel);
+    expect(names).toEqual(expect.arrayContaining(['Conv2D', 'Conv2DBackpropInput', 'FusedBatchNorm', 'Multiply']));
+    expect(names).not.toContain('unnamed scope');
+    const times = lines.map((line) => line.ms);
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+    expect(lines.reduce((total, line) => total + line.share, 0)).toBeCloseTo(1, 2);
+    expect(lines.find((line) => line.kernel === 'Conv2D').optimiserMs).toBe(0);
+    expect(lines.find((line) => line.kernel === 'Multiply').optimiserMs).toBeGreaterThan(0);
   });
 });
