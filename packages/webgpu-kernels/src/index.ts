@@ -1,1 +1,1 @@
-export { registerWebGpuTrainingKernels, WEBGPU_TRAINING_KERNELS } from './register';
+export { registerWebGpuTrainingKernels, restoreStockWebGpuKernels, WEBGPU_TRAINING_KERNELS } from './register';

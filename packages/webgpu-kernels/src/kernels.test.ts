@@ -1,0 +1,200 @@
+// The convolution gradients of this package against slow, obvious loops written here, on every test
+// backend: on cpu the loops are checked against tfjs-cpu's kernels, on webgpu our kernels are checked
+// against the loops and against tfjs-backend-webgpu's own kernels. Shapes cover padding (numbers, 'same',
+// 'valid', explicit), strides, odd sizes, channel counts that are not multiples of the 64-wide tiles, and
+// the split-K path of the filter gradient.
+import { describeBackends, expectClose } from '@sparkmim/test-utils';
+import * as tf from '@tensorflow/tfjs-core';
+import { registerWebGpuTrainingKernels, restoreStockWebGpuKernels, WEBGPU_TRAINING_KERNELS } from './index';
+import { planFilterGradient } from './kernels/Conv2DBackpropFilter';
+
+type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+
+interface ConvCase {
+  name: string;
+  x: [number, number, number, number];
+  filter: [number, number, number, number];
+  stride: number;
+  pad: Pad;
+  /** Also compared with tfjs-backend-webgpu's own kernels (a few cases: SwiftShader compiles each shader slowly). */
+  againstStock?: boolean;
+}
+
+const explicit = (top: number, bottom: number, left: number, right: number): tf.backend_util.ExplicitPadding => [
+  [0, 0],
+  [top, bottom],
+  [left, right],
+  [0, 0],
+];
+
+const CASES: ConvCase[] = [
+  { name: '1x1 stride 1', x: [2, 5, 5, 6], filter: [1, 1, 6, 5], stride: 1, pad: 'valid' },
+  { name: '1x1 stride 2 (a downsample)', x: [2, 7, 7, 4], filter: [1, 1, 4, 8], stride: 2, pad: 'valid' },
+  { name: '3x3 pad 1 stride 1', x: [2, 7, 6, 3], filter: [3, 3, 3, 4], stride: 1, pad: 1, againstStock: true },
+  { name: '3x3 stride 2 pad 1, odd size', x: [2, 9, 7, 4], filter: [3, 3, 4, 5], stride: 2, pad: explicit(1, 1, 1, 1) },
+  { name: '7x7 stride 2 pad 3 (a stem)', x: [1, 12, 10, 3], filter: [7, 7, 3, 4], stride: 2, pad: explicit(3, 3, 3, 3), againstStock: true },
+  { name: "3x3 'same' stride 2 (padding only after)", x: [1, 8, 8, 3], filter: [3, 3, 3, 2], stride: 2, pad: 'same' },
+  { name: "3x3 'valid' stride 1", x: [1, 6, 7, 2], filter: [3, 3, 2, 3], stride: 1, pad: 'valid' },
+  { name: 'asymmetric explicit padding', x: [1, 6, 5, 2], filter: [3, 2, 2, 3], stride: 1, pad: explicit(2, 0, 0, 1) },
+  { name: 'channels beyond one 64-wide tile', x: [1, 5, 5, 70], filter: [3, 3, 70, 67], stride: 1, pad: 'same', againstStock: true },
+  { name: 'K split across workgroups', x: [4, 12, 12, 5], filter: [3, 3, 5, 6], stride: 1, pad: 'same' },
+];
+
+function convInfo(c: ConvCase): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(c.x, c.filter, c.stride, 1, c.pad, undefined, false, 'channelsLast');
+}
+
+/** dW[i, j, c, o] = sum over b, y, x of x[b, y*s + i - top, x*s + j - left, c] * dy[b, y, x, o], as loops. */
+function referenceFilterGradient(c: ConvCase, x: Float32Array, dy: Float32Array): Float32Array {
+  const info = convInfo(c);
+  const [batch, height, width, inC] = c.x;
+  const [kernelH, kernelW, , outC] = c.filter;
+  const dw = new Float32Array(kernelH * kernelW * inC * outC);
+  for (let i = 0; i < kernelH; i++)
+    for (let j = 0; j < kernelW; j++)
+      for (let ci = 0; ci < inC; ci++)
+        for (let o = 0; o < outC; o++) {
+          let sum = 0;
+          for (let b = 0; b < batch; b++)
+            for (let y = 0; y < info.outHeight; y++)
+              for (let xx = 0; xx < info.outWidth; xx++) {
+                const row = y * info.strideHeight + i - info.padInfo.top;
+                const col = xx * info.strideWidth + j - info.padInfo.left;
+                if (row < 0 || row >= height || col < 0 || col >= width) continue;
+                sum += x[((b * height + row) * width + col) * inC + ci] * dy[((b * info.outHeight + y) * info.outWidth + xx) * outC + o];
+              }
+          dw[((i * kernelW + j) * inC + ci) * outC + o] = sum;
+        }
+  return dw;
+}
+
+/** dx[b, r, q, c] = sum of w[i, j, c, o] * dy[b, y, x, o] over the outputs (y, x) whose window covers (r, q). */
+function referenceInputGradient(c: ConvCase, w: Float32Array, dy: Float32Array): Float32Array {
+  const info = convInfo(c);
+  const [batch, height, width, inC] = c.x;
+  const [kernelH, kernelW, , outC] = c.filter;
+  const dx = new Float32Array(batch * height * width * inC);
+  for (let b = 0; b < batch; b++)
+    for (let y = 0; y < info.outHeight; y++)
+      for (let xx = 0; xx < info.outWidth; xx++)
+        for (let i = 0; i < kernelH; i++)
+          for (let j = 0; j < kernelW; j++) {
+            const row = y * info.strideHeight + i - info.padInfo.top;
+            const col = xx * info.strideWidth + j - info.padInfo.left;
+            if (row < 0 || row >= height || col < 0 || col >= width) continue;
+            for (let ci = 0; ci < inC; ci++) {
+              let sum = 0;
+              for (let o = 0; o < outC; o++)
+                sum += w[((i * kernelW + j) * inC + ci) * outC + o] * dy[((b * info.outHeight + y) * info.outWidth + xx) * outC + o];
+              dx[((b * height + row) * width + col) * inC + ci] += sum;
+            }
+          }
+  return dx;
+}
+
+function gradients(c: ConvCase, x: tf.Tensor, w: tf.Tensor, dy: tf.Tensor): { dw: tf.Tensor; dx: tf.Tensor } {
+  const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, {
+    strides: c.stride,
+    pad: c.pad,
+    dataFormat: 'NHWC',
+    dimRoundingMode: undefined,
+    filterShape: c.filter,
+  } as unknown as tf.NamedAttrMap) as tf.Tensor;
+  const dx = tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, {
+    inputShape: c.x,
+    strides: c.stride,
+    pad: c.pad,
+    dataFormat: 'NHWC',
+    dimRoundingMode: undefined,
+  } as unknown as tf.NamedAttrMap) as tf.Tensor;
+  return { dw, dx };
+}
+
+describeBackends('webgpu-kernels: conv2d gradients', ({ backend }) => {
+  beforeAll(() => {
+    if (backend === 'webgpu') registerWebGpuTrainingKernels();
+  });
+
+  it('the K-split case really splits K, and the others do not', () => {
+    const plan = (c: ConvCase) => {
+      const info = convInfo(c);
+      return planFilterGradient(c.filter[0] * c.filter[1] * c.x[3], c.filter[3], c.x[0] * info.outHeight * info.outWidth).slices;
+    };
+    expect(CASES.map((c) => [c.name, plan(c) > 1])).toEqual(CASES.map((c) => [c.name, c.name === 'K split across workgroups']));
+  });
+
+  for (const c of CASES) {
+    it(`${c.name}: filter and input gradients match loops${backend === 'webgpu' && c.againstStock ? ' and the stock webgpu kernels' : ''}`, async () => {
+      const info = convInfo(c);
+      const x = tf.randomUniform(c.x, -1, 1, 'float32', 1);
+      const w = tf.randomUniform(c.filter, -1, 1, 'float32', 2);
+      const dy = tf.randomUniform([c.x[0], info.outHeight, info.outWidth, c.filter[3]], -1, 1, 'float32', 3);
+      const [xValues, wValues, dyValues] = [(await x.data()) as Float32Array, (await w.data()) as Float32Array, (await dy.data()) as Float32Array];
+      const ours = gradients(c, x, w, dy);
+      try {
+        expect(ours.dw.shape).toEqual(c.filter);
+        expect(ours.dx.shape).toEqual(c.x);
+        await expectClose(ours.dw, referenceFilterGradient(c, xValues, dyValues), { relative: 1e-5, label: `${c.name} dW` });
+        await expectClose(ours.dx, referenceInputGradient(c, wValues, dyValues), { relative: 1e-5, label: `${c.name} dx` });
+        if (backend === 'webgpu' && c.againstStock) {
+          restoreStockWebGpuKernels();
+          const stock = gradients(c, x, w, dy);
+          registerWebGpuTrainingKernels();
+          await expectClose(ours.dw, stock.dw, { relative: 1e-5, label: `${c.name} dW vs stock` });
+          await expectClose(ours.dx, stock.dx, { relative: 1e-5, label: `${c.name} dx vs stock` });
+          tf.dispose([stock.dw, stock.dx]);
+        }
+      } finally {
+        tf.dispose([x, w, dy, ours.dw, ours.dx]);
+      }
+    });
+  }
+
+  it('trains through tf.grads of conv2d (ours on webgpu) like the loops', async () => {
+    const c = CASES[3];
+    const x = tf.randomUniform(c.x, -1, 1, 'float32', 4);
+    const w = tf.randomUniform(c.filter, -1, 1, 'float32', 5);
+    const [dx, dw] = tf.grads((input: tf.Tensor, filter: tf.Tensor) =>
+      tf.conv2d(input as tf.Tensor4D, filter as tf.Tensor4D, c.stride, c.pad as tf.backend_util.ExplicitPadding).sum(),
+    )([x, w]);
+    const info = convInfo(c);
+    const ones = new Float32Array(c.x[0] * info.outHeight * info.outWidth * c.filter[3]).fill(1);
+    await expectClose(dw, referenceFilterGradient(c, (await x.data()) as Float32Array, ones), { relative: 1e-5, label: 'dW' });
+    await expectClose(dx, referenceInputGradient(c, (await w.data()) as Float32Array, ones), { relative: 1e-5, label: 'dx' });
+    tf.dispose([x, w, dx, dw]);
+  });
+
+  it('a dy of the wrong shape is named in the error', () => {
+    const x = tf.zeros([1, 6, 6, 2]);
+    const dy = tf.zeros([1, 5, 6, 3]);
+    expect(() =>
+      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, {
+        strides: 1,
+        pad: 'same',
+        dataFormat: 'NHWC',
+        dimRoundingMode: undefined,
+        filterShape: [3, 3, 2, 3],
+      } as unknown as tf.NamedAttrMap),
+    ).toThrow(backend === 'webgpu' ? 'Conv2DBackpropFilter (@sparkmim/webgpu-kernels): expected dy of shape [1,6,6,3], got [1,5,6,3]' : /./);
+    tf.dispose([x, dy]);
+  });
+});
+
+describeBackends('webgpu-kernels: registration', ({ backend }) => {
+  it('registers on request, again does nothing, and the stock kernels can be put back', () => {
+    if (backend !== 'webgpu') {
+      // Nothing of ours is registered for another backend.
+      for (const config of WEBGPU_TRAINING_KERNELS) expect(tf.getKernel(config.kernelName, backend)?.kernelFunc).not.toBe(config.kernelFunc);
+      return;
+    }
+    const current = () => WEBGPU_TRAINING_KERNELS.map((config) => tf.getKernel(config.kernelName, 'webgpu')?.kernelFunc === config.kernelFunc);
+    registerWebGpuTrainingKernels();
+    registerWebGpuTrainingKernels();
+    expect(current()).toEqual([true, true]);
+    restoreStockWebGpuKernels();
+    expect(current()).toEqual([false, false]);
+    expect(WEBGPU_TRAINING_KERNELS.every((config) => tf.getKernel(config.kernelName, 'webgpu') !== undefined)).toBe(true);
+    registerWebGpuTrainingKernels();
+    expect(current()).toEqual([true, true]);
+  });
+});

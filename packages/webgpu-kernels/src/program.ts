@@ -1,0 +1,56 @@
+// How our WGSL programs reach tfjs-backend-webgpu: its backend object runs any object shaped like its
+// WebGPUProgram. The shapes are declared here (libraries import no backend), with only what we use.
+import type * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * A compute program as tfjs-backend-webgpu 4.22's `runWebGPUProgram` takes it (its `WebGPUProgram`).
+ * The backend prepends a header to `getUserCode()`: a `uniforms` struct with every input's and the
+ * output's shape, one read-only storage array per name in `variableNames`, the output array `result`, and
+ * `localId`, `workgroupId`, `globalId` as private variables; it then calls `main()` (our programs set a
+ * non-flat `dispatchLayout`, so `main` takes no index).
+ */
+export interface WebGpuProgramLike {
+  outputShape: number[];
+  /** Identifies the compiled pipeline; the backend appends input ranks and dtypes. */
+  shaderKey: string;
+  dispatchLayout: { x: number[]; y?: number[]; z?: number[] };
+  /** Workgroups along x, y, z. */
+  dispatch: [number, number, number];
+  variableNames: string[];
+  workgroupSize: [number, number, number];
+  /** Adds `size : i32` (the output's element count) to the uniforms. */
+  size?: boolean;
+  getUserCode(): string;
+}
+
+/** The parts of tfjs-backend-webgpu's WebGPUBackend used here. */
+export interface WebGpuBackendLike extends tf.KernelBackend {
+  runWebGPUProgram(program: WebGpuProgramLike, inputs: tf.TensorInfo[], outputDtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: tf.DataId, force?: boolean): boolean;
+}
+
+/** What tfjs hands a kernel function: its inputs by name, the backend (webgpu here) and the attributes. */
+export interface KernelArgs {
+  inputs: tf.NamedTensorInfoMap;
+  backend: tf.KernelBackend;
+  attrs?: tf.NamedAttrMap;
+}
+
+export function pair(value: number | [number, number]): [number, number] {
+  return typeof value === 'number' ? [value, value] : value;
+}
+
+/** Throws unless `dilations` are 1: the kernels here implement undilated convolution only. */
+export function assertUndilated(kernelName: string, dilations: number | [number, number] | undefined): void {
+  const [dilationH, dilationW] = pair(dilations ?? 1);
+  if (dilationH !== 1 || dilationW !== 1) {
+    throw new Error(`${kernelName} (@sparkmim/webgpu-kernels): expected dilations 1, got [${dilationH}, ${dilationW}]`);
+  }
+}
+
+/** Throws unless the tensor is float32: the programs read and write f32 buffers. */
+export function assertFloat32(kernelName: string, name: string, info: tf.TensorInfo): void {
+  if (info.dtype !== 'float32') {
+    throw new Error(`${kernelName} (@sparkmim/webgpu-kernels): expected ${name} of dtype float32, got ${info.dtype}`);
+  }
+}
