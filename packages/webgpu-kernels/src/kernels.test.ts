@@ -3,8 +3,10 @@
 // against the loops and against tfjs-backend-webgpu's own kernels. Shapes cover padding (numbers, 'same',
 // 'valid', explicit), strides, odd sizes, channel counts that are not multiples of the 64-wide tiles, and
 // the split-K path of the filter gradient.
-import { describeBackends, expectClose } from '@sparkmim/test-utils';
 import * as tf from '@tensorflow/tfjs-core';
+// test-utils by path, not as a declared dependency: @sparkmim/runtime depends on this package (it registers
+// these kernels) and test-utils on the runtime, so declaring it would make a cycle that turbo refuses to build.
+import { describeBackends, expectClose } from '../../test-utils/src/index';
 import { registerWebGpuTrainingKernels, restoreStockWebGpuKernels, WEBGPU_TRAINING_KERNELS } from './index';
 import { planFilterGradient } from './kernels/Conv2DBackpropFilter';
 
