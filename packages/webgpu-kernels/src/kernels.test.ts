@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, expectClose } from '../../test-utils/src/index';
 import { registerWebGpuTrainingKernels, restoreStockWebGpuKernels, WEBGPU_TRAINING_KERNELS } from './index';
 import { planFilterGradient } from './kernels/Conv2DBackpropFilter';
+import { INPUT_GRADIENT_FLAG } from './kernels/Conv2DBackpropInput';
 
 type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
 
@@ -94,22 +95,29 @@ function referenceInputGradient(c: ConvCase, w: Float32Array, dy: Float32Array):
   return dx;
 }
 
+function filterGradient(c: ConvCase, x: tf.Tensor, dy: tf.Tensor): tf.Tensor {
+  const attrs = { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape: c.filter };
+  return tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+function inputGradient(c: ConvCase, w: tf.Tensor, dy: tf.Tensor): tf.Tensor {
+  const attrs = { inputShape: c.x, strides: c.stride, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined };
+  return tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
 function gradients(c: ConvCase, x: tf.Tensor, w: tf.Tensor, dy: tf.Tensor): { dw: tf.Tensor; dx: tf.Tensor } {
-  const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, {
-    strides: c.stride,
-    pad: c.pad,
-    dataFormat: 'NHWC',
-    dimRoundingMode: undefined,
-    filterShape: c.filter,
-  } as unknown as tf.NamedAttrMap) as tf.Tensor;
-  const dx = tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, {
-    inputShape: c.x,
-    strides: c.stride,
-    pad: c.pad,
-    dataFormat: 'NHWC',
-    dimRoundingMode: undefined,
-  } as unknown as tf.NamedAttrMap) as tf.Tensor;
-  return { dw, dx };
+  return { dw: filterGradient(c, x, dy), dx: inputGradient(c, w, dy) };
+}
+
+/** The input gradient with the tfjs flag choosing its stride-1 method set to `method` for the call. */
+function inputGradientBy(method: string, c: ConvCase, w: tf.Tensor, dy: tf.Tensor): tf.Tensor {
+  const before = tf.env().get(INPUT_GRADIENT_FLAG);
+  tf.env().set(INPUT_GRADIENT_FLAG, method);
+  try {
+    return inputGradient(c, w, dy);
+  } finally {
+    tf.env().set(INPUT_GRADIENT_FLAG, before);
+  }
 }
 
 describeBackends('webgpu-kernels: conv2d gradients', ({ backend }) => {
@@ -138,6 +146,12 @@ describeBackends('webgpu-kernels: conv2d gradients', ({ backend }) => {
         expect(ours.dx.shape).toEqual(c.x);
         await expectClose(ours.dw, referenceFilterGradient(c, xValues, dyValues), { relative: 1e-5, label: `${c.name} dW` });
         await expectClose(ours.dx, referenceInputGradient(c, wValues, dyValues), { relative: 1e-5, label: `${c.name} dx` });
+        if (backend === 'webgpu' && c.stride === 1) {
+          // Stride 1 takes the forward-convolution rewrite by default; the GEMM (what strided ones take) too.
+          const byGemm = inputGradientBy('gemm', c, w, dy);
+          await expectClose(byGemm, referenceInputGradient(c, wValues, dyValues), { relative: 1e-5, label: `${c.name} dx by gemm` });
+          byGemm.dispose();
+        }
         if (backend === 'webgpu' && c.againstStock) {
           restoreStockWebGpuKernels();
           const stock = gradients(c, x, w, dy);
@@ -179,6 +193,18 @@ describeBackends('webgpu-kernels: conv2d gradients', ({ backend }) => {
       } as unknown as tf.NamedAttrMap),
     ).toThrow(backend === 'webgpu' ? 'Conv2DBackpropFilter (@sparkmim/webgpu-kernels): expected dy of shape [1,6,6,3], got [1,5,6,3]' : /./);
     tf.dispose([x, dy]);
+  });
+});
+
+describeBackends('webgpu-kernels: the stride-1 input gradient method flag', ({ backend }) => {
+  it('rejects an unknown method, naming the flag and the choices', () => {
+    if (backend !== 'webgpu') return; // the flag is registered with our kernels, for webgpu only
+    registerWebGpuTrainingKernels();
+    const c = CASES[2];
+    const w = tf.zeros(c.filter);
+    const dy = tf.zeros([c.x[0], c.x[1], c.x[2], c.filter[3]]);
+    expect(() => inputGradientBy('winograd', c, w, dy)).toThrow("SPARKMIM_WEBGPU_INPUT_GRADIENT: expected conv or gemm, got 'winograd'");
+    tf.dispose([w, dy]);
   });
 });
 

@@ -20,12 +20,22 @@ export interface WebGpuProgramLike {
   workgroupSize: [number, number, number];
   /** Adds `size : i32` (the output's element count) to the uniforms. */
   size?: boolean;
+  /** More uniform fields (`name : i32, ...`), filled in order from `runWebGPUProgram`'s uniform data. */
+  uniforms?: string;
   getUserCode(): string;
+}
+
+/** Values of a program's own uniform fields, in the order of its `uniforms`. */
+export type UniformData = { type: 'int32' | 'float32' | 'uint32'; data: number[] }[];
+
+/** One i32 uniform per value, for a program whose `uniforms` lists that many `name : i32` fields. */
+export function int32Uniforms(values: number[]): UniformData {
+  return values.map((value) => ({ type: 'int32', data: [value] }));
 }
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend used here. */
 export interface WebGpuBackendLike extends tf.KernelBackend {
-  runWebGPUProgram(program: WebGpuProgramLike, inputs: tf.TensorInfo[], outputDtype: tf.DataType): tf.TensorInfo;
+  runWebGPUProgram(program: WebGpuProgramLike, inputs: tf.TensorInfo[], outputDtype: tf.DataType, uniformData?: UniformData): tf.TensorInfo;
   disposeData(dataId: tf.DataId, force?: boolean): boolean;
 }
 

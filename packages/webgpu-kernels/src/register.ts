@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { conv2DBackpropFilterConfig } from './kernels/Conv2DBackpropFilter';
-import { conv2DBackpropInputConfig } from './kernels/Conv2DBackpropInput';
+import { conv2DBackpropInputConfig, registerInputGradientFlag } from './kernels/Conv2DBackpropInput';
 import { rememberStockKernel, stockKernel } from './stock';
 
 /**
@@ -27,6 +27,7 @@ export const WEBGPU_TRAINING_KERNELS: readonly tf.KernelConfig[] = [conv2DBackpr
  * await tf.setBackend('webgpu');
  */
 export function registerWebGpuTrainingKernels(): void {
+  registerInputGradientFlag();
   for (const config of WEBGPU_TRAINING_KERNELS) {
     const existing = tf.getKernel(config.kernelName, 'webgpu');
     if (existing?.kernelFunc === config.kernelFunc) continue;

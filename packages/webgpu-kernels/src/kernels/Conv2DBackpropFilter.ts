@@ -10,7 +10,7 @@
 // partial [M, N] slice) and a second pass sums the slices: without it a 3x3 64->64 filter is 9 workgroups,
 // a few percent of a large GPU.
 import * as tf from '@tensorflow/tfjs-core';
-import { assertFloat32, type KernelArgs, type WebGpuBackendLike, type WebGpuProgramLike } from '../program';
+import { assertFloat32, int32Uniforms, type KernelArgs, type WebGpuBackendLike, type WebGpuProgramLike } from '../program';
 import { runStockKernel } from '../stock';
 
 /** Output tile edge (rows of dW, and columns) per workgroup; 16x16 threads, 4x4 outputs each. */
@@ -44,61 +44,27 @@ export function planFilterGradient(m: number, n: number, k: number): FilterGradi
   return { m, n, k, slices, kPerSlice };
 }
 
-interface ConvGeometry {
-  batch: number;
-  inHeight: number;
-  inWidth: number;
-  inChannels: number;
-  outHeight: number;
-  outWidth: number;
-  outChannels: number;
-  filterHeight: number;
-  filterWidth: number;
-  strideHeight: number;
-  strideWidth: number;
-  padTop: number;
-  padLeft: number;
-}
-
-/** The split-K GEMM: writes dW (`slices` 1) or `[slices, M, N]` partial sums. */
+/**
+ * The split-K GEMM: writes dW (`slices` 1) or `[slices, M, N]` partial sums. Sizes are uniforms, so one
+ * compiled pipeline serves every convolution (compiling is slow, seconds per shader on SwiftShader); only
+ * the output's rank (whether K is split) picks a second one.
+ */
 class FilterGradientGemmProgram implements WebGpuProgramLike {
   outputShape: number[];
-  shaderKey: string;
-  dispatchLayout = { x: [2], y: [1], z: [0] };
+  shaderKey = 'sparkmimConv2DBackpropFilterGemm';
+  dispatchLayout = { x: [0], y: [1], z: [2] };
   dispatch: [number, number, number];
   variableNames = ['x', 'dy'];
   workgroupSize: [number, number, number] = [16, 16, 1];
+  uniforms = 'm : i32, n : i32, k : i32, kPerSlice : i32, filterWidth : i32, strideHeight : i32, strideWidth : i32, padTop : i32, padLeft : i32,';
 
-  constructor(
-    private readonly geometry: ConvGeometry,
-    private readonly plan: FilterGradientPlan,
-    filterShape: number[],
-  ) {
+  constructor(plan: FilterGradientPlan, filterShape: number[]) {
     this.outputShape = plan.slices === 1 ? filterShape : [plan.slices, plan.m, plan.n];
     this.dispatch = [Math.ceil(plan.n / TILE), Math.ceil(plan.m / TILE), plan.slices];
-    // Every size is a constant of the shader (integer division by a constant is a multiply), so the key
-    // names them all; a network has a few dozen distinct convolutions.
-    this.shaderKey = `sparkmimConv2DBackpropFilterGemm_${Object.values(geometry).join('_')}_${plan.slices}_${plan.kPerSlice}`;
   }
 
   getUserCode(): string {
-    const g = this.geometry;
-    const { m, n, k, kPerSlice } = this.plan;
     return `
-      const M = ${m};
-      const N = ${n};
-      const K = ${k};
-      const K_PER_SLICE = ${kPerSlice};
-      const IN_H = ${g.inHeight};
-      const IN_W = ${g.inWidth};
-      const IN_C = ${g.inChannels};
-      const OUT_H = ${g.outHeight};
-      const OUT_W = ${g.outWidth};
-      const FILTER_W = ${g.filterWidth};
-      const STRIDE_H = ${g.strideHeight};
-      const STRIDE_W = ${g.strideWidth};
-      const PAD_TOP = ${g.padTop};
-      const PAD_LEFT = ${g.padLeft};
       const TILE = ${TILE};
       const TILE_K = ${TILE_K};
 
@@ -107,30 +73,46 @@ class FilterGradientGemmProgram implements WebGpuProgramLike {
       var<workgroup> tileB : array<f32, ${TILE_K * TILE}>;
 
       fn main() {
-        // The backend binds its uniforms at a fixed slot; a shader that never reads them loses the binding
-        // from its layout and the bind group fails, so they are touched once (sizes are constants here).
-        _ = uniforms.NAN;
+        let M = uniforms.m;
+        let N = uniforms.n;
+        let inHeight = uniforms.xShape[1];
+        let inWidth = uniforms.xShape[2];
+        let inChannels = uniforms.xShape[3];
+        let outHeight = uniforms.dyShape[1];
+        let outWidth = uniforms.dyShape[2];
         let tx = i32(localId.x);
         let ty = i32(localId.y);
         let thread = ty * 16 + tx;
         let nBase = i32(workgroupId.x) * TILE;
         let mBase = i32(workgroupId.y) * TILE;
         let slice = i32(workgroupId.z);
-        let kBegin = slice * K_PER_SLICE;
-        let kEnd = min(K, kBegin + K_PER_SLICE);
+        let kBegin = slice * uniforms.kPerSlice;
+        let kEnd = min(uniforms.k, kBegin + uniforms.kPerSlice);
 
         // Each thread stages one column of the tiles (64 consecutive channels: coalesced reads of x and dy)
         // in rows loadRow, loadRow + 4, ...; its filter tap and channel are fixed for the whole loop.
         let loadColumn = thread % TILE;
         let loadRow = thread / TILE;
         let loadM = mBase + loadColumn;
-        let channel = loadM % IN_C;
-        let tap = loadM / IN_C;
-        let tapY = tap / FILTER_W - PAD_TOP;
-        let tapX = tap % FILTER_W - PAD_LEFT;
+        let channel = loadM % inChannels;
+        let tap = loadM / inChannels;
+        let tapY = tap / uniforms.filterWidth - uniforms.padTop;
+        let tapX = tap % uniforms.filterWidth - uniforms.padLeft;
         let mInRange = loadM < M;
         let loadN = nBase + loadColumn;
         let nInRange = loadN < N;
+
+        // The (batch, y, x) of dy for each of the thread's 4 staging rows, advanced by TILE_K per step
+        // instead of divided out of k each time (integer division by a uniform is dozens of instructions).
+        var rowBatch : array<i32, 4>;
+        var rowY : array<i32, 4>;
+        var rowX : array<i32, 4>;
+        for (var step = 0; step < 4; step++) {
+          let kk = kBegin + loadRow + step * 4;
+          rowX[step] = kk % outWidth;
+          rowY[step] = (kk / outWidth) % outHeight;
+          rowBatch[step] = kk / (outWidth * outHeight);
+        }
 
         var acc : array<array<f32, 4>, 4>;
         for (var i = 0; i < 4; i++) {
@@ -139,25 +121,22 @@ class FilterGradientGemmProgram implements WebGpuProgramLike {
           }
         }
 
-        // A constant trip count keeps the barriers in uniform control flow (WGSL's uniformity analysis
+        // A uniform trip count keeps the barriers in uniform control flow (WGSL's uniformity analysis
         // treats the workgroup id, copied to a private variable by the backend's header, as non-uniform);
         // the last slice's surplus steps load zeros.
-        for (var kStep = 0; kStep < K_PER_SLICE / TILE_K; kStep++) {
+        let steps = (uniforms.kPerSlice + TILE_K - 1) / TILE_K;
+        for (var kStep = 0; kStep < steps; kStep++) {
           let k0 = kBegin + kStep * TILE_K;
-          for (var step = 0; step < TILE_K / 4; step++) {
+          for (var step = 0; step < 4; step++) {
             let row = loadRow + step * 4;
             let kk = k0 + row;
             var a = 0.0;
             var b = 0.0;
             if (kk < kEnd) {
-              let outX = kk % OUT_W;
-              let rest = kk / OUT_W;
-              let outY = rest % OUT_H;
-              let batch = rest / OUT_H;
-              let inY = outY * STRIDE_H + tapY;
-              let inX = outX * STRIDE_W + tapX;
-              if (mInRange && inY >= 0 && inY < IN_H && inX >= 0 && inX < IN_W) {
-                a = x[((batch * IN_H + inY) * IN_W + inX) * IN_C + channel];
+              let inY = rowY[step] * uniforms.strideHeight + tapY;
+              let inX = rowX[step] * uniforms.strideWidth + tapX;
+              if (mInRange && inY >= 0 && inY < inHeight && inX >= 0 && inX < inWidth) {
+                a = x[((rowBatch[step] * inHeight + inY) * inWidth + inX) * inChannels + channel];
               }
               if (nInRange) {
                 b = dy[kk * N + loadN];
@@ -165,6 +144,18 @@ class FilterGradientGemmProgram implements WebGpuProgramLike {
             }
             tileA[row * TILE + loadColumn] = a;
             tileB[row * TILE + loadColumn] = b;
+            rowX[step] += TILE_K;
+            loop {
+              if (rowX[step] < outWidth) {
+                break;
+              }
+              rowX[step] -= outWidth;
+              rowY[step] += 1;
+              if (rowY[step] == outHeight) {
+                rowY[step] = 0;
+                rowBatch[step] += 1;
+              }
+            }
           }
           workgroupBarrier();
           // Thread (tx, ty) owns rows ty + 16i and columns tx + 16j of the tile: neighbouring threads read
@@ -203,20 +194,16 @@ class FilterGradientGemmProgram implements WebGpuProgramLike {
 /** Sums `[slices, M, N]` partial products into dW. */
 class SumSlicesProgram implements WebGpuProgramLike {
   outputShape: number[];
-  shaderKey: string;
+  shaderKey = 'sparkmimSumSlices';
   dispatchLayout = { x: [0, 1, 2, 3] };
   dispatch: [number, number, number];
   variableNames = ['partial'];
   workgroupSize: [number, number, number] = [64, 1, 1];
   size = true;
 
-  constructor(
-    filterShape: number[],
-    private readonly slices: number,
-  ) {
+  constructor(filterShape: number[]) {
     this.outputShape = filterShape;
     this.dispatch = [Math.ceil(tf.util.sizeFromShape(filterShape) / 64), 1, 1];
-    this.shaderKey = `sparkmimSumSlices_${slices}`;
   }
 
   getUserCode(): string {
@@ -224,7 +211,7 @@ class SumSlicesProgram implements WebGpuProgramLike {
       fn main(index : i32) {
         if (index < uniforms.size) {
           var sum = 0.0;
-          for (var slice = 0; slice < ${this.slices}; slice++) {
+          for (var slice = 0; slice < uniforms.partialShape[0]; slice++) {
             sum += partial[slice * uniforms.size + index];
           }
           setOutputAtIndex(index, sum);
@@ -250,25 +237,21 @@ export function conv2DBackpropFilterWebGpu(
   ),
 ): tf.TensorInfo {
   const filterShape = [info.filterHeight, info.filterWidth, info.inChannels, info.outChannels];
-  const geometry: ConvGeometry = {
-    batch: info.batchSize,
-    inHeight: info.inHeight,
-    inWidth: info.inWidth,
-    inChannels: info.inChannels,
-    outHeight: info.outHeight,
-    outWidth: info.outWidth,
-    outChannels: info.outChannels,
-    filterHeight: info.filterHeight,
-    filterWidth: info.filterWidth,
-    strideHeight: info.strideHeight,
-    strideWidth: info.strideWidth,
-    padTop: info.padInfo.top,
-    padLeft: info.padInfo.left,
-  };
-  const product = backend.runWebGPUProgram(new FilterGradientGemmProgram(geometry, plan, filterShape), [x, dy], 'float32');
+  const uniforms = int32Uniforms([
+    plan.m,
+    plan.n,
+    plan.k,
+    plan.kPerSlice,
+    info.filterWidth,
+    info.strideHeight,
+    info.strideWidth,
+    info.padInfo.top,
+    info.padInfo.left,
+  ]);
+  const product = backend.runWebGPUProgram(new FilterGradientGemmProgram(plan, filterShape), [x, dy], 'float32', uniforms);
   if (plan.slices === 1) return product;
   try {
-    return backend.runWebGPUProgram(new SumSlicesProgram(filterShape, plan.slices), [product], 'float32');
+    return backend.runWebGPUProgram(new SumSlicesProgram(filterShape), [product], 'float32');
   } finally {
     backend.disposeData(product.dataId);
   }

@@ -1,42 +1,202 @@
-// dL/dx of conv2d on webgpu, stride 1, as the backend's own forward convolution.
+// dL/dx of conv2d on webgpu.
 //
 // tfjs-backend-webgpu 4.22 runs its naive Conv2DDerInputProgram by default (one thread per input value,
 // looping over the filter and output channels): 63 ms on an H200 for a 3x3 64->64 convolution at batch 32
-// on 56x56, three times the forward convolution. At stride 1 the input gradient is itself a forward
-// convolution: dy convolved with the filter flipped in space and with in/out channels swapped, padded by
-// (kernel - 1 - forward padding) on each side. Strided convolutions keep the backend's kernel.
+// on 56x56, three times the forward convolution. Two replacements:
+// - 'conv' (stride 1 only): the input gradient is itself a forward convolution, of dy with the filter
+//   flipped in space and with in/out channels swapped, padded by (kernel - 1 - forward padding) per side;
+//   the backend's own Conv2D runs it.
+// - 'gemm' (any stride; the strided ones always): an implicit GEMM in WGSL, as the filter gradient's,
+//     dx[m, n] = sum over k of A[m, k] * B[k, n],  m = (b * H + r) * W + q,  n = c,  k = (kh * kW + kw) * outC + o
+//     A[m, k] = dy[b, (r + padTop - kh) / sH, (q + padLeft - kw) / sW, o] where both divide exactly and land
+//     inside dy (else 0),  B[k, n] = filter[kh, kw, c, o]
+//   in 64x64 output tiles (M = batch * H * W gives plenty of them, so K is not split).
+// Which one stride 1 takes is the tfjs flag SPARKMIM_WEBGPU_INPUT_GRADIENT ('conv', the default, or 'gemm'),
+// registered by registerWebGpuTrainingKernels, so that a GPU benchmark can compare them.
 import * as tf from '@tensorflow/tfjs-core';
-import { assertFloat32, type KernelArgs, type WebGpuBackendLike, type WebGpuProgramLike } from '../program';
+import { assertFloat32, int32Uniforms, type KernelArgs, type WebGpuBackendLike, type WebGpuProgramLike } from '../program';
 import { runStockKernel } from '../stock';
 
 /** `[kH, kW, inC, outC]` -> `[kH, kW, outC, inC]`, flipped in both spatial axes. */
 class FlipTransposeFilterProgram implements WebGpuProgramLike {
   outputShape: number[];
-  shaderKey: string;
+  shaderKey = 'sparkmimFlipTransposeFilter';
   dispatchLayout = { x: [0, 1, 2, 3] };
   dispatch: [number, number, number];
   variableNames = ['weights'];
   workgroupSize: [number, number, number] = [64, 1, 1];
   size = true;
 
-  constructor(private readonly filterShape: number[]) {
+  constructor(filterShape: number[]) {
     const [kernelH, kernelW, inC, outC] = filterShape;
     this.outputShape = [kernelH, kernelW, outC, inC];
     this.dispatch = [Math.ceil(tf.util.sizeFromShape(filterShape) / 64), 1, 1];
-    this.shaderKey = `sparkmimFlipTransposeFilter_${filterShape.join('_')}`;
   }
 
   getUserCode(): string {
-    const [kernelH, kernelW, inC, outC] = this.filterShape;
     return `
       fn main(index : i32) {
         if (index < uniforms.size) {
-          let inChannel = index % ${inC};
-          let outChannel = (index / ${inC}) % ${outC};
-          let column = (index / ${inC * outC}) % ${kernelW};
-          let row = index / ${inC * outC * kernelW};
-          let source = (((${kernelH - 1} - row) * ${kernelW} + (${kernelW - 1} - column)) * ${inC} + inChannel) * ${outC} + outChannel;
-          setOutputAtIndex(index, weights[source]);
+          let coords = getCoordsFromIndex(index);
+          let source = vec4<i32>(uniforms.outShape[0] - 1 - coords[0], uniforms.outShape[1] - 1 - coords[1], coords[3], coords[2]);
+          setOutputAtIndex(index, weights[getIndexFromCoords4D(source, uniforms.weightsShape)]);
+        }
+      }
+    `;
+  }
+}
+
+/** The tfjs flag choosing the stride-1 input gradient's method (see the file comment). */
+export const INPUT_GRADIENT_FLAG = 'SPARKMIM_WEBGPU_INPUT_GRADIENT';
+export const INPUT_GRADIENT_METHODS = ['conv', 'gemm'] as const;
+
+// tfjs has no public "is this flag registered" (registering twice warns, reading an unregistered flag throws).
+function flagRegistered(): boolean {
+  return (tf.env() as unknown as { flagRegistry: Record<string, unknown> }).flagRegistry[INPUT_GRADIENT_FLAG] !== undefined;
+}
+
+/** Registers {@link INPUT_GRADIENT_FLAG} (default 'conv') unless it is registered. */
+export function registerInputGradientFlag(): void {
+  if (!flagRegistered()) tf.env().registerFlag(INPUT_GRADIENT_FLAG, () => 'conv');
+}
+
+function strideOneMethod(): (typeof INPUT_GRADIENT_METHODS)[number] {
+  if (!flagRegistered()) return 'conv';
+  const method = tf.env().get(INPUT_GRADIENT_FLAG) as string;
+  if (!(INPUT_GRADIENT_METHODS as readonly string[]).includes(method)) {
+    throw new Error(`${INPUT_GRADIENT_FLAG}: expected ${INPUT_GRADIENT_METHODS.join(' or ')}, got '${method}'`);
+  }
+  return method as (typeof INPUT_GRADIENT_METHODS)[number];
+}
+
+/** Output tile edge per workgroup (16x16 threads, 4x4 outputs each) and K values staged per step. */
+const TILE = 64;
+const TILE_K = 16;
+
+/**
+ * The implicit GEMM of the input gradient (see the file comment); writes dx `[B, H, W, inC]`. Sizes are
+ * uniforms (one pipeline per stride: compiling is slow, seconds per shader on SwiftShader); the strides are
+ * constants, so that stride 1 tests no remainder.
+ */
+class InputGradientGemmProgram implements WebGpuProgramLike {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [3], y: [0, 1, 2] };
+  dispatch: [number, number, number];
+  variableNames = ['dy', 'weights'];
+  workgroupSize: [number, number, number] = [16, 16, 1];
+  uniforms = 'padTop : i32, padLeft : i32,';
+
+  constructor(private readonly info: tf.backend_util.Conv2DInfo) {
+    this.outputShape = info.inShape;
+    const m = info.batchSize * info.inHeight * info.inWidth;
+    this.dispatch = [Math.ceil(info.inChannels / TILE), Math.ceil(m / TILE), 1];
+    this.shaderKey = `sparkmimConv2DBackpropInputGemm_${info.strideHeight}_${info.strideWidth}`;
+  }
+
+  getUserCode(): string {
+    return `
+      const STRIDE_H = ${this.info.strideHeight};
+      const STRIDE_W = ${this.info.strideWidth};
+      const TILE = ${TILE};
+      const TILE_K = ${TILE_K};
+      // One padding column keeps the transposed stores (16 threads along k, one m each) off a single bank.
+      const ROW = ${TILE + 1};
+
+      // [TILE_K][ROW]: row kk holds A[mBase .. mBase + 63, k0 + kk] and B[k0 + kk, nBase .. nBase + 63].
+      var<workgroup> tileA : array<f32, ${TILE_K * (TILE + 1)}>;
+      var<workgroup> tileB : array<f32, ${TILE_K * (TILE + 1)}>;
+
+      fn main() {
+        let batchSize = uniforms.outShape[0];
+        let inHeight = uniforms.outShape[1];
+        let inWidth = uniforms.outShape[2];
+        let N = uniforms.outShape[3];
+        let M = batchSize * inHeight * inWidth;
+        let outHeight = uniforms.dyShape[1];
+        let outWidth = uniforms.dyShape[2];
+        let outChannels = uniforms.dyShape[3];
+        let filterWidth = uniforms.weightsShape[1];
+        let K = uniforms.weightsShape[0] * filterWidth * outChannels;
+        let tx = i32(localId.x);
+        let ty = i32(localId.y);
+        let thread = ty * 16 + tx;
+        let nBase = i32(workgroupId.x) * TILE;
+        let mBase = i32(workgroupId.y) * TILE;
+
+        // Staging: 16 threads along k (consecutive output channels of dy and of the filter, coalesced), each
+        // for the rows (or columns) loadIndex, loadIndex + 16, ... of the tile, fixed for the whole loop.
+        let loadK = thread % TILE_K;
+        let loadIndex = thread / TILE_K;
+        var rowBatch : array<i32, 4>;
+        var rowY : array<i32, 4>;
+        var rowX : array<i32, 4>;
+        for (var step = 0; step < 4; step++) {
+          let row = mBase + loadIndex + step * 16;
+          rowX[step] = row % inWidth + uniforms.padLeft;
+          rowY[step] = (row / inWidth) % inHeight + uniforms.padTop;
+          rowBatch[step] = select(-1, row / (inWidth * inHeight), row < M);
+        }
+
+        var acc : array<array<f32, 4>, 4>;
+        for (var i = 0; i < 4; i++) {
+          for (var j = 0; j < 4; j++) {
+            acc[i][j] = 0.0;
+          }
+        }
+
+        // K is a uniform: the loop, and so the barriers, stay in uniform control flow.
+        for (var k0 = 0; k0 < K; k0 += TILE_K) {
+          let kk = k0 + loadK;
+          let kInRange = kk < K;
+          let tap = kk / outChannels;
+          let outChannel = kk - tap * outChannels;
+          let tapY = tap / filterWidth;
+          let tapX = tap - tapY * filterWidth;
+          for (var step = 0; step < 4; step++) {
+            var a = 0.0;
+            let spanY = rowY[step] - tapY;
+            let spanX = rowX[step] - tapX;
+            if (kInRange && rowBatch[step] >= 0 && spanY >= 0 && spanX >= 0 && spanY % STRIDE_H == 0 && spanX % STRIDE_W == 0) {
+              let outY = spanY / STRIDE_H;
+              let outX = spanX / STRIDE_W;
+              if (outY < outHeight && outX < outWidth) {
+                a = dy[((rowBatch[step] * outHeight + outY) * outWidth + outX) * outChannels + outChannel];
+              }
+            }
+            tileA[loadK * ROW + loadIndex + step * 16] = a;
+            let column = nBase + loadIndex + step * 16;
+            var b = 0.0;
+            if (kInRange && column < N) {
+              b = weights[(tap * N + column) * outChannels + outChannel];
+            }
+            tileB[loadK * ROW + loadIndex + step * 16] = b;
+          }
+          workgroupBarrier();
+          for (var kStep = 0; kStep < TILE_K; kStep++) {
+            var aValues : array<f32, 4>;
+            var bValues : array<f32, 4>;
+            for (var i = 0; i < 4; i++) {
+              aValues[i] = tileA[kStep * ROW + ty + 16 * i];
+              bValues[i] = tileB[kStep * ROW + tx + 16 * i];
+            }
+            for (var i = 0; i < 4; i++) {
+              for (var j = 0; j < 4; j++) {
+                acc[i][j] = fma(aValues[i], bValues[j], acc[i][j]);
+              }
+            }
+          }
+          workgroupBarrier();
+        }
+
+        for (var i = 0; i < 4; i++) {
+          let row = mBase + ty + 16 * i;
+          for (var j = 0; j < 4; j++) {
+            let column = nBase + tx + 16 * j;
+            if (row < M && column < N) {
+              result[row * N + column] = acc[i][j];
+            }
+          }
         }
       }
     `;
@@ -58,18 +218,19 @@ function conv2DBackpropInput(args: KernelArgs): tf.TensorInfo {
     false,
     'channelsLast',
   );
-  const { top, bottom, left, right } = info.padInfo;
-  const sides = [info.filterHeight - 1 - top, info.filterHeight - 1 - bottom, info.filterWidth - 1 - left, info.filterWidth - 1 - right];
-  // Strides, and padding wider than the kernel (a negative padding of the rewritten convolution), keep the
-  // backend's kernel.
-  if (info.strideHeight !== 1 || info.strideWidth !== 1 || sides.some((side) => side < 0)) {
-    return runStockKernel('Conv2DBackpropInput', args);
-  }
   assertFloat32('Conv2DBackpropInput', 'dy', dy);
   assertFloat32('Conv2DBackpropInput', 'filter', filter);
   const expectedDy = [info.batchSize, info.outHeight, info.outWidth, info.outChannels];
   if (!tf.util.arraysEqual(dy.shape, expectedDy)) {
     throw new Error(`Conv2DBackpropInput (@sparkmim/webgpu-kernels): expected dy of shape [${expectedDy}], got [${dy.shape}]`);
+  }
+  const { top, bottom, left, right } = info.padInfo;
+  const sides = [info.filterHeight - 1 - top, info.filterHeight - 1 - bottom, info.filterWidth - 1 - left, info.filterWidth - 1 - right];
+  // The 'conv' rewrite needs stride 1 and padding no wider than the kernel (else its own padding would be
+  // negative); everything else takes the GEMM.
+  const strideOne = info.strideHeight === 1 && info.strideWidth === 1;
+  if (!strideOne || sides.some((side) => side < 0) || strideOneMethod() === 'gemm') {
+    return (backend as WebGpuBackendLike).runWebGPUProgram(new InputGradientGemmProgram(info), [dy, filter], 'float32', int32Uniforms([top, left]));
   }
   const conv2d = tf.getKernel('Conv2D', 'webgpu');
   if (!conv2d) throw new Error("Conv2DBackpropInput (@sparkmim/webgpu-kernels): the webgpu backend has no 'Conv2D' kernel");
