@@ -1,6 +1,6 @@
 // Per-kernel timing on webgpu, tfjs-backend-webgpu 4.22's own kernels ("stock") against this package's
 // ("ours"), on the same tensors, one JSON line per kernel and shape:
-//   {kernel, shape, batch, stockMs, oursMs, speedup, maxRelDiff}
+//   {kernel, shape, batch, stockMs, oursMs, speedup, maxRelDiff[, oursGemmMs]}
 // `ms` is the mean of `reps` calls queued back to back after one warm-up call (which compiles the shaders),
 // timed to the read of one number of the last result; maxRelDiff is max|stock - ours| / max|stock|.
 //
@@ -108,6 +108,16 @@ for (const shape of preset.shapes) {
     const stock = await time(run);
     registerWebGpuTrainingKernels();
     const ours = await time(run);
+    // At stride 1 the input gradient has two methods of ours (the tfjs flag SPARKMIM_WEBGPU_INPUT_GRADIENT):
+    // `ours` is the default ('conv'), `oursGemmMs` the other.
+    let gemmMs: number | undefined;
+    if (kernel === 'Conv2DBackpropInput' && shape.stride === 1) {
+      tf.env().set('SPARKMIM_WEBGPU_INPUT_GRADIENT', 'gemm');
+      const gemm = await time(run);
+      tf.env().set('SPARKMIM_WEBGPU_INPUT_GRADIENT', 'conv');
+      gemm.result.dispose();
+      gemmMs = gemm.ms;
+    }
     const [worst, scale] = await Promise.all([
       tf.tidy(() => tf.max(tf.abs(tf.sub(stock.result, ours.result)))).data(),
       tf.tidy(() => tf.max(tf.abs(stock.result))).data(),
@@ -120,6 +130,7 @@ for (const shape of preset.shapes) {
       stockMs: round(stock.ms),
       oursMs: round(ours.ms),
       speedup: round(stock.ms / ours.ms, 2),
+      ...(gemmMs !== undefined && { oursGemmMs: round(gemmMs) }),
       maxRelDiff: Number((scale[0] > 0 ? worst[0] / scale[0] : worst[0]).toExponential(2)),
     };
     console.log(JSON.stringify(line));
