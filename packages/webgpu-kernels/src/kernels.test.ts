@@ -39,6 +39,8 @@ const CASES: ConvCase[] = [
   { name: "3x3 'same' stride 2 (padding only after)", x: [1, 8, 8, 3], filter: [3, 3, 3, 2], stride: 2, pad: 'same' },
   { name: "3x3 'valid' stride 1", x: [1, 6, 7, 2], filter: [3, 3, 2, 3], stride: 1, pad: 'valid' },
   { name: 'asymmetric explicit padding', x: [1, 6, 5, 2], filter: [3, 2, 2, 3], stride: 1, pad: explicit(2, 0, 0, 1) },
+  { name: '1x1 pad 1 stride 1 (padding wider than the kernel)', x: [1, 4, 4, 2], filter: [1, 1, 2, 3], stride: 1, pad: 1 },
+  { name: '1x1 pad 1 stride 2 (stride phases with no tap)', x: [1, 6, 5, 3], filter: [1, 1, 3, 4], stride: 2, pad: 1 },
   { name: 'channels beyond one 64-wide tile', x: [1, 5, 5, 70], filter: [3, 3, 70, 67], stride: 1, pad: 'same', againstStock: true },
   { name: 'K split across workgroups', x: [4, 12, 12, 5], filter: [3, 3, 5, 6], stride: 1, pad: 'same' },
 ];

@@ -6,11 +6,15 @@
 // - 'conv' (stride 1 only): the input gradient is itself a forward convolution, of dy with the filter
 //   flipped in space and with in/out channels swapped, padded by (kernel - 1 - forward padding) per side;
 //   the backend's own Conv2D runs it.
-// - 'gemm' (any stride; the strided ones always): an implicit GEMM in WGSL, as the filter gradient's,
-//     dx[m, n] = sum over k of A[m, k] * B[k, n],  m = (b * H + r) * W + q,  n = c,  k = (kh * kW + kw) * outC + o
-//     A[m, k] = dy[b, (r + padTop - kh) / sH, (q + padLeft - kw) / sW, o] where both divide exactly and land
-//     inside dy (else 0),  B[k, n] = filter[kh, kw, c, o]
-//   in 64x64 output tiles (M = batch * H * W gives plenty of them, so K is not split).
+// - 'gemm' (any stride; the strided ones always): an implicit GEMM in WGSL, as the filter gradient's. A
+//   strided convolution reaches input row r only through the taps kh with (r + padTop - kh) divisible by
+//   sH, so dx is computed per stride phase (r mod sH, q mod sW), each a GEMM over its own taps only (a
+//   quarter of the work of one GEMM over all taps at stride 2):
+//     dx[m, n] = sum over k of A[m, k] * B[k, n],  m = (b, i, j) for r = pY + i*sH, q = pX + j*sW,  n = c,
+//     k = (tY, tX, o) for kh = kh0 + tY*sH, kw = kw0 + tX*sW  (kh0 = (pY + padTop) mod sH, likewise kw0)
+//     A[m, k] = dy[b, i - tY + (pY + padTop - kh0) / sH, j - tX + (pX + padLeft - kw0) / sW, o] (0 outside
+//     dy),  B[k, n] = filter[kh, kw, c, o]
+//   in 64x64 output tiles (M = batch * H * W / (sH * sW) gives plenty of them, so K is not split).
 // Which one stride 1 takes is the tfjs flag SPARKMIM_WEBGPU_INPUT_GRADIENT ('conv', the default, or 'gemm'),
 // registered by registerWebGpuTrainingKernels, so that a GPU benchmark can compare them.
 import * as tf from '@tensorflow/tfjs-core';
@@ -74,9 +78,9 @@ const TILE = 64;
 const TILE_K = 16;
 
 /**
- * The implicit GEMM of the input gradient (see the file comment); writes dx `[B, H, W, inC]`. Sizes are
- * uniforms (one pipeline per stride: compiling is slow, seconds per shader on SwiftShader); the strides are
- * constants, so that stride 1 tests no remainder.
+ * The implicit GEMM of the input gradient per stride phase (see the file comment); writes dx
+ * `[B, H, W, inC]`. Sizes are uniforms (one pipeline per stride: compiling is slow, seconds per shader on
+ * SwiftShader); the strides are constants.
  */
 class InputGradientGemmProgram implements WebGpuProgramLike {
   outputShape: number[];
@@ -89,9 +93,11 @@ class InputGradientGemmProgram implements WebGpuProgramLike {
 
   constructor(private readonly info: tf.backend_util.Conv2DInfo) {
     this.outputShape = info.inShape;
-    const m = info.batchSize * info.inHeight * info.inWidth;
-    this.dispatch = [Math.ceil(info.inChannels / TILE), Math.ceil(m / TILE), 1];
-    this.shaderKey = `sparkmimConv2DBackpropInputGemm_${info.strideHeight}_${info.strideWidth}`;
+    const { strideHeight, strideWidth } = info;
+    // Phase (0, 0) has the most rows; the other phases' workgroups beyond their own rows do nothing.
+    const phaseRows = info.batchSize * Math.ceil(info.inHeight / strideHeight) * Math.ceil(info.inWidth / strideWidth);
+    this.dispatch = [Math.ceil(info.inChannels / TILE), Math.ceil(phaseRows / TILE), strideHeight * strideWidth];
+    this.shaderKey = `sparkmimConv2DBackpropInputGemm_${strideHeight}_${strideWidth}`;
   }
 
   getUserCode(): string {
@@ -106,23 +112,42 @@ class InputGradientGemmProgram implements WebGpuProgramLike {
       // [TILE_K][ROW]: row kk holds A[mBase .. mBase + 63, k0 + kk] and B[k0 + kk, nBase .. nBase + 63].
       var<workgroup> tileA : array<f32, ${TILE_K * (TILE + 1)}>;
       var<workgroup> tileB : array<f32, ${TILE_K * (TILE + 1)}>;
+      // This phase's K, shared so that the loop over it is uniform to WGSL's analysis (workgroupUniformLoad).
+      var<workgroup> phaseKShared : i32;
 
       fn main() {
         let batchSize = uniforms.outShape[0];
         let inHeight = uniforms.outShape[1];
         let inWidth = uniforms.outShape[2];
         let N = uniforms.outShape[3];
-        let M = batchSize * inHeight * inWidth;
         let outHeight = uniforms.dyShape[1];
         let outWidth = uniforms.dyShape[2];
         let outChannels = uniforms.dyShape[3];
+        let filterHeight = uniforms.weightsShape[0];
         let filterWidth = uniforms.weightsShape[1];
-        let K = uniforms.weightsShape[0] * filterWidth * outChannels;
         let tx = i32(localId.x);
         let ty = i32(localId.y);
         let thread = ty * 16 + tx;
         let nBase = i32(workgroupId.x) * TILE;
         let mBase = i32(workgroupId.y) * TILE;
+
+        // The phase: rows r = phaseY + i * STRIDE_H, columns q = phaseX + j * STRIDE_W, and its taps
+        // kh = tapY0 + tY * STRIDE_H (tY < tapsY), kw = tapX0 + tX * STRIDE_W (tX < tapsX).
+        let phaseY = i32(workgroupId.z) / STRIDE_W;
+        let phaseX = i32(workgroupId.z) % STRIDE_W;
+        let phaseHeight = (inHeight - phaseY + STRIDE_H - 1) / STRIDE_H;
+        let phaseWidth = (inWidth - phaseX + STRIDE_W - 1) / STRIDE_W;
+        let M = batchSize * phaseHeight * phaseWidth;
+        let tapY0 = (phaseY + uniforms.padTop) % STRIDE_H;
+        let tapX0 = (phaseX + uniforms.padLeft) % STRIDE_W;
+        let tapsY = max(0, (filterHeight - tapY0 + STRIDE_H - 1) / STRIDE_H);
+        let tapsX = max(0, (filterWidth - tapX0 + STRIDE_W - 1) / STRIDE_W);
+        let dyY0 = (phaseY + uniforms.padTop - tapY0) / STRIDE_H;
+        let dyX0 = (phaseX + uniforms.padLeft - tapX0) / STRIDE_W;
+        if (thread == 0) {
+          phaseKShared = tapsY * tapsX * outChannels;
+        }
+        let K = workgroupUniformLoad(&phaseKShared);
 
         // Staging: 16 threads along k (consecutive output channels of dy and of the filter, coalesced), each
         // for the rows (or columns) loadIndex, loadIndex + 16, ... of the tile, fixed for the whole loop.
@@ -133,9 +158,9 @@ class InputGradientGemmProgram implements WebGpuProgramLike {
         var rowX : array<i32, 4>;
         for (var step = 0; step < 4; step++) {
           let row = mBase + loadIndex + step * 16;
-          rowX[step] = row % inWidth + uniforms.padLeft;
-          rowY[step] = (row / inWidth) % inHeight + uniforms.padTop;
-          rowBatch[step] = select(-1, row / (inWidth * inHeight), row < M);
+          rowX[step] = row % phaseWidth + dyX0;
+          rowY[step] = (row / phaseWidth) % phaseHeight + dyY0;
+          rowBatch[step] = select(-1, row / (phaseWidth * phaseHeight), row < M);
         }
 
         var acc : array<array<f32, 4>, 4>;
@@ -145,30 +170,26 @@ class InputGradientGemmProgram implements WebGpuProgramLike {
           }
         }
 
-        // K is a uniform: the loop, and so the barriers, stay in uniform control flow.
         for (var k0 = 0; k0 < K; k0 += TILE_K) {
           let kk = k0 + loadK;
           let kInRange = kk < K;
           let tap = kk / outChannels;
           let outChannel = kk - tap * outChannels;
-          let tapY = tap / filterWidth;
-          let tapX = tap - tapY * filterWidth;
+          let tapRow = tap / max(tapsX, 1);
+          let tapColumn = tap - tapRow * tapsX;
+          let filterTap = (tapY0 + tapRow * STRIDE_H) * filterWidth + tapX0 + tapColumn * STRIDE_W;
           for (var step = 0; step < 4; step++) {
             var a = 0.0;
-            let spanY = rowY[step] - tapY;
-            let spanX = rowX[step] - tapX;
-            if (kInRange && rowBatch[step] >= 0 && spanY >= 0 && spanX >= 0 && spanY % STRIDE_H == 0 && spanX % STRIDE_W == 0) {
-              let outY = spanY / STRIDE_H;
-              let outX = spanX / STRIDE_W;
-              if (outY < outHeight && outX < outWidth) {
-                a = dy[((rowBatch[step] * outHeight + outY) * outWidth + outX) * outChannels + outChannel];
-              }
+            let outY = rowY[step] - tapRow;
+            let outX = rowX[step] - tapColumn;
+            if (kInRange && rowBatch[step] >= 0 && outY >= 0 && outX >= 0 && outY < outHeight && outX < outWidth) {
+              a = dy[((rowBatch[step] * outHeight + outY) * outWidth + outX) * outChannels + outChannel];
             }
             tileA[loadK * ROW + loadIndex + step * 16] = a;
             let column = nBase + loadIndex + step * 16;
             var b = 0.0;
             if (kInRange && column < N) {
-              b = weights[(tap * N + column) * outChannels + outChannel];
+              b = weights[(filterTap * N + column) * outChannels + outChannel];
             }
             tileB[loadK * ROW + loadIndex + step * 16] = b;
           }
@@ -191,10 +212,16 @@ class InputGradientGemmProgram implements WebGpuProgramLike {
 
         for (var i = 0; i < 4; i++) {
           let row = mBase + ty + 16 * i;
-          for (var j = 0; j < 4; j++) {
-            let column = nBase + tx + 16 * j;
-            if (row < M && column < N) {
-              result[row * N + column] = acc[i][j];
+          if (row < M) {
+            let batch = row / (phaseWidth * phaseHeight);
+            let inY = phaseY + ((row / phaseWidth) % phaseHeight) * STRIDE_H;
+            let inX = phaseX + (row % phaseWidth) * STRIDE_W;
+            let rowOffset = ((batch * inHeight + inY) * inWidth + inX) * N;
+            for (var j = 0; j < 4; j++) {
+              let column = nBase + tx + 16 * j;
+              if (column < N) {
+                result[rowOffset + column] = acc[i][j];
+              }
             }
           }
         }
