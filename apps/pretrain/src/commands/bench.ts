@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { DAWN_PROFILING_OPTIONS, installNodeWebGpu, setupBackend } from '@sparkmim/runtime';
-import { AdamW, SparkModel, defaultBetas, paramGroupsFromVariables } from '@sparkmim/trainer';
+import { AdamW, Lamb, SparkModel, defaultBetas, paramGroupsFromVariables } from '@sparkmim/trainer';
 import { UsageError } from '../errors';
 import { BENCH_SCENARIOS, CI_SCENARIOS, type BenchScenario } from './bench-scenarios';
 
@@ -23,8 +23,8 @@ gives their ratio (images/s of the first over the second), both measured in this
                     path runs, in well under 2 minutes; fails only on errors
   --list            the scenarios, one JSON line each
 
-Profile scenarios (profile, resnet50-profile-224, convnext-t-profile-224, ci-profile) run one untimed
-step, then one step under tf.profile, and print a line per kernel name, slowest first: total ms, calls,
+Profile scenarios (profile, resnet50-profile-224, convnext-t-profile-224, ci-profile) run two plain
+steps (the second timed: plainStepMs), then one step under tf.profile, and print a line per kernel name, slowest first: total ms, calls,
 share of all kernel time, and the part spent in the optimiser; then a summary line (kind "profile"). On
 webgpu the times are GPU timestamp queries (Dawn started with timestamp_quantization off; "timing":
 "gpu-timestamp"), each kernel in its own compute pass, so the profiled step runs slower than a plain one;
@@ -251,7 +251,7 @@ export interface ProfileSummary {
   optimiserKernelMs: number;
   /** Wall time of the profiled step (longer than a plain step: profiling waits on every kernel). */
   wallMs: number;
-  /** Wall time of the plain (warm-up) step before it. */
+  /** Wall time of a plain step (the second warm-up step). */
   plainStepMs: number;
   leakedTensors: number;
 }
@@ -262,14 +262,22 @@ function timingOf(backend: string): ProfileSummary['timing'] {
 }
 
 /**
- * One SparK step (forward + backward through `tf.variableGrads`, then AdamW) after a plain warm-up step,
- * under `tf.profile`: the lines of {@link aggregateKernelTimes} and a summary.
+ * One SparK step (forward + backward through `tf.variableGrads`, then AdamW, or LAMB when asked) after a
+ * plain warm-up step, under `tf.profile`: the lines of {@link aggregateKernelTimes} and a summary.
+ * `afterSetup` runs once the backend is set up (e.g. to choose between kernel implementations).
  */
-export async function profileScenario(scenario: BenchScenario, backend: string): Promise<{ kernels: KernelTime[]; summary: ProfileSummary }> {
+export async function profileScenario(
+  scenario: BenchScenario,
+  backend: string,
+  { afterSetup, optimizer: optimizerName = 'adamw' }: { afterSetup?: () => void; optimizer?: 'adamw' | 'lamb' } = {},
+): Promise<{ kernels: KernelTime[]; summary: ProfileSummary }> {
   await setupBackend(backend);
+  afterSetup?.();
   const model = SparkModel.create(scenario.model, { backbone: scenario.backbone, decoderWidth: scenario.decoderWidth, seed: 0 });
   const images = tf.randomNormal([scenario.batch, scenario.inputSize, scenario.inputSize, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
-  const optimizer = new AdamW(paramGroupsFromVariables(model.namedParameters()), { betas: defaultBetas(scenario.model), maxGradNorm: 5 });
+  const groups = paramGroupsFromVariables(model.namedParameters());
+  const optimizerOptions = { betas: defaultBetas(scenario.model), maxGradNorm: 5 };
+  const optimizer = optimizerName === 'lamb' ? new Lamb(groups, optimizerOptions) : new AdamW(groups, optimizerOptions);
   const variables = model.namedParameters().map(({ variable }) => variable);
   const names = new Map(model.namedParameters().map(({ name, variable }) => [variable.name, name]));
   const random = seededUniform(1);
@@ -287,7 +295,9 @@ export async function profileScenario(scenario: BenchScenario, backend: string):
     tf.dispose(Object.values(grads));
   };
   try {
-    // The warm-up compiles the shaders (webgpu) and creates the optimiser's slots, so neither is profiled.
+    // The first plain step compiles the shaders (webgpu) and creates the optimiser's slots, so neither is
+    // profiled; the second is the plain step's time.
+    await update(await gradients());
     let start = performance.now();
     await update(await gradients());
     const plainStepMs = performance.now() - start;
