@@ -116,6 +116,8 @@ describe('sparkmim bench', () => {
       leakedTensors: 0,
     });
     expect(summary.kernels).toBe(lines.length);
+    expect(summary.plainOptimiserMs).toBeGreaterThan(0);
+    expect(summary.plainOptimiserMs).toBeLessThan(summary.plainStepMs);
     expect(summary.calls).toBe(lines.reduce((total, line) => total + line.count, 0));
     expect(summary.kernelMs).toBeCloseTo(
       lines.reduce((total, line) => total + line.ms, 0),
