@@ -67,6 +67,10 @@ export function currentLrWd(optimizer: Pick<Optimizer, 'paramGroups'>): AppliedL
  * updates). A non-finite loss throws {@link NonFiniteLossError} before anything is updated (BN running
  * statistics of that forward pass excepted, as in PyTorch). Leaves no tensor behind.
  *
+ * Reads back two numbers, both asynchronously (never `dataSync`): the loss, before the update (the finite
+ * check needs it, as the official loop's `loss.item()`), and the global gradient norm at the end of the
+ * optimiser's step. Nothing else in the step waits for the device.
+ *
  * @param images `[B, H, W, 3]`, ImageNet-normalised; not disposed.
  * @example
  * const { loss, globalGradNorm } = await trainStep(model, lamb, images, { lrWd: lrWdAt(schedule, iteration), random: maskRandom.next });
