@@ -3,7 +3,7 @@ import type { ActiveMask } from './active-sites';
 import { sparseConv2d } from './conv';
 import { Module, type Initializer } from './module';
 import { uniformFanIn } from './random';
-import { activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
+import { sparseBatchNorm, sparseBatchNormTraining, sparseLayerNorm } from './norm';
 import type { Padding2d } from './padding';
 import { sparseAvgPool2d, sparseMaxPool2d, type SparseAvgPool2dOptions, type SparsePool2dOptions } from './pool';
 import { rowAvgPool2d, rowBatchNorm, rowConv2d, rowLayerNorm, rowMaxPool2d } from './rows/ops';
@@ -138,9 +138,11 @@ export class SparseBatchNorm2d extends Module {
       return sparseBatchNorm(x, options, this.runningMean as tf.Tensor1D, this.runningVar as tf.Tensor1D);
     }
     return tf.tidy(() => {
-      const { mean, variance, count } = activeMoments(x, active);
-      this.updateRunningStatistics(mean, variance, count);
-      return sparseBatchNorm(x, options, mean, variance);
+      // One op for statistics and normalisation (its gradient in closed form); the statistics it returns
+      // feed the running averages only.
+      const { output, statistics } = sparseBatchNormTraining(x, options);
+      this.updateRunningStatistics(statistics.mean, statistics.variance, statistics.count);
+      return output;
     });
   }
 

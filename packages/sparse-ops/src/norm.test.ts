@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
 import { ActiveSites } from './active-sites';
-import { activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
+import { ACTIVE_MOMENTS_KERNEL, activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
 import { evaluate, evaluateWithGradients, expectGridClose, float32Grid, tolerancesFor, toTensor } from './testing/harness';
 import {
   batchNormEvalReference,
@@ -20,6 +20,35 @@ const { values: baseMask, shape: maskShape } = maskFromRows(['101/011', '110/001
 const siteMask = maskAt(baseMask, maskShape, 4, 6);
 const maskTensor = () => tf.tensor4d(Float32Array.from(baseMask), [...maskShape, 1]);
 const labels = ['d/dx', 'd/dgamma', 'd/dbeta'];
+
+// Random masks for the closed-form gradients: [3, 2, 2] bases over [3, 4, 4, 2] features, the second sample
+// all masked (its sites must get no gradient and must not enter the statistics).
+const randomMaskValues = [1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 0, 1];
+const randomMask = () => tf.tensor4d(randomMaskValues, [3, 2, 2, 1]);
+
+/**
+ * The statistics as plain tfjs ops (the masked composite sparse-ops used before its one-op version), for
+ * autodiff to differentiate: the obvious reference for the hand-written gradients.
+ */
+function compositeMoments(x: tf.Tensor4D, mask: tf.Tensor4D | undefined): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
+  if (!mask) {
+    const { mean, variance } = tf.moments(x, [0, 1, 2]);
+    return { mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };
+  }
+  const siteMask = tf.image.resizeNearestNeighbor(mask, [x.shape[1], x.shape[2]]);
+  const count = tf.sum(siteMask);
+  const mean = tf.div(tf.sum(tf.mul(x, siteMask), [0, 1, 2]), count) as tf.Tensor1D;
+  const variance = tf.div(tf.sum(tf.square(tf.mul(tf.sub(x, mean), siteMask)), [0, 1, 2]), count) as tf.Tensor1D;
+  return { mean, variance };
+}
+
+/** Reads every gradient of `loss` with respect to `inputs` back, leaving no tensor behind. */
+async function gradientValues(loss: (...inputs: tf.Tensor[]) => tf.Scalar, inputs: tf.Tensor[]): Promise<Float32Array[]> {
+  const gradients = tf.grads(loss)(inputs);
+  const values = await Promise.all(gradients.map(async (gradient) => (await gradient.data()) as Float32Array));
+  tf.dispose(gradients);
+  return values;
+}
 
 async function expectGradientsClose(actual: Float32Array[], expected: Float64Array[], inputs: Grid[], relative: number) {
   for (let i = 0; i < inputs.length; i++) {
@@ -153,14 +182,18 @@ describeBackends('sparse norms', ({ backend }) => {
     await expectGridClose(layerNorm, layerNormReference(x, undefined, gamma.data, beta.data), tolerance.forward, 'layer norm');
   });
 
-  it('with no mask or an all-active mask, runs exactly the dense kernels (tf.moments + tf.batchNorm)', async () => {
+  it('with no mask or an all-active mask, runs the dense kernels (tf.moments + tf.batchNorm), to the same values', async () => {
     const x = float32Grid([1, 2, 2, 3], 37);
     const sites = ActiveSites.fromArray([1], [1, 1, 1]);
+    // Batch norm in training mode is one op with a hand-written gradient: its forward pass runs the same
+    // arithmetic kernels as tf.moments + tf.batchNorm, inside the op's own scope entry, with the statistics
+    // stacked into one [2, C] tensor (Pack) and taken apart (Unpack); those move C numbers.
+    const wrappers = ['unnamed scope', 'Pack', 'Unpack'];
     const kernelsOf = async (build: () => tf.Tensor) => {
       const profile = await tf.profile(() => tf.tidy(build));
       const values = Array.from(await (profile.result as tf.Tensor).data());
       tf.dispose(profile.result as tf.Tensor);
-      return { values, kernels: profile.kernelNames };
+      return { values, kernels: profile.kernelNames.filter((name) => !wrappers.includes(name)) };
     };
     try {
       const dense = await kernelsOf(() => {
@@ -174,6 +207,122 @@ describeBackends('sparse norms', ({ backend }) => {
       expect(await kernelsOf(() => sparseLayerNorm(toTensor(x) as tf.Tensor4D, { active: sites }))).toEqual(layerNorm);
     } finally {
       sites.dispose();
+    }
+  });
+
+  it('activeMoments is one op whose gradient equals autodiff of the plain composite (random mask, an all-masked sample)', async () => {
+    const x = float32Grid([3, 4, 4, 2], 41, 2, 0.7);
+    const meanWeights = tf.tensor1d([0.8, -1.3]);
+    const varianceWeights = tf.tensor1d([-0.6, 1.1]);
+    try {
+      for (const masked of [true, false]) {
+        const mask = masked ? randomMask() : undefined;
+        const loss = (statistics: { mean: tf.Tensor1D; variance: tf.Tensor1D }) =>
+          tf.add(tf.sum(tf.mul(statistics.mean, meanWeights)), tf.sum(tf.mul(statistics.variance, varianceWeights))) as tf.Scalar;
+        const input = toTensor(x) as tf.Tensor4D;
+        const [actual] = await gradientValues((features) => loss(activeMoments(features as tf.Tensor4D, mask)), [input]);
+        const [expected] = await gradientValues((features) => loss(compositeMoments(features as tf.Tensor4D, mask)), [input]);
+        await expectGridClose(
+          { shape: x.shape, output: actual },
+          { shape: x.shape, data: Float64Array.from(expected) },
+          tolerance.gradient,
+          `d/dx ${masked ? 'masked' : 'dense'}`,
+        );
+        if (masked) {
+          // The all-masked sample (second of three) gets no gradient at all.
+          expect(Array.from(actual.subarray(32, 64)).every((value) => value === 0)).toBe(true);
+        }
+        tf.dispose([input, mask]);
+      }
+    } finally {
+      tf.dispose([meanWeights, varianceWeights]);
+    }
+  });
+
+  it('sparseBatchNorm in training is one op whose gradient equals autodiff of the plain composite, with or without gamma, beta, mask', async () => {
+    const x = float32Grid([3, 4, 4, 2], 42, 1.5, -0.4);
+    const gamma = float32Grid([2], 43, 0.5, 1);
+    const beta = float32Grid([2], 44);
+    const upstream = tf.tensor(Float32Array.from(float32Grid([3, 4, 4, 2], 45).data), [3, 4, 4, 2]);
+    const cases = [
+      { label: 'masked, gamma and beta', masked: true, affine: true },
+      { label: 'masked, no gamma or beta', masked: true, affine: false },
+      { label: 'dense, gamma and beta', masked: false, affine: true },
+    ];
+    try {
+      for (const { label, masked, affine } of cases) {
+        const mask = masked ? randomMask() : undefined;
+        const inputs = affine ? [toTensor(x), toTensor(gamma), toTensor(beta)] : [toTensor(x)];
+        const weighted = (output: tf.Tensor) => tf.sum(tf.mul(output, upstream)) as tf.Scalar;
+        const actual = await gradientValues(
+          (features, scale, shift) =>
+            weighted(sparseBatchNorm(features as tf.Tensor4D, { gamma: scale as tf.Tensor1D, beta: shift as tf.Tensor1D, active: mask })),
+          inputs,
+        );
+        const expected = await gradientValues((features, scale, shift) => {
+          const { mean, variance } = compositeMoments(features as tf.Tensor4D, mask);
+          // tf.batchNorm's own gradient cannot run without a scale (it saves the missing tensor): 1 and 0 stand in.
+          const normalised = tf.batchNorm(features as tf.Tensor4D, mean, variance, shift ?? tf.zeros([2]), scale ?? tf.ones([2]), 1e-5);
+          return weighted(mask ? tf.mul(normalised, tf.image.resizeNearestNeighbor(mask, [4, 4])) : normalised);
+        }, inputs);
+        for (let i = 0; i < inputs.length; i++) {
+          const gradientShape = inputs[i].shape;
+          await expectGridClose(
+            { shape: gradientShape, output: actual[i] },
+            { shape: gradientShape, data: Float64Array.from(expected[i]) },
+            tolerance.gradient,
+            `${labels[i]} ${label}`,
+          );
+        }
+        tf.dispose([...inputs, mask]);
+      }
+    } finally {
+      upstream.dispose();
+    }
+  });
+
+  it(`takes the statistics from a registered ${ACTIVE_MOMENTS_KERNEL} kernel ({x, mask} in, [mean, variance] out)`, async () => {
+    // A stand-in kernel for the current backend, made of tfjs ops, that counts its calls: what a backend
+    // package registers under that name must give the same statistics.
+    let calls = 0;
+    const backendName = tf.getBackend();
+    expect(tf.getKernel(ACTIVE_MOMENTS_KERNEL, backendName)).toBeUndefined();
+    tf.registerKernel({
+      kernelName: ACTIVE_MOMENTS_KERNEL,
+      backendName,
+      kernelFunc: ({ inputs }) => {
+        calls++;
+        const { x, mask } = inputs as { x: tf.Tensor4D; mask: tf.Tensor4D };
+        expect({ x: x.shape, mask: mask.shape, dtype: mask.dtype }).toEqual({ x: [2, 4, 6, 3], mask: [2, 4, 6, 1], dtype: 'float32' });
+        return tf.tidy(() => {
+          const { mean, variance } = compositeMoments(x, mask);
+          return [mean, variance];
+        });
+      },
+    });
+    try {
+      const x = float32Grid(shape, 46, 2, 0.5);
+      const expected = batchNormTrainReference(x, siteMask, new Float64Array(3).fill(1), new Float64Array(3));
+      const [mean, variance] = tf.tidy(() => {
+        const moments = activeMoments(toTensor(x) as tf.Tensor4D, maskTensor());
+        return [moments.mean, moments.variance];
+      });
+      expect(calls).toBe(1);
+      await expectGridClose(
+        { shape: mean.shape, output: (await mean.data()) as Float32Array },
+        { shape: [3], data: expected.mean },
+        tolerance.forward,
+        'mean',
+      );
+      await expectGridClose(
+        { shape: variance.shape, output: (await variance.data()) as Float32Array },
+        { shape: [3], data: expected.biasedVariance },
+        tolerance.forward,
+        'variance',
+      );
+      tf.dispose([mean, variance]);
+    } finally {
+      tf.unregisterKernel(ACTIVE_MOMENTS_KERNEL, backendName);
     }
   });
 
