@@ -469,7 +469,13 @@ function spawnJob(
 }
 
 if (values.job) {
-  await runChild(values.job, values.arm as Arm, Number(values.deadline));
+  try {
+    await runChild(values.job, values.arm as Arm, Number(values.deadline));
+  } catch (error) {
+    // An out-of-memory, a lost device, a kernel that throws: one line, and this job ends here.
+    emit({ type: 'error', job: values.job, arm: values.arm, message: String((error as Error).message ?? error).slice(0, 500) });
+    process.exit(1);
+  }
   process.exit(0); // Dawn keeps the event loop alive otherwise.
 } else {
   const budgetSeconds = Number(values['budget-s']);
@@ -489,6 +495,11 @@ if (values.job) {
   });
   for (const entry of PLAN) {
     if ((only.size && !only.has(entry.job)) || skip.has(entry.job)) continue;
+    const unavailable = entry.arm === 'ours' && entry.kind !== 'kernels' ? oursUnavailable() : undefined;
+    if (unavailable) {
+      emit({ type: 'skip', job: entry.job, arm: entry.arm, reason: unavailable });
+      continue;
+    }
     const left = (deadline - Date.now()) / 1000;
     const needs = smoke ? 1 : Math.max(entry.minSeconds, expectedSeconds(entry, measured) ?? 0);
     if (left < needs) {
@@ -496,7 +507,9 @@ if (values.job) {
       continue;
     }
     const softDeadline = Math.min(deadline, Date.now() + entry.capSeconds * 1000);
-    const { seconds } = await spawnJob(entry, softDeadline, deadline, measured);
+    // Warm-up steps are not cut short, so a job may run past its cap; a hung one (a lost device) is
+    // stopped 90 s after it, leaving the budget to the jobs after it.
+    const { seconds } = await spawnJob(entry, softDeadline, Math.min(deadline, softDeadline + 90_000), measured);
     emit({ type: 'job-done', job: entry.job, arm: entry.arm, seconds });
   }
   emit({ type: 'done', seconds: round(budgetSeconds - (deadline - Date.now()) / 1000, 1) });
