@@ -1,7 +1,8 @@
 // The row path against the masked-dense path: forward + backward of a stack of submanifold 3x3
 // convolutions (conv -> ReLU, repeated) at SparK's mask ratio 0.6, one JSON line:
 //   {bench, backend, batch, size, channels, layers, activeFraction, tableBuildMs, denseMs, rowsMs, ratio}
-// `ratio` is masked-dense / rows (above 1: rows faster). Both paths compute the same numbers (rows.test.ts);
+// `ratio` is masked-dense / rows (above 1: rows faster), the median over `repeats` interleaved pairs (and
+// `cpuRatio` the same for the process's CPU time, steadier on a loaded machine). Both paths compute the same numbers (rows.test.ts);
 // the dense one convolves every site and multiplies by the mask, the rows one gathers the visible sites'
 // neighbours and runs one matmul per layer. `tableBuildMs` is the one-off cost of the neighbour table (once
 // per mask and scale, shared by every layer at that scale), not included in `rowsMs`.
@@ -17,6 +18,7 @@
 // `gather` is kept for old command lines: `row-copy` used to swap, for this process, tfjs-backend-wasm's
 // GatherV2 (about 170 ns per gathered element) for a loop copying whole rows over the wasm heap. That loop is
 // now @sparkmim/wasm-kernels' GatherV2, registered by setupBackend('wasm'), so `row-copy` runs `stock`.
+import { loadavg } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 // sparse-ops depends on no backend; the runtime package of this repository sets one up with gradients.
 import { setupBackend } from '@sparkmim/runtime';
@@ -181,15 +183,18 @@ function rowsLoss(): tf.Scalar {
   return tf.sum(fromRows(rows, rowSites, [size, size]));
 }
 
-async function timeStep(loss: () => tf.Scalar): Promise<number> {
+/** Wall and CPU milliseconds of one forward + backward step (CPU: this process, all threads). */
+async function timeStep(loss: () => tf.Scalar): Promise<{ wall: number; cpu: number }> {
   const start = performance.now();
+  const cpuStart = process.cpuUsage();
   const { value, grads } = tf.variableGrads(loss);
   await value.data();
   await Promise.all(Object.values(grads).map((gradient) => gradient.data()));
+  const cpu = process.cpuUsage(cpuStart);
   const elapsed = performance.now() - start;
   value.dispose();
   tf.dispose(grads);
-  return elapsed;
+  return { wall: elapsed, cpu: (cpu.user + cpu.system) / 1000 };
 }
 
 if (process.env.ROWS_BENCH_PROFILE) {
@@ -203,27 +208,33 @@ if (process.env.ROWS_BENCH_PROFILE) {
       const { value, grads } = tf.variableGrads(loss);
       return [value, ...Object.values(grads)];
     });
+    // ROWS_BENCH_PROFILE=shapes: by kernel and input shapes, the 25 largest, one per line.
+    const byShapes = process.env.ROWS_BENCH_PROFILE === 'shapes';
     const byKernel = new Map<string, number>();
     for (const kernel of info.kernels) {
-      if (kernel.name !== 'unnamed scope') byKernel.set(kernel.name, (byKernel.get(kernel.name) ?? 0) + (kernel.kernelTimeMs as number));
+      if (kernel.name === 'unnamed scope') continue;
+      const key = byShapes ? `${kernel.name} ${kernel.inputShapes.map((shape) => `[${shape}]`).join(' ')}` : kernel.name;
+      byKernel.set(key, (byKernel.get(key) ?? 0) + (kernel.kernelTimeMs as number));
     }
-    const top = [...byKernel.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
-    console.log(name, top.map(([kernel, ms]) => `${kernel} ${ms.toFixed(0)}`).join(', '));
+    const top = [...byKernel.entries()].sort((a, b) => b[1] - a[1]).slice(0, byShapes ? 25 : 12);
+    const total = [...byKernel.values()].reduce((sum, ms) => sum + ms, 0);
+    console.log(`${name} (kernels ${total.toFixed(0)} ms)`, top.map(([kernel, ms]) => `${kernel} ${ms.toFixed(0)}`).join(byShapes ? '\n  ' : ', '));
   }
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-const denseTimes: number[] = [];
-const rowsTimes: number[] = [];
-// One warm-up each, then alternate so that drift hits both alike.
+const denseTimes: { wall: number; cpu: number }[] = [];
+const rowsTimes: { wall: number; cpu: number }[] = [];
+// One warm-up each, then interleaved pairs so that the load of other processes hits both alike; the ratio
+// is the median of the pairs' ratios (wall clock, and CPU time, which other processes disturb less).
 await timeStep(rowsLoss);
 await timeStep(denseLoss);
 for (let i = 0; i < repeats; i++) {
   rowsTimes.push(await timeStep(rowsLoss));
   denseTimes.push(await timeStep(denseLoss));
 }
-const denseMs = median(denseTimes);
-const rowsMs = median(rowsTimes);
+const pairRatios = denseTimes.map((dense, i) => dense.wall / rowsTimes[i].wall);
+const cpuRatios = denseTimes.map((dense, i) => dense.cpu / rowsTimes[i].cpu);
 console.log(
   JSON.stringify({
     bench: encoder ? 'ResNet-18 encoder, forward + backward' : 'submanifold conv3x3 stack, forward + backward',
@@ -235,9 +246,15 @@ console.log(
     layers,
     activeFraction: Number(activeFraction.toFixed(3)),
     tableBuildMs: Math.round(tableBuildMs),
-    denseMs: Math.round(denseMs),
-    rowsMs: Math.round(rowsMs),
-    ratio: Number((denseMs / rowsMs).toFixed(2)),
+    pairs: repeats,
+    denseMs: Math.round(median(denseTimes.map((t) => t.wall))),
+    rowsMs: Math.round(median(rowsTimes.map((t) => t.wall))),
+    ratio: Number(median(pairRatios).toFixed(2)),
+    pairRatios: pairRatios.map((r) => Number(r.toFixed(2))),
+    denseCpuMs: Math.round(median(denseTimes.map((t) => t.cpu))),
+    rowsCpuMs: Math.round(median(rowsTimes.map((t) => t.cpu))),
+    cpuRatio: Number(median(cpuRatios).toFixed(2)),
+    loadAverage: Number(loadavg()[0].toFixed(1)),
   }),
 );
 tf.dispose([x, maskedX, ...filters]);

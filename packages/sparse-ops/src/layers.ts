@@ -6,7 +6,7 @@ import { uniformFanIn } from './random';
 import { sparseBatchNorm, sparseBatchNormTraining, sparseLayerNorm } from './norm';
 import type { Padding2d } from './padding';
 import { sparseAvgPool2d, sparseMaxPool2d, type SparseAvgPool2dOptions, type SparsePool2dOptions } from './pool';
-import { rowAvgPool2d, rowBatchNorm, rowConv2d, rowLayerNorm, rowMaxPool2d } from './rows/ops';
+import { rowAvgPool2d, rowBatchNorm, rowConv2d, rowLayerNorm, rowMaxPool2d, rowMoments } from './rows/ops';
 import type { RowSites } from './rows/row-sites';
 
 /** Where rows come from, for a layer's `applyRows`: the row view of the mask and the map's `[H, W]`. */
@@ -154,9 +154,10 @@ export class SparseBatchNorm2d extends Module {
     const options = { gamma: this.gamma as tf.Tensor1D, beta: this.beta as tf.Tensor1D, epsilon: this.epsilon };
     if (!this.training) return rowBatchNorm(rows, options, this.runningMean as tf.Tensor1D, this.runningVar as tf.Tensor1D);
     return tf.tidy(() => {
-      const { mean, variance } = tf.moments(rows, 0);
-      this.updateRunningStatistics(mean as tf.Tensor1D, variance as tf.Tensor1D, tf.scalar(rows.shape[0]));
-      return rowBatchNorm(rows, options, mean as tf.Tensor1D, variance as tf.Tensor1D);
+      // The running statistics take the batch's; the normalisation computes (and differentiates) its own.
+      const { mean, variance } = rowMoments(rows);
+      this.updateRunningStatistics(mean, variance, tf.scalar(rows.shape[0]));
+      return rowBatchNorm(rows, options);
     });
   }
 

@@ -6,6 +6,8 @@ import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerWasmTrainingKernels } from './index';
+import { asLeadingReduction } from './kernels/Sum';
+import { asBlockSwap } from './kernels/Transpose';
 
 type Values = { shape: number[]; values: Float32Array }[];
 
@@ -244,6 +246,47 @@ describe('unsortedSegmentSum and gather on wasm', () => {
     });
   });
 
+  it('transpose: block swaps (2-D, batched, with runs, size-1 axes, int32) and a permutation left to the backend', () => {
+    // [2, 0, 1] merges axes 0 and 1 into one 2-D swap; [1, 3, 0, 2] swaps no two blocks (the stock kernel).
+    expect(asBlockSwap([3, 37, 35], [2, 0, 1])).toEqual([1, 111, 35, 1]);
+    expect(asBlockSwap([2, 3, 4, 5], [1, 3, 0, 2])).toBeUndefined();
+    compare(() => {
+      const cube = random([3, 37, 35], 41);
+      return [
+        tf.transpose(random([45, 70], 40)),
+        tf.transpose(cube, [0, 2, 1]),
+        tf.transpose(cube, [1, 0, 2]),
+        tf.transpose(random([4, 3, 20], 45), [1, 0, 2]),
+        tf.transpose(random([2, 5, 1, 3, 4], 42), [0, 3, 2, 1, 4]),
+        tf.transpose(random([5, 1, 3], 43), [0, 2, 1]),
+        tf.transpose(cube, [2, 0, 1]),
+        tf.transpose(random([2, 3, 4, 5], 44), [1, 3, 0, 2]),
+        tf.transpose(tf.reshape(tf.range(0, 24, 1, 'int32'), [2, 3, 4]), [2, 1, 0]),
+        tf.transpose(tf.reshape(tf.range(0, 24, 1, 'int32'), [4, 6])),
+      ];
+    });
+  });
+
+  it('sum over leading axes (rows, batch-norm style, keepDims, size-1 axes first) and over others (the backend)', () => {
+    expect(asLeadingReduction([1, 1, 40, 6], [0, 1, 2])).toEqual([40, 6]);
+    expect(asLeadingReduction([4, 6], [1])).toBeUndefined();
+    compare(() => {
+      const rows = random([40, 6], 46);
+      const maps = random([2, 3, 5, 4], 47);
+      return [
+        tf.sum(rows, 0),
+        tf.sum(rows, 0, true),
+        tf.sum(maps, [0, 1, 2]),
+        tf.sum(maps, [1, 0], true),
+        tf.sum(tf.reshape(maps, [1, 6, 5, 4]), [1, 2]),
+        tf.sum(maps, [1, 2]),
+        tf.sum(maps, -1),
+        tf.sum(maps),
+        tf.sum(tf.reshape(tf.range(0, 12, 1, 'int32'), [3, 4]), 0),
+      ];
+    });
+  });
+
   it('gather of int32 rows keeps the dtype and the values; its gradient with repeated rows sums them', () => {
     const run = () => {
       const ids = tf.tensor2d([1, 2, 3, 4, 5, 6, -7, 8, 2147483647], [3, 3], 'int32');
@@ -251,7 +294,9 @@ describe('unsortedSegmentSum and gather on wasm', () => {
       const rows = random([5, 8], 38);
       const weights = random([7, 8], 39);
       const grad = tf.grad((r) => tf.sum(tf.mul(tf.gather(r, tf.tensor1d([4, 4, 0, 1, 4, 0, 3], 'int32')), weights)))(rows);
-      return [picked, grad];
+      // Rows of 16 values and more are copied with copyWithin, shorter ones by a loop: both, for int32.
+      const wide = tf.gather(tf.reshape(tf.range(-30, 30, 1, 'int32'), [3, 20]), tf.tensor1d([2, 0, 2, 1], 'int32'));
+      return [picked, grad, wide];
     };
     tf.setBackend('wasm');
     expect(tf.tidy(() => run()[0].dtype)).toBe('int32');

@@ -5,7 +5,9 @@ import { depthwiseConv2dNativeBackpropFilterConfig } from './kernels/DepthwiseCo
 import { captureStockGather, gatherV2Config } from './kernels/GatherV2';
 import { captureStockIdentity, identityConfig } from './kernels/Identity';
 import { maxPoolGradConfig } from './kernels/MaxPoolGrad';
+import { captureStockSum, sumConfig } from './kernels/Sum';
 import { captureStockTile, tileConfig } from './kernels/Tile';
+import { captureStockTranspose, transposeConfig } from './kernels/Transpose';
 import { unsortedSegmentSumConfig } from './kernels/UnsortedSegmentSum';
 
 /**
@@ -14,7 +16,8 @@ import { unsortedSegmentSumConfig } from './kernels/UnsortedSegmentSum';
  * gets wrong (MaxPoolGrad, GatherV2 with batchDims), and Conv2DBackpropInput, which it has but runs about
  * 8x slower than the forward convolution it is rewritten as here, and Identity, which it runs as a copy
  * although tfjs clones every tensor an op saves for its gradient, and Tile, which it runs ~20x slower than a
- * plain loop. Their gradients are tfjs-core's own
+ * plain loop, and Transpose, ~3x slower than a blocked loop where the permutation swaps two blocks of axes, and Sum,
+ * which transposes first to sum over leading axes. Their gradients are tfjs-core's own
  * (they are tfjs's kernel names), so every op that trains on cpu trains on wasm.
  */
 export const WASM_TRAINING_KERNELS: readonly tf.KernelConfig[] = [
@@ -27,6 +30,8 @@ export const WASM_TRAINING_KERNELS: readonly tf.KernelConfig[] = [
   gatherV2Config,
   identityConfig,
   tileConfig,
+  transposeConfig,
+  sumConfig,
 ];
 
 /**
@@ -47,6 +52,8 @@ export function registerWasmTrainingKernels(): void {
     if (config === gatherV2Config) captureStockGather(existing);
     if (config === identityConfig) captureStockIdentity(existing);
     if (config === tileConfig) captureStockTile(existing);
+    if (config === transposeConfig) captureStockTranspose(existing);
+    if (config === sumConfig) captureStockSum(existing);
     if (existing) tf.unregisterKernel(config.kernelName, 'wasm');
     tf.registerKernel(config);
   }

@@ -231,8 +231,31 @@ export function rowMaxPool2d(rows: tf.Tensor2D, options: RowPool2dOptions): tf.T
   return tf.tidy(() => {
     const table = sites.neighbours(inputSize, { windowSize: filterSize, strides, pad }, 'rowMaxPool2d');
     const gathered = tf.reshape(gatherRows(rows, table.plan, '-inf'), [table.output.rowCount, table.taps, channels]);
-    return tf.max(gathered, 1) as tf.Tensor2D;
+    return maxOverTaps(gathered as tf.Tensor3D);
   });
+}
+
+/**
+ * `[N, C]`: the max of `gathered` `[N, taps, C]` over its taps, with tf.max's gradient (every tap equal to
+ * the max gets `dy`) computed from tiled tensors: tf.max's own gradient compares `[N, taps, C]` with the
+ * broadcast `[N, 1, C]`, which wasm runs through its generic broadcasting loop (~150 ms for a ResNet stem's
+ * pool at 224, batch 2, against ~10 ms tiled).
+ */
+function maxOverTaps(gathered: tf.Tensor3D): tf.Tensor2D {
+  const taps = gathered.shape[1];
+  const spread = (perRow: tf.Tensor) => tf.tile(tf.expandDims(perRow, 1), [1, taps, 1]);
+  const reduce = tf.customGrad(((input: tf.Tensor3D, save: tf.GradSaveFunc) => {
+    save([input]);
+    return {
+      value: tf.max(input, 1),
+      gradFunc: (dy: tf.Tensor2D, [savedInput]: tf.Tensor[]) => {
+        const isMax = tf.cast(tf.equal(savedInput, spread(tf.max(savedInput, 1))), 'float32');
+        return tf.mul(isMax, spread(dy));
+      },
+    };
+    // customGrad's type lists the save function among the tensors; it is passed last, as here.
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return reduce(gathered) as tf.Tensor2D;
 }
 
 export interface RowAvgPool2dOptions extends RowPool2dOptions {
@@ -275,6 +298,10 @@ export interface RowNormOptions {
  * {@link sparseBatchNorm} (and official SparK's BatchNorm1d over the gathered sites). Training: no
  * `mean`/`variance`, the rows' mean and biased variance normalise. Inference: pass the running ones.
  *
+ * Training runs as one op with its own gradient and fast sums over the rows (`sumOverRows`): tfjs's
+ * batchNorm and moments gradients reduce over the rows axis through transposes and broadcast `[1, 1, N, C]`
+ * against `[C]`, which wasm runs through generic loops (about a quarter of a ResNet-18 step on rows).
+ *
  * @param rows `[N, C]`
  * @returns `[N, C]`
  *
@@ -288,10 +315,74 @@ export function rowBatchNorm(rows: tf.Tensor2D, options: RowNormOptions = {}, me
     throw new Error(`rowBatchNorm: pass both mean and variance (inference) or neither (training), got only ${mean ? 'mean' : 'variance'}`);
   }
   return tf.tidy(() => {
-    const statistics = mean && variance ? { mean, variance } : tf.moments(rows, 0);
-    const y = tf.batchNorm(rows, statistics.mean, statistics.variance, beta, gamma, epsilon);
+    if (!(mean && variance)) return batchNormRowStatistics(rows, gamma ?? tf.ones([channels]), beta ?? tf.zeros([channels]), epsilon);
+    const y = tf.batchNorm(rows, mean, variance, beta, gamma, epsilon);
     return tf.reshape(y, [-1, channels]) as tf.Tensor2D;
   });
+}
+
+/**
+ * The mean and biased variance of rows `[N, C]` over the rows (`[C]` each), as `tf.moments(rows, 0)`
+ * computes them, with sums that are fast on every backend (see `sumOverRows`). No gradient is meant to flow through
+ * them: {@link rowBatchNorm} differentiates its own statistics.
+ */
+export function rowMoments(rows: tf.Tensor2D): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
+  return tf.tidy(() => {
+    const { mean, centered } = centre(rows);
+    const variance = tf.reshape(meanOverRows(tf.mul(centered, centered)), [-1]) as tf.Tensor1D;
+    return { mean: tf.reshape(mean, [-1]) as tf.Tensor1D, variance };
+  });
+}
+
+// (x * x rather than tf.square: wasm runs Square without SIMD, ~10x slower than a same-shape multiply.)
+
+/**
+ * `[1, C]`: the sum of `[N, C]` over its rows. On wasm a Sum (@sparkmim/wasm-kernels sums leading axes in
+ * one pass; a matmul would repack the fresh `[N, C]` operand each time, ~10 ms at the stem); elsewhere a
+ * `[1, N] x [N, C]` matmul (tfjs-cpu sums a leading axis by transposing first, ~15x slower).
+ */
+function sumOverRows(x: tf.Tensor2D): tf.Tensor2D {
+  if (tf.getBackend() === 'wasm') return tf.sum(x, 0, true);
+  return tf.matMul(tf.ones([1, x.shape[0]]), x);
+}
+
+/** `[1, C]`: the mean of `[N, C]` over its rows. */
+function meanOverRows(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.div(sumOverRows(x), x.shape[0]);
+}
+
+function centre(rows: tf.Tensor2D): { mean: tf.Tensor2D; centered: tf.Tensor2D } {
+  const mean = meanOverRows(rows);
+  return { mean, centered: tf.sub(rows, mean) };
+}
+
+/**
+ * Training batch norm with its gradient in closed form (the usual one, with `x̂ = (x - mean) * rstd`):
+ * `dx = gamma * rstd / N * (N * dy - Σdy - x̂ * Σ(dy * x̂))`, `dgamma = Σ(dy * x̂)`, `dbeta = Σdy`.
+ */
+function batchNormRowStatistics(rows: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): tf.Tensor2D {
+  const normalise = (x: tf.Tensor2D) => {
+    const { centered } = centre(x);
+    const rstd = tf.rsqrt(tf.add(meanOverRows(tf.mul(centered, centered)), epsilon));
+    return { normalised: tf.mul(centered, rstd) as tf.Tensor2D, rstd };
+  };
+  const op = tf.customGrad(((x: tf.Tensor2D, scale: tf.Tensor1D, shift: tf.Tensor1D, save: tf.GradSaveFunc) => {
+    save([x, scale]);
+    return {
+      value: tf.add(tf.mul(normalise(x).normalised, scale), shift),
+      gradFunc: (dy: tf.Tensor2D, [savedX, savedScale]: tf.Tensor[]) => {
+        const { normalised, rstd } = normalise(savedX as tf.Tensor2D);
+        const count = savedX.shape[0] as number;
+        const dShift = sumOverRows(dy);
+        const dScale = sumOverRows(tf.mul(dy, normalised) as tf.Tensor2D);
+        const inner = tf.sub(tf.sub(tf.mul(dy, count), dShift), tf.mul(normalised, dScale));
+        const dx = tf.mul(inner, tf.div(tf.mul(savedScale, rstd), count));
+        return [dx, tf.reshape(dScale, [-1]), tf.reshape(dShift, [-1])];
+      },
+    };
+    // customGrad's type lists the save function among the tensors; it is passed last, as here.
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return op(rows, gamma, beta) as tf.Tensor2D;
 }
 
 /**
