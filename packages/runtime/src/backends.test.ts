@@ -29,9 +29,57 @@ describe('setupBackend', () => {
     gradient.dispose();
   });
 
-  it('sets wasm up with the training kernels registered (a conv filter gradient runs)', async () => {
-    const info = await setupBackend('wasm');
-    expect(info).toMatchObject({ name: 'wasm', tfjsBackend: 'wasm', canTrain: true });
+  it('names the bad value of a wasm thread count', async () => {
+    await expect(setupBackend('wasm', { threads: 0 })).rejects.toThrow('wasm: expected a thread count from 1 to 8, got threads 0');
+    const saved = process.env.SPARKMIM_WASM_THREADS;
+    process.env.SPARKMIM_WASM_THREADS = 'two';
+    try {
+      await expect(setupBackend('wasm')).rejects.toThrow(
+        'wasm: expected a thread count from 1 to 8, got SPARKMIM_WASM_THREADS=two (unset SPARKMIM_WASM_THREADS for the default)',
+      );
+    } finally {
+      if (saved === undefined) delete process.env.SPARKMIM_WASM_THREADS;
+      else process.env.SPARKMIM_WASM_THREADS = saved;
+    }
+  });
+
+  it('sets wasm up on 2 threads in Node, with the training kernels registered (a conv filter gradient runs)', async () => {
+    // Threads in Node need the Worker that runtime/src/wasm.ts gives tfjs's threaded build: without it the
+    // backend fails to start (ERR_WORKER_PATH), or runs on one thread.
+    const info = await setupBackend('wasm', { threads: 2 });
+    expect(info).toMatchObject({ name: 'wasm', tfjsBackend: 'wasm', canTrain: true, threads: 2 });
+    const heap = (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8;
+    expect(heap.buffer).toBeInstanceOf(SharedArrayBuffer);
+    // A convolution big enough for XNNPACK to split over both threads, against a loop: each output is
+    // the sum of its 3x3x4 window of x[i] = i mod 7, times 1.
+    const x = tf.tensor4d(
+      Array.from({ length: 16 * 16 * 4 }, (_, i) => i % 7),
+      [1, 16, 16, 4],
+    );
+    const filter = tf.ones([3, 3, 4, 8]) as tf.Tensor4D;
+    const conv = tf.conv2d(x, filter, 1, 'valid');
+    const values = conv.dataSync();
+    const at = (row: number, column: number, channel: number) => ((row * 16 + column) * 4 + channel) % 7;
+    for (const [row, column] of [
+      [0, 0],
+      [7, 3],
+      [13, 13],
+    ] as const) {
+      let sum = 0;
+      for (let dr = 0; dr < 3; dr++) for (let dc = 0; dc < 3; dc++) for (let ch = 0; ch < 4; ch++) sum += at(row + dr, column + dc, ch);
+      expect(values[(row * 14 + column) * 8 + 5]).toBe(sum);
+    }
+    // sparkmim's own kernels read and write the (now shared) heap from JavaScript: a row gather copies
+    // rows of 16 values with copyWithin over it.
+    const rows = tf.tensor2d(
+      Array.from({ length: 64 }, (_, i) => i),
+      [4, 16],
+    );
+    const indices = tf.tensor1d([2, 0], 'int32');
+    const gathered = tf.gather(rows, indices);
+    expect(Array.from(gathered.dataSync())).toEqual([...Array.from({ length: 16 }, (_, i) => 32 + i), ...Array.from({ length: 16 }, (_, i) => i)]);
+    tf.dispose([x, filter, conv, rows, indices, gathered]);
+    expect(await setupBackend('wasm', { threads: 1 })).toMatchObject({ threads: 2 }); // the first setup chose
     // d/dfilter sum(conv2d(ones, filter)) with a 2x2 input and a 1x1 filter: the sum of the input, 4.
     const gradient = tf.tidy(() => {
       const x = tf.ones([1, 2, 2, 1]) as tf.Tensor4D;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import './registrations';
-import { isNode, prepareWasmBackend } from './wasm';
+import { isNode, prepareWasmBackend, requestedWasmThreads, startWasmBackend, WASM_THREADS_ENV } from './wasm';
 
 /** Backends sparkmim knows how to set up. */
 export const BACKEND_NAMES = ['cpu', 'wasm', 'webgpu', 'tensorflow', 'tensorflow-gpu'] as const;
@@ -16,6 +16,19 @@ export interface BackendInfo {
   canTrain: boolean;
   /** GPU adapter details for webgpu, as the adapter reports them. */
   adapter?: { vendor: string; architecture: string; description: string; device: string };
+  /** The threads the wasm backend runs on (1 without threads; see {@link SetupBackendOptions.threads}). */
+  threads?: number;
+}
+
+/** How {@link setupBackend} sets a backend up. */
+export interface SetupBackendOptions {
+  /**
+   * wasm only: the thread count, 1 to 8 (default: the environment variable SPARKMIM_WASM_THREADS, else
+   * half the logical cores, as tfjs chooses: one thread on a 2-core machine). Browsers use threads only
+   * on cross-origin isolated pages, and at most half the logical cores. The first wasm setup in a process
+   * chooses; later ones keep its threads.
+   */
+  threads?: number;
 }
 
 /** Thrown when a backend cannot be set up; `message` says what to do about it. */
@@ -140,14 +153,21 @@ async function registerBackend(name: BackendName): Promise<string> {
  * @example
  * const info = await setupBackend('webgpu');
  * console.log(info.tfjsBackend, info.adapter?.vendor);
+ * const { threads } = await setupBackend('wasm', { threads: 2 }); // 2 in Node; in a browser, see SetupBackendOptions
  */
-export async function setupBackend(name: string): Promise<BackendInfo> {
+export async function setupBackend(name: string, options: SetupBackendOptions = {}): Promise<BackendInfo> {
   if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
     throw new BackendUnavailableError(name, `unknown backend '${name}': expected one of ${BACKEND_NAMES.join(', ')}`);
   }
   const backendName = name as BackendName;
   const tfjsBackend = await registerBackend(backendName);
-  const ok = await tf.setBackend(tfjsBackend);
+  let threads: number | undefined;
+  let ok: boolean;
+  if (tfjsBackend === 'wasm') {
+    ({ ok, threads } = await startWasmBackend(wasmThreadsOption(options.threads)));
+  } else {
+    ok = await tf.setBackend(tfjsBackend);
+  }
   if (!ok) {
     throw new BackendUnavailableError(backendName, `${backendName}: tfjs could not initialise the '${tfjsBackend}' backend`);
   }
@@ -157,7 +177,16 @@ export async function setupBackend(name: string): Promise<BackendInfo> {
     // backends (`setupFastestBackend`, the CLI's --backend), so the banner is switched off here.
     (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
   }
-  return { name: backendName, tfjsBackend, canTrain: true, adapter: readAdapterInfo() };
+  return { name: backendName, tfjsBackend, canTrain: true, adapter: readAdapterInfo(), ...(threads !== undefined && { threads }) };
+}
+
+function wasmThreadsOption(threads: number | undefined): number | undefined {
+  try {
+    return requestedWasmThreads(threads);
+  } catch (error) {
+    const hint = threads === undefined ? ` (unset ${WASM_THREADS_ENV} for the default)` : '';
+    throw new BackendUnavailableError('wasm', `${(error as Error).message}${hint}`);
+  }
 }
 
 function readAdapterInfo(): BackendInfo['adapter'] {

@@ -9,4 +9,4 @@ export {
   isSoftwareAdapter,
   setupFastestBackend,
 } from './backends';
-export type { BackendInfo, BackendName } from './backends';
+export type { BackendInfo, BackendName, SetupBackendOptions } from './backends';

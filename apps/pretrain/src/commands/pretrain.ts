@@ -148,7 +148,8 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     await writeFileAtomic(path.join(out, 'config.json'), new TextEncoder().encode(`${JSON.stringify(saved, null, 2)}\n`));
     process.stdout.write(`sparkmim pretrain: ${out}\n${formatConfig(config)}\n`);
     process.stdout.write(
-      `backend ${backend.name}${backend.adapter?.description ? ` (${backend.adapter.description})` : ''}; ${source.size} images, ` +
+      `backend ${backend.name}${backend.adapter?.description ? ` (${backend.adapter.description})` : ''}` +
+        `${(backend.threads ?? 1) > 1 ? ` (${backend.threads} threads)` : ''}; ${source.size} images, ` +
         `${iterationsPerEpoch} steps per epoch; peak lr ${schedule.peakLr.toExponential(2)}, ${warmupEpochs} warm-up epochs\n`,
     );
     if (manifest && manifest.progress.epoch >= config.epochs) {
