@@ -73,6 +73,16 @@ function useKernels(arm: Arm): string[] {
 }
 // ---------------------------------------------------------------------------------------------------------
 
+/** @sparkmim/webgpu-kernels' flag for the stride-1 input gradient's method ('conv' or 'gemm'). */
+const INPUT_GRADIENT_FLAG = 'SPARKMIM_WEBGPU_INPUT_GRADIENT';
+
+/** Sets a tfjs flag if some package registered it (tfjs throws on an unknown one); whether it did. */
+function setFlagIfRegistered(name: string, value: string): boolean {
+  if (!(name in (tf.env() as unknown as { flagRegistry: Record<string, unknown> }).flagRegistry)) return false;
+  tf.env().set(name, value);
+  return true;
+}
+
 /** Waits for the GPU to finish everything queued so far, by reading one number (not a whole tensor). */
 async function drain(tensor: tf.Tensor): Promise<void> {
   const one = tf.tidy(() => tf.slice(tf.reshape(tensor, [-1]), 0, 1));
@@ -150,18 +160,26 @@ async function kernelsJob(deadline: number): Promise<void> {
       ]);
     }
     for (const [kernel, run] of cases) {
-      const outputs = new Map<Arm, tf.Tensor>();
-      const ms = new Map<Arm, number>();
-      for (const arm of arms) {
+      // The variants timed: stock, ours, and for a stride-1 input gradient ours with its GEMM instead of the
+      // forward-convolution rewrite (@sparkmim/webgpu-kernels' flag SPARKMIM_WEBGPU_INPUT_GRADIENT).
+      const variants: { label: string; arm: Arm; inputGradient?: string }[] = arms.map((arm) => ({ label: arm, arm }));
+      if (arms.includes('ours') && kernel === 'Conv2DBackpropInput' && shape.stride === 1) {
+        variants.push({ label: 'ours-gemm', arm: 'ours', inputGradient: 'gemm' });
+      }
+      const outputs = new Map<string, tf.Tensor>();
+      const ms = new Map<string, number>();
+      for (const { label, arm, inputGradient } of variants) {
         if (Date.now() > deadline - 5000) {
-          emit({ type: 'skip', job: 'kernels', shape: shape.name, kernel, arm, reason: 'budget' });
+          emit({ type: 'skip', job: 'kernels', shape: shape.name, kernel, arm: label, reason: 'budget' });
           continue;
         }
         useKernels(arm);
+        const flagSet = inputGradient !== undefined && setFlagIfRegistered(INPUT_GRADIENT_FLAG, inputGradient);
+        if (inputGradient !== undefined && !flagSet) continue;
         try {
           const first = run(); // compiles the shaders
           await drain(first);
-          outputs.set(arm, first);
+          outputs.set(label, first);
           // A window of `reps` calls queued back to back, then one read of one number.
           const start = performance.now();
           let last: tf.Tensor | undefined;
@@ -171,36 +189,40 @@ async function kernelsJob(deadline: number): Promise<void> {
           }
           await drain(last!);
           last!.dispose();
-          ms.set(arm, (performance.now() - start) / reps);
+          ms.set(label, (performance.now() - start) / reps);
           emit({
             type: 'kernel',
             shape: shape.name,
             kernel,
-            arm,
+            arm: label,
             batch,
             size: shape.size,
             inC: shape.inC,
             outC: shape.outC,
             k: shape.kernel,
             stride: shape.stride,
-            ms: round(ms.get(arm)!, 3),
+            ms: round(ms.get(label)!, 3),
           });
         } catch (error) {
-          emit({ type: 'kernel', shape: shape.name, kernel, arm, error: String((error as Error).message).slice(0, 300) });
+          emit({ type: 'kernel', shape: shape.name, kernel, arm: label, error: String((error as Error).message).slice(0, 300) });
+        } finally {
+          if (flagSet) tf.env().set(INPUT_GRADIENT_FLAG, 'conv');
         }
       }
-      if (outputs.size === 2) {
-        // Same inputs, both implementations: how far apart (relative to the largest magnitude), and the speed-up.
-        const [stock, ours] = [outputs.get('stock')!, outputs.get('ours')!];
+      const stock = outputs.get('stock');
+      for (const [label, output] of outputs) {
+        if (!stock || label === 'stock') continue;
+        // Same inputs, two implementations: how far apart (relative to the largest magnitude), and the speed-up.
         const [worst, scale] = await Promise.all([
-          tf.tidy(() => tf.max(tf.abs(tf.sub(stock, ours)))).data(),
+          tf.tidy(() => tf.max(tf.abs(tf.sub(stock, output)))).data(),
           tf.tidy(() => tf.max(tf.abs(stock))).data(),
         ]);
         emit({
           type: 'kernel-pair',
           shape: shape.name,
           kernel,
-          speedup: ms.has('stock') && ms.has('ours') ? round(ms.get('stock')! / ms.get('ours')!, 2) : null,
+          arm: label,
+          speedup: ms.has('stock') && ms.has(label) ? round(ms.get('stock')! / ms.get(label)!, 2) : null,
           maxRelDiff: scale[0] > 0 ? worst[0] / scale[0] : worst[0],
         });
       }
