@@ -1,1 +1,2 @@
 export { registerWebGpuTrainingKernels, restoreStockWebGpuKernels, WEBGPU_TRAINING_KERNELS } from './register';
+export { ACTIVE_MOMENTS_KERNEL } from './kernels/ActiveMoments';

@@ -220,11 +220,14 @@ describeBackends('webgpu-kernels: registration', ({ backend }) => {
     const current = () => WEBGPU_TRAINING_KERNELS.map((config) => tf.getKernel(config.kernelName, 'webgpu')?.kernelFunc === config.kernelFunc);
     registerWebGpuTrainingKernels();
     registerWebGpuTrainingKernels();
-    expect(current()).toEqual([true, true]);
+    expect(current()).toEqual([true, true, true]);
     restoreStockWebGpuKernels();
-    expect(current()).toEqual([false, false]);
-    expect(WEBGPU_TRAINING_KERNELS.every((config) => tf.getKernel(config.kernelName, 'webgpu') !== undefined)).toBe(true);
+    expect(current()).toEqual([false, false, false]);
+    // SparkActiveMoments is sparkmim's own kernel: no stock one comes back in its place.
+    const withStock = WEBGPU_TRAINING_KERNELS.filter((config) => config.kernelName !== 'SparkActiveMoments');
+    expect(withStock.every((config) => tf.getKernel(config.kernelName, 'webgpu') !== undefined)).toBe(true);
+    expect(tf.getKernel('SparkActiveMoments', 'webgpu')).toBeUndefined();
     registerWebGpuTrainingKernels();
-    expect(current()).toEqual([true, true]);
+    expect(current()).toEqual([true, true, true]);
   });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { activeMomentsConfig } from './kernels/ActiveMoments';
 import { conv2DBackpropFilterConfig } from './kernels/Conv2DBackpropFilter';
 import { conv2DBackpropInputConfig, registerInputGradientFlag } from './kernels/Conv2DBackpropInput';
 import { rememberStockKernel, stockKernel } from './stock';
@@ -9,9 +10,11 @@ import { rememberStockKernel, stockKernel } from './stock';
  * thread per filter weight) and `Conv2DBackpropInput` (at stride 1, the backend's forward convolution of
  * dy with the flipped filter instead of a naive loop; strided ones keep the backend's kernel). Their
  * gradients are tfjs-core's own (they are tfjs's kernel names), so what trains with the stock kernels
- * trains with these.
+ * trains with these. Also `SparkActiveMoments`, a kernel of sparkmim's own with no stock counterpart (the
+ * masked batch norm's statistics, which @sparkmim/sparse-ops runs when it is registered; restoring the
+ * stock kernels unregisters it).
  */
-export const WEBGPU_TRAINING_KERNELS: readonly tf.KernelConfig[] = [conv2DBackpropFilterConfig, conv2DBackpropInputConfig];
+export const WEBGPU_TRAINING_KERNELS: readonly tf.KernelConfig[] = [conv2DBackpropFilterConfig, conv2DBackpropInputConfig, activeMomentsConfig];
 
 /**
  * Registers {@link WEBGPU_TRAINING_KERNELS} for the `webgpu` backend, replacing the backend's own (kept
