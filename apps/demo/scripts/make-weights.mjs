@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Makes the weights the demo page ships (apps/demo/weights/), with the project's own CLI:
-//   node apps/demo/scripts/make-weights.mjs            (from the repository root; ~25 min on 2 free cores)
+//   node apps/demo/scripts/make-weights.mjs            (from the repository root; ~3 min on wasm, 2 shared cores)
 // 1. copies the embedded sample images (apps/pretrain/data/sample-images) into weights/train-images/
 //    (gitignored), leaving out the HELD_OUT crops: the page's bundled samples, never seen in training;
 // 2. runs `sparkmim pretrain --config apps/pretrain/configs/demo.json --out <run>` (the quickstart's tiny
-//    ResNet-18 at 96x96, 6 epochs instead of 4);
+//    ResNet-18 at 96x96, 16 epochs instead of 4, on the CPU default backend, wasm);
 // 3. copies the run's model.*.safetensors, config.json, metrics.jsonl, loss-curve.png and last preview
 //    into weights/ in place of the old ones (pass --from RUN to skip step 2 and copy from a finished run).
 // The held-out comparison with the quickstart is a separate command (apps/demo/README.md).

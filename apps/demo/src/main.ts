@@ -4,7 +4,19 @@ import * as tf from '@tensorflow/tfjs-core';
 import { randomPatchMask } from '@sparkmim/masking';
 import { BACKEND_NAMES, setupFastestBackend, type BackendInfo, type BackendName } from '@sparkmim/runtime';
 import type { AdamW } from '@sparkmim/trainer';
-import { isCheckpointName, modelFromWeights, pageOptimizer, reconstruct, trainInPage, type LoadedModel, type Reconstruction } from './model';
+import {
+  FIXED_MASKS_PER_PICTURE,
+  isCheckpointName,
+  isTfjsModelJsonName,
+  modelFromWeights,
+  modelFromWeightsFile,
+  pageOptimizer,
+  reconstruct,
+  tfjsWeightsFromFiles,
+  trainInPage,
+  type LoadedModel,
+  type Reconstruction,
+} from './model';
 import { decodePicture, drawErrorMap, drawLossCurve, drawRgb, maskedRgb, patchErrors, squarePixels, type Picture } from './pictures';
 
 /** The held-out crops of the embedded sample images (never trained on), in apps/demo/public/samples. */
@@ -242,11 +254,13 @@ async function handleFiles(files: File[]): Promise<void> {
   const checkpoints = files.filter((file) => isCheckpointName(file.name));
   if (checkpoints.length > 0) {
     // A run folder: model.*.safetensors is the model; optimizer.* and encoder.* are not what the page runs.
+    // TF.js artefacts: model.json with its shards.
     const chosen =
       checkpoints.find((file) => /^model\..*\.safetensors$/i.test(file.name) || /withdecoder/i.test(file.name)) ??
-      checkpoints.find((file) => !/^(optimizer|encoder)\b/i.test(file.name)) ??
+      checkpoints.find((file) => /^model\.json$/i.test(file.name)) ??
+      checkpoints.find((file) => !/^(optimizer|encoder)\b/i.test(file.name) && !isTfjsModelJsonName(file.name)) ??
       checkpoints[0];
-    await loadCheckpointFile(chosen);
+    await loadCheckpointFile(chosen, files);
     return;
   }
   const problems: string[] = [];
@@ -328,12 +342,22 @@ async function readWithProgress(file: File): Promise<Uint8Array> {
   return bytes;
 }
 
-async function loadCheckpointFile(file: File): Promise<void> {
+async function loadCheckpointFile(file: File, dropped: readonly File[]): Promise<void> {
   if (state.training) {
     showMessage('Stop training before loading another checkpoint.');
     return;
   }
   try {
+    if (isTfjsModelJsonName(file.name)) {
+      checkpointProgress.hidden = false;
+      const weights = await tfjsWeightsFromFiles(file, dropped, (fraction) => {
+        checkpointProgress.value = fraction;
+        statusLine.textContent = `reading ${file.name} and its shards: ${Math.round(100 * fraction)}%`;
+      });
+      statusLine.textContent = `building the model from ${file.name}…`;
+      setModel(await modelFromWeightsFile(weights, `'${file.name}'`), file.name);
+      return;
+    }
     const bytes = await readWithProgress(file);
     statusLine.textContent = `building the model from ${file.name}…`;
     setModel(await modelFromWeights(bytes, `'${file.name}'`), file.name);
@@ -436,7 +460,7 @@ async function train(): Promise<void> {
     state.trainedSteps += result.stepsRun;
     trainStatus.textContent =
       `${result.stepsRun} steps done (${state.trainedSteps} in all): loss on a fixed batch (the first ${Math.min(batchSize, pictures.length)} ` +
-      `pictures, fixed masks) ${result.fixedBefore.toFixed(4)} → ${result.fixedAfter.toFixed(4)}. Save the checkpoint to keep it.`;
+      `pictures, ${FIXED_MASKS_PER_PICTURE} fixed masks each) ${result.fixedBefore.toFixed(4)} → ${result.fixedAfter.toFixed(4)}. Save the checkpoint to keep it.`;
     document.body.dataset.fixedLossBefore = String(result.fixedBefore);
     document.body.dataset.fixedLossAfter = String(result.fixedAfter);
     modelInfo.textContent = `${state.modelSource} + ${state.trainedSteps} steps in the page: ${loaded.description}`;

@@ -4,17 +4,20 @@ import * as tf from '@tensorflow/tfjs-core';
 import { randomPatchMask, seededRandom } from '@sparkmim/masking';
 import {
   AdamW,
+  type FetchBytes,
   IMAGENET_MEAN,
   IMAGENET_STD,
   InMemorySource,
   type SparkModel,
   isEncoderOnly,
+  loadTfjsWeights,
   normalizeImages,
   paramGroupsFromVariables,
   readWeightsFile,
   sparkArchitectureFromState,
   sparkModelFromWeights,
   trainStep,
+  type WeightsFile,
   weightsArchitecture,
 } from '@sparkmim/trainer';
 
@@ -28,7 +31,12 @@ export interface LoadedModel {
 
 /** Whether a file is a checkpoint by its name (its content decides which kind). */
 export function isCheckpointName(name: string): boolean {
-  return /\.(safetensors|pth|pt|ckpt)$/i.test(name);
+  return /\.(safetensors|pth|pt|ckpt)$/i.test(name) || isTfjsModelJsonName(name);
+}
+
+/** A TF.js artefact's `model.json` (its shards come with it). */
+export function isTfjsModelJsonName(name: string): boolean {
+  return /\.json$/i.test(name);
 }
 
 /**
@@ -38,7 +46,26 @@ export function isCheckpointName(name: string): boolean {
  * page needs the decoder that was trained with them.
  */
 export async function modelFromWeights(bytes: Uint8Array, source: string): Promise<LoadedModel> {
-  const file = readWeightsFile(bytes, { source });
+  return modelFromWeightsFile(readWeightsFile(bytes, { source }), source);
+}
+
+/**
+ * TF.js artefacts dropped on the page (`model.json` of `sparkmim convert --to tfjs` or `stateToTfjsArtifacts`
+ * and its shards, by file name) as a weights file: the shards are looked up among the dropped files, and a
+ * missing one is named. `onProgress` gets the fraction of bytes read.
+ */
+export async function tfjsWeightsFromFiles(modelJson: File, files: readonly File[], onProgress?: (fraction: number) => void): Promise<WeightsFile> {
+  const byName = new Map(files.map((file) => [file.name, file]));
+  const fetchDropped: FetchBytes = async (url) => {
+    const file = url === modelJson.name ? modelJson : byName.get(url.slice(url.lastIndexOf('/') + 1));
+    if (!file) throw new Error(`${modelJson.name} needs the shard '${url}': drop it together with ${modelJson.name}`);
+    return { ok: true, status: 200, arrayBuffer: () => file.arrayBuffer() };
+  };
+  return loadTfjsWeights(modelJson.name, { fetch: fetchDropped, onProgress });
+}
+
+/** Builds the model a weights file (any format `readWeightsFile` or `loadTfjsWeights` returns) implies. */
+export async function modelFromWeightsFile(file: WeightsFile, source: string): Promise<LoadedModel> {
   if (isEncoderOnly(file)) {
     throw new Error(
       `${source} holds encoder weights alone (${file.kind}, ${file.state.size} tensors); reconstruction needs the decoder trained with them: ` +
@@ -109,6 +136,9 @@ export async function reconstruct(model: SparkModel, rgb: Uint8Array, size: numb
 /** AdamW's weight decay in the page (SparK's at the start of a run is 0.04; short sessions barely feel it). */
 const WEIGHT_DECAY = 0.04;
 
+/** Masks per picture of the fixed batch that {@link trainInPage} measures before and after. */
+export const FIXED_MASKS_PER_PICTURE = 4;
+
 /** Settings of a training session in the page. */
 export interface TrainOptions {
   steps: number;
@@ -124,8 +154,8 @@ export interface TrainOptions {
  * Pre-trains (or continues) the model in the page: `steps` iterations of SparK's loss over the pictures
  * (`[size, size, 3]` RGB each), random masks and horizontal flips drawn from `seed`, AdamW with SparK's
  * parameter groups (no weight decay on biases, norms and mask tokens) and gradient clipping at 5.
- * Returns the loss on a fixed batch (the first pictures, a fixed mask) before and after, in evaluation
- * mode: the same numbers before and after, so the two are comparable.
+ * Returns the loss on a fixed batch (the first `batchSize` pictures, each under
+ * {@link FIXED_MASKS_PER_PICTURE} fixed masks) before and after, in evaluation mode, so the two compare.
  */
 export async function trainInPage(
   model: SparkModel,
@@ -139,8 +169,15 @@ export async function trainInPage(
   const pixels = tf.tensor4d(concat(pictures), [pictures.length, size, size, 3], 'int32');
   const source = InMemorySource.fromTensor(pixels, { flip: true });
   pixels.dispose();
-  const fixedCount = Math.min(batchSize, pictures.length);
-  const fixedImages = tf.tidy(() => normalizeImages(tf.tensor4d(concat(pictures.slice(0, fixedCount)), [fixedCount, size, size, 3], 'int32')));
+  // The fixed batch: the first pictures, each under FIXED_MASKS_PER_PICTURE masks. One mask per picture
+  // makes the before/after difference of a few steps mostly the luck of which patches that mask hides.
+  const fixedPictures = pictures.slice(0, Math.min(batchSize, pictures.length));
+  const fixedCount = fixedPictures.length * FIXED_MASKS_PER_PICTURE;
+  const fixedImages = tf.tidy(() =>
+    normalizeImages(
+      tf.tensor4d(concat(Array.from({ length: FIXED_MASKS_PER_PICTURE }, () => fixedPictures).flat()), [fixedCount, size, size, 3], 'int32'),
+    ),
+  );
   const fixedActive = randomPatchMask(fixedCount, [grid, grid], maskRatio, { seed: seed + 1000 });
   const fixedLoss = async () => {
     model.eval();
