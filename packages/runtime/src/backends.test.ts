@@ -1,3 +1,4 @@
+import { WEBGPU_TRAINING_KERNELS } from '@sparkmim/webgpu-kernels';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendUnavailableError, gradientsRegistered, isSoftwareAdapter, setupBackend, setupFastestBackend } from './index';
 
@@ -101,6 +102,44 @@ describe('setupBackend', () => {
     const sum = tf.tidy(() => tf.tensor1d([1, 2, 3]).sum());
     expect(Array.from(await sum.data())).toEqual([6]);
     sum.dispose();
+  });
+
+  it("chooses webgpu's training kernels: by option, else SPARKMIM_WEBGPU_STOCK_KERNELS, else ours unless the adapter is software", async () => {
+    if (!(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu && process.env.CI !== 'true') {
+      console.warn('no WebGPU here: skipping');
+      return;
+    }
+    // Whose kernels are registered: ['sparkmim'] or ['stock'] when all agree.
+    const registered = () => [
+      ...new Set(
+        WEBGPU_TRAINING_KERNELS.map((config) => (tf.getKernel(config.kernelName, 'webgpu')?.kernelFunc === config.kernelFunc ? 'sparkmim' : 'stock')),
+      ),
+    ];
+    const saved = process.env.SPARKMIM_WEBGPU_STOCK_KERNELS;
+    try {
+      delete process.env.SPARKMIM_WEBGPU_STOCK_KERNELS;
+      expect((await setupBackend('webgpu', { stockKernels: false })).webgpuKernels).toBe('sparkmim');
+      expect(registered()).toEqual(['sparkmim']);
+      // d/dfilter sum(conv2d(ones, filter)) with a 2x2 input and a 1x1 filter: the sum of the input, 4.
+      const gradient = tf.tidy(() => {
+        const x = tf.ones([1, 2, 2, 1]) as tf.Tensor4D;
+        return tf.grad((filter) => tf.sum(tf.conv2d(x, filter as tf.Tensor4D, 1, 'valid')))(tf.ones([1, 1, 1, 1]));
+      });
+      expect(Array.from(await gradient.data())).toEqual([4]);
+      gradient.dispose();
+      expect((await setupBackend('webgpu', { stockKernels: true })).webgpuKernels).toBe('stock');
+      expect(registered()).toEqual(['stock']);
+      process.env.SPARKMIM_WEBGPU_STOCK_KERNELS = '0';
+      expect((await setupBackend('webgpu')).webgpuKernels).toBe('sparkmim');
+      process.env.SPARKMIM_WEBGPU_STOCK_KERNELS = '1';
+      expect((await setupBackend('webgpu')).webgpuKernels).toBe('stock');
+      delete process.env.SPARKMIM_WEBGPU_STOCK_KERNELS;
+      const info = await setupBackend('webgpu');
+      expect(info.webgpuKernels).toBe(isSoftwareAdapter(info.adapter) ? 'stock' : 'sparkmim');
+    } finally {
+      if (saved === undefined) delete process.env.SPARKMIM_WEBGPU_STOCK_KERNELS;
+      else process.env.SPARKMIM_WEBGPU_STOCK_KERNELS = saved;
+    }
   });
 });
 

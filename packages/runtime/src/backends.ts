@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import './registrations';
 import { isNode, prepareWasmBackend, requestedWasmThreads, startWasmBackend, WASM_THREADS_ENV } from './wasm';
+import { selectWebGpuKernels, wantsStockWebGpuKernels } from './webgpu-kernels';
 
 /** Backends sparkmim knows how to set up. */
 export const BACKEND_NAMES = ['cpu', 'wasm', 'webgpu', 'tensorflow', 'tensorflow-gpu'] as const;
@@ -18,6 +19,8 @@ export interface BackendInfo {
   adapter?: { vendor: string; architecture: string; description: string; device: string };
   /** The threads the wasm backend runs on (1 without threads; see {@link SetupBackendOptions.threads}). */
   threads?: number;
+  /** webgpu: whose training kernels run (see {@link SetupBackendOptions.stockKernels}). */
+  webgpuKernels?: 'sparkmim' | 'stock';
 }
 
 /** How {@link setupBackend} sets a backend up. */
@@ -29,6 +32,14 @@ export interface SetupBackendOptions {
    * chooses; later ones keep its threads.
    */
   threads?: number;
+  /**
+   * webgpu only: `true` keeps tfjs-backend-webgpu 4.22's own training kernels (`Conv2DBackpropFilter`,
+   * `Conv2DBackpropInput`), `false` registers @sparkmim/webgpu-kernels' in their place. Default: the
+   * environment variable SPARKMIM_WEBGPU_STOCK_KERNELS (`1` or `0`), else ours on a GPU and the stock ones
+   * on a software adapter (SwiftShader), where ours are slower. The kernel registry is global: the last
+   * webgpu setup decides.
+   */
+  stockKernels?: boolean;
 }
 
 /** Thrown when a backend cannot be set up; `message` says what to do about it. */
@@ -154,6 +165,7 @@ async function registerBackend(name: BackendName): Promise<string> {
  * const info = await setupBackend('webgpu');
  * console.log(info.tfjsBackend, info.adapter?.vendor);
  * const { threads } = await setupBackend('wasm', { threads: 2 }); // 2 in Node; in a browser, see SetupBackendOptions
+ * await setupBackend('webgpu', { stockKernels: true }); // tfjs-backend-webgpu's own training kernels
  */
 export async function setupBackend(name: string, options: SetupBackendOptions = {}): Promise<BackendInfo> {
   if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
@@ -177,7 +189,21 @@ export async function setupBackend(name: string, options: SetupBackendOptions = 
     // backends (`setupFastestBackend`, the CLI's --backend), so the banner is switched off here.
     (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
   }
-  return { name: backendName, tfjsBackend, canTrain: true, adapter: readAdapterInfo(), ...(threads !== undefined && { threads }) };
+  const adapter = readAdapterInfo();
+  let webgpuKernels: BackendInfo['webgpuKernels'];
+  if (tfjsBackend === 'webgpu') {
+    const stock = wantsStockWebGpuKernels(options.stockKernels, isSoftwareAdapter(adapter));
+    selectWebGpuKernels(stock);
+    webgpuKernels = stock ? 'stock' : 'sparkmim';
+  }
+  return {
+    name: backendName,
+    tfjsBackend,
+    canTrain: true,
+    adapter,
+    ...(threads !== undefined && { threads }),
+    ...(webgpuKernels !== undefined && { webgpuKernels }),
+  };
 }
 
 function wasmThreadsOption(threads: number | undefined): number | undefined {

@@ -9,4 +9,5 @@ export {
   isSoftwareAdapter,
   setupFastestBackend,
 } from './backends';
+export { WEBGPU_STOCK_KERNELS_ENV } from './webgpu-kernels';
 export type { BackendInfo, BackendName, SetupBackendOptions } from './backends';

@@ -7,8 +7,8 @@ import { rememberStockKernel, stockKernel } from './stock';
 /**
  * The kernels {@link registerWebGpuTrainingKernels} registers for `webgpu`, each replacing
  * tfjs-backend-webgpu 4.22's own: `Conv2DBackpropFilter` (a split-K implicit GEMM in WGSL instead of one
- * thread per filter weight) and `Conv2DBackpropInput` (at stride 1, the backend's forward convolution of
- * dy with the flipped filter instead of a naive loop; strided ones keep the backend's kernel). Their
+ * thread per filter weight) and `Conv2DBackpropInput` (instead of a naive loop: at stride 1 the backend's
+ * forward convolution of dy with the flipped filter, strided an implicit GEMM per stride phase). Their
  * gradients are tfjs-core's own (they are tfjs's kernel names), so what trains with the stock kernels
  * trains with these. Also `SparkActiveMoments`, a kernel of sparkmim's own with no stock counterpart (the
  * masked batch norm's statistics, which @sparkmim/sparse-ops runs when it is registered; restoring the
