@@ -148,9 +148,9 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     await writeFileAtomic(path.join(out, 'config.json'), new TextEncoder().encode(`${JSON.stringify(saved, null, 2)}\n`));
     process.stdout.write(`sparkmim pretrain: ${out}\n${formatConfig(config)}\n`);
     process.stdout.write(
-      `backend ${backend.name}${backend.adapter?.description ? ` (${backend.adapter.description})` : ''}` +
-        `${(backend.threads ?? 1) > 1 ? ` (${backend.threads} threads)` : ''}; ${source.size} images, ` +
-        `${iterationsPerEpoch} steps per epoch; peak lr ${schedule.peakLr.toExponential(2)}, ${warmupEpochs} warm-up epochs\n`,
+      `backend ${backend.name}${backend.adapter?.description ? ` (${backend.adapter.description})` : ''}; ${source.size} images, ` +
+        `${iterationsPerEpoch} steps per epoch; peak lr ${schedule.peakLr.toExponential(2)}, ${warmupEpochs} warm-up epochs` +
+        `${(backend.threads ?? 1) > 1 ? `; ${backend.threads} wasm threads` : ''}\n`,
     );
     if (manifest && manifest.progress.epoch >= config.epochs) {
       process.stdout.write(`nothing to do: ${out} already ran ${manifest.progress.epoch} of ${config.epochs} epochs (raise --epochs to continue)\n`);
