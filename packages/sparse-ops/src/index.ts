@@ -5,7 +5,7 @@ export { sparseConv2d } from './conv';
 export type { SparseConv2dOptions } from './conv';
 export { sparseAvgPool2d, sparseMaxPool2d } from './pool';
 export type { SparseAvgPool2dOptions, SparsePool2dOptions } from './pool';
-export { ACTIVE_MOMENTS_KERNEL, activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
+export { ACTIVE_MOMENTS_KERNEL, CHANNEL_SUMS_KERNEL, activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
 export type { BatchStatistics, SparseBatchNormOptions, SparseLayerNormOptions } from './norm';
 export { densify } from './densify';
 export { RowSites, windowOutputSize } from './rows/row-sites';

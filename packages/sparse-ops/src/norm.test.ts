@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends } from '@sparkmim/test-utils';
 import { ActiveSites } from './active-sites';
-import { ACTIVE_MOMENTS_KERNEL, activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
+import { ACTIVE_MOMENTS_KERNEL, CHANNEL_SUMS_KERNEL, activeMoments, sparseBatchNorm, sparseLayerNorm } from './norm';
 import { evaluate, evaluateWithGradients, expectGridClose, float32Grid, tolerancesFor, toTensor } from './testing/harness';
 import {
   batchNormEvalReference,
@@ -325,6 +325,57 @@ describeBackends('sparse norms', ({ backend }) => {
       tf.dispose([mean, variance]);
     } finally {
       tf.unregisterKernel(ACTIVE_MOMENTS_KERNEL, backendName);
+      if (registered) tf.registerKernel(registered);
+    }
+  });
+
+  it(`sums batch norm's gradient over B, H, W with a registered ${CHANNEL_SUMS_KERNEL} kernel ({x} in, [C] out)`, async () => {
+    // A stand-in made of tf.sum that counts its calls, in place of any kernel already registered.
+    let calls = 0;
+    const backendName = tf.getBackend();
+    const registered = tf.getKernel(CHANNEL_SUMS_KERNEL, backendName);
+    if (registered) tf.unregisterKernel(CHANNEL_SUMS_KERNEL, backendName);
+    tf.registerKernel({
+      kernelName: CHANNEL_SUMS_KERNEL,
+      backendName,
+      kernelFunc: ({ inputs }) => {
+        calls++;
+        const { x } = inputs as { x: tf.Tensor4D };
+        expect(x.shape).toEqual([3, 4, 4, 2]);
+        return tf.sum(x, [0, 1, 2]);
+      },
+    });
+    const x = toTensor(float32Grid([3, 4, 4, 2], 47, 1.5, -0.4));
+    const gamma = toTensor(float32Grid([2], 48, 0.5, 1));
+    const beta = toTensor(float32Grid([2], 49));
+    const upstream = toTensor(float32Grid([3, 4, 4, 2], 50));
+    const mask = randomMask();
+    try {
+      const inputs = [x, gamma, beta];
+      const weighted = (output: tf.Tensor) => tf.sum(tf.mul(output, upstream)) as tf.Scalar;
+      const actual = await gradientValues(
+        (features, scale, shift) =>
+          weighted(sparseBatchNorm(features as tf.Tensor4D, { gamma: scale as tf.Tensor1D, beta: shift as tf.Tensor1D, active: mask })),
+        inputs,
+      );
+      expect(calls).toBe(2);
+      const expected = await gradientValues((features, scale, shift) => {
+        const { mean, variance } = compositeMoments(features as tf.Tensor4D, mask);
+        const normalised = tf.batchNorm(features as tf.Tensor4D, mean, variance, shift as tf.Tensor1D, scale as tf.Tensor1D, 1e-5);
+        return weighted(tf.mul(normalised, tf.image.resizeNearestNeighbor(mask, [4, 4])));
+      }, inputs);
+      for (let i = 0; i < inputs.length; i++) {
+        const gradientShape = inputs[i].shape;
+        await expectGridClose(
+          { shape: gradientShape, output: actual[i] },
+          { shape: gradientShape, data: Float64Array.from(expected[i]) },
+          tolerance.gradient,
+          labels[i],
+        );
+      }
+    } finally {
+      tf.dispose([x, gamma, beta, upstream, mask]);
+      tf.unregisterKernel(CHANNEL_SUMS_KERNEL, backendName);
       if (registered) tf.registerKernel(registered);
     }
   });

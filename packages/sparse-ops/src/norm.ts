@@ -25,6 +25,22 @@ export type BatchStatistics = {
 export const ACTIVE_MOMENTS_KERNEL = 'SparkActiveMoments';
 
 /**
+ * Name of the optional backend kernel for the per-channel sums of batch norm's backward pass
+ * (`@sparkmim/webgpu-kernels` registers it for webgpu, where tfjs's own sum over `[B, H, W]` transposes the
+ * map first). As with {@link ACTIVE_MOMENTS_KERNEL}, the name is the contract: input `{x}` float32
+ * `[B, H, W, C]`, no attributes; output float32 `[C]`, what `tf.sum(x, [0, 1, 2])` gives.
+ */
+export const CHANNEL_SUMS_KERNEL = 'SparkChannelSums';
+
+/** `tf.sum(x, [0, 1, 2])`, through {@link CHANNEL_SUMS_KERNEL} when the backend has one. */
+function channelSums(x: tf.Tensor4D): tf.Tensor1D {
+  if (x.dtype === 'float32' && tf.getKernel(CHANNEL_SUMS_KERNEL, tf.getBackend()) !== undefined) {
+    return tf.engine().runKernel(CHANNEL_SUMS_KERNEL, { x }, {}) as tf.Tensor1D;
+  }
+  return tf.sum(x, [0, 1, 2]);
+}
+
+/**
  * Per-channel mean and biased variance over the active sites only (all sites without a mask). With no
  * active site at all the statistics are NaN, as PyTorch's BatchNorm over an empty selection. Differentiable
  * as one op (a hand-written gradient, see {@link momentsOver}).
@@ -106,8 +122,9 @@ function forwardMoments(x: tf.Tensor4D, mask: tf.Tensor4D | undefined, count: tf
  * form restricted to the active sites, with `xhat = (x - mean) * rstd`, `n` = count and `dy` masked:
  *   dbeta = sum(dy), dgamma = sum(dy * xhat),
  *   dx = mask * gamma * rstd / n * (n * dy - dbeta - xhat * dgamma),
- * two reductions and seven elementwise kernels, where autodiff through tf.batchNorm and the statistics
- * replays about thirty, four of them reductions.
+ * two reductions (through {@link CHANNEL_SUMS_KERNEL} when the backend has one) and seven elementwise
+ * kernels, where autodiff through tf.batchNorm and the statistics replays about thirty, four of them
+ * reductions.
  *
  * @param x `[B, H, W, C]`
  * @param mask `[B, H, W, 1]` at the resolution of x, or undefined for every site
@@ -133,12 +150,11 @@ function batchNormOverActive(
         const [savedFeatures, savedMean, savedVariance, savedCount] = saved;
         const savedScale = scale ? saved[4] : undefined;
         const savedMask = mask ? saved[saved.length - 1] : undefined;
-        const reduction = [0, 1, 2];
         const rstd = tf.rsqrt(tf.add(savedVariance, epsilon));
         const dyActive = savedMask ? tf.mul(dy, savedMask) : dy;
         const xhat = tf.mul(tf.sub(savedFeatures, savedMean), rstd);
-        const dShift = tf.sum(dyActive, reduction);
-        const dScale = tf.sum(tf.mul(dyActive, xhat), reduction);
+        const dShift = channelSums(dyActive as tf.Tensor4D);
+        const dScale = channelSums(tf.mul(dyActive, xhat));
         const gain = savedScale ? tf.mul(savedScale, rstd) : rstd;
         // gain / n * (n * dy - dShift - xhat * dScale), with the two per-channel terms folded into [C] vectors.
         const perSite = tf.add(tf.mul(xhat, tf.div(tf.mul(gain, dScale), savedCount)), tf.div(tf.mul(gain, dShift), savedCount));

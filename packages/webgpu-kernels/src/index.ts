@@ -1,2 +1,2 @@
 export { registerWebGpuTrainingKernels, restoreStockWebGpuKernels, WEBGPU_TRAINING_KERNELS } from './register';
-export { ACTIVE_MOMENTS_KERNEL } from './kernels/ActiveMoments';
+export { ACTIVE_MOMENTS_KERNEL, CHANNEL_SUMS_KERNEL } from './kernels/ActiveMoments';

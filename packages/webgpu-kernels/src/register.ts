@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { activeMomentsConfig } from './kernels/ActiveMoments';
+import { activeMomentsConfig, channelSumsConfig } from './kernels/ActiveMoments';
 import { conv2DBackpropFilterConfig } from './kernels/Conv2DBackpropFilter';
 import { conv2DBackpropInputConfig, registerInputGradientFlag } from './kernels/Conv2DBackpropInput';
 import { rememberStockKernel, stockKernel } from './stock';
@@ -10,11 +10,16 @@ import { rememberStockKernel, stockKernel } from './stock';
  * thread per filter weight) and `Conv2DBackpropInput` (instead of a naive loop: at stride 1 the backend's
  * forward convolution of dy with the flipped filter, strided an implicit GEMM per stride phase). Their
  * gradients are tfjs-core's own (they are tfjs's kernel names), so what trains with the stock kernels
- * trains with these. Also `SparkActiveMoments`, a kernel of sparkmim's own with no stock counterpart (the
- * masked batch norm's statistics, which @sparkmim/sparse-ops runs when it is registered; restoring the
- * stock kernels unregisters it).
+ * trains with these. Also `SparkActiveMoments` and `SparkChannelSums`, kernels of sparkmim's own with no
+ * stock counterpart (masked batch norm's statistics and its gradient's per-channel sums, which
+ * @sparkmim/sparse-ops runs when they are registered; restoring the stock kernels unregisters them).
  */
-export const WEBGPU_TRAINING_KERNELS: readonly tf.KernelConfig[] = [conv2DBackpropFilterConfig, conv2DBackpropInputConfig, activeMomentsConfig];
+export const WEBGPU_TRAINING_KERNELS: readonly tf.KernelConfig[] = [
+  conv2DBackpropFilterConfig,
+  conv2DBackpropInputConfig,
+  activeMomentsConfig,
+  channelSumsConfig,
+];
 
 /**
  * Registers {@link WEBGPU_TRAINING_KERNELS} for the `webgpu` backend, replacing the backend's own (kept

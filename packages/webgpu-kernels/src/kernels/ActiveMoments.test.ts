@@ -1,4 +1,4 @@
-// SparkActiveMoments against a float64 two-pass loop written here: on webgpu the kernel itself, on cpu
+// SparkActiveMoments against a float64 two-pass loop written here (and SparkChannelSums against a sum loop): on webgpu the kernel itself, on cpu
 // (where nothing of ours is registered) the loop against the tfjs composite it stands for, so that the
 // reference is checked too. Cases: one and several site slices, channels beyond one 64-wide block, a sample
 // with no active site, a large-mean channel (which E[x^2] - E[x]^2 would get wrong), no active site at all.
@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // test-utils by path, as kernels.test.ts explains (declaring it would make a dependency cycle).
 import { describeBackends, expectClose } from '../../../test-utils/src/index';
 import { registerWebGpuTrainingKernels } from '../index';
-import { ACTIVE_MOMENTS_KERNEL, planActiveMoments } from './ActiveMoments';
+import { ACTIVE_MOMENTS_KERNEL, CHANNEL_SUMS_KERNEL, planActiveMoments } from './ActiveMoments';
 
 interface MomentsCase {
   name: string;
@@ -73,7 +73,7 @@ function compositeMoments(x: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor1D[] {
   });
 }
 
-describeBackends('webgpu-kernels: SparkActiveMoments', ({ backend }) => {
+describeBackends('webgpu-kernels: SparkActiveMoments and SparkChannelSums', ({ backend }) => {
   beforeAll(() => {
     if (backend === 'webgpu') registerWebGpuTrainingKernels();
   });
@@ -83,6 +83,7 @@ describeBackends('webgpu-kernels: SparkActiveMoments', ({ backend }) => {
 
   it('is registered for webgpu only', () => {
     expect(tf.getKernel(ACTIVE_MOMENTS_KERNEL, backend) !== undefined).toBe(backend === 'webgpu');
+    expect(tf.getKernel(CHANNEL_SUMS_KERNEL, backend) !== undefined).toBe(backend === 'webgpu');
   });
 
   it('splits the sites into slices only when there are enough of them', () => {
@@ -121,6 +122,24 @@ describeBackends('webgpu-kernels: SparkActiveMoments', ({ backend }) => {
     } finally {
       tf.dispose([xTensor, maskTensor, mean, variance]);
     }
+  });
+
+  CASES.slice(0, 3).forEach((c, index) => {
+    it(`${CHANNEL_SUMS_KERNEL}, ${c.name}: sums over B, H, W match the loop`, async () => {
+      const channels = c.shape[3];
+      const { x } = makeInputs(c, 31 + index);
+      const expected = new Float64Array(channels);
+      for (let i = 0; i < x.length; i++) expected[i % channels] += x[i];
+      const xTensor = tf.tensor4d(x, c.shape);
+      const sums =
+        backend === 'webgpu' ? (tf.engine().runKernel(CHANNEL_SUMS_KERNEL, { x: xTensor }, {}) as tf.Tensor1D) : tf.sum(xTensor, [0, 1, 2]);
+      try {
+        expect(sums.shape).toEqual([channels]);
+        await expectClose(await sums.data(), expected, { relative: 1e-5, label: `${c.name}: sums` });
+      } finally {
+        tf.dispose([xTensor, sums]);
+      }
+    });
   });
 
   it('names the expected and received mask shape', () => {

@@ -14,6 +14,9 @@
 // a partial sum per channel; a small second program adds the slices. Mean: partial sums of mask * x, then
 // divide by the count; variance: partial sums of (mask * (x - mean))^2 with the mean just computed, then
 // divide. The count is summed alongside, in one extra column of the partial sums.
+//
+// The same passes without a mask give `SparkChannelSums` (the sum over B, H, W of a [B, H, W, C] map), for
+// the two per-channel sums of batch norm's backward pass, which the stock backend would again transpose.
 import * as tf from '@tensorflow/tfjs-core';
 import { assertFloat32, int32Uniforms, type KernelArgs, type WebGpuBackendLike, type WebGpuProgramLike } from '../program';
 
@@ -42,10 +45,13 @@ export function planActiveMoments(sites: number, channels: number): ActiveMoment
   return { sites, channels, slices: Math.max(1, Math.ceil(sites / sitesPerSlice)), sitesPerSlice };
 }
 
+/** What a partial-sum pass adds up per channel: mask * x, (mask * (x - mean))^2, or x. */
+type Summand = 'masked' | 'centred' | 'plain';
+
 /**
- * Partial sums `[slices, C + 1]`: column c < C holds the slice's sum of mask * x (or, centred, of
- * (mask * (x - mean))^2) for channel c, column C the slice's active-site count. Sizes are uniforms, so one
- * compiled pipeline per variant serves every shape (compiling is slow on SwiftShader).
+ * Partial sums `[slices, C + 1]`: column c < C holds the slice's sum of the summand for channel c, column
+ * C the slice's active-site count (its site count for `plain`). Sizes are uniforms, so one compiled
+ * pipeline per summand serves every shape (compiling is slow on SwiftShader).
  */
 class PartialSumsProgram implements WebGpuProgramLike {
   outputShape: number[];
@@ -55,22 +61,24 @@ class PartialSumsProgram implements WebGpuProgramLike {
   variableNames: string[];
   workgroupSize: [number, number, number] = [CHANNEL_BLOCK, 1, 1];
   uniforms = 'sites : i32, channels : i32, sitesPerSlice : i32,';
-  private readonly centred: boolean;
+  private readonly summand: Summand;
 
-  constructor(plan: ActiveMomentsPlan, centred: boolean) {
-    this.centred = centred;
+  constructor(plan: ActiveMomentsPlan, summand: Summand) {
+    this.summand = summand;
     this.outputShape = [plan.slices, plan.channels + 1];
     this.dispatch = [Math.ceil(plan.channels / CHANNEL_BLOCK), plan.slices, 1];
-    this.variableNames = centred ? ['x', 'mask', 'mean'] : ['x', 'mask'];
-    this.shaderKey = centred ? 'sparkmimActiveMomentsCentredSquares' : 'sparkmimActiveMomentsSums';
+    this.variableNames = { masked: ['x', 'mask'], centred: ['x', 'mask', 'mean'], plain: ['x'] }[summand];
+    this.shaderKey = `sparkmimChannelPartialSums_${summand}`;
   }
 
   getUserCode(): string {
     // As the composite it replaces: mask * x, and (mask * (x - mean))^2 (a 0/1 mask, so the same as
     // mask * (x - mean)^2).
-    const term = this.centred
-      ? 'let deviation = (x[site * channels + channel] - centre) * weight;\n              sum += deviation * deviation;'
-      : 'sum += x[site * channels + channel] * weight;';
+    const term = {
+      masked: 'sum += x[site * channels + channel] * weight;',
+      centred: 'let deviation = (x[site * channels + channel] - centre) * weight;\n            sum += deviation * deviation;',
+      plain: 'sum += x[site * channels + channel];',
+    }[this.summand];
     return `
       fn main() {
         let channels = uniforms.channels;
@@ -79,11 +87,11 @@ class PartialSumsProgram implements WebGpuProgramLike {
         let siteBegin = slice * uniforms.sitesPerSlice;
         let siteEnd = min(uniforms.sites, siteBegin + uniforms.sitesPerSlice);
         if (channel < channels) {
-          ${this.centred ? 'let centre = mean[channel];' : ''}
+          ${this.summand === 'centred' ? 'let centre = mean[channel];' : ''}
           var sum = 0.0;
           var count = 0.0;
           for (var site = siteBegin; site < siteEnd; site++) {
-            let weight = mask[site];
+            let weight = ${this.summand === 'plain' ? '1.0' : 'mask[site]'};
             ${term}
             count += weight;
           }
@@ -98,23 +106,38 @@ class PartialSumsProgram implements WebGpuProgramLike {
   }
 }
 
-/** `[C]` = (sum over slices of column c) / (sum over slices of column C), NaN when that count is 0. */
+/**
+ * `[C]`: the sum over slices of column c, divided by the sum over slices of column C (the count; NaN when
+ * it is 0) for a mean, or not for a total.
+ */
 class FinishProgram implements WebGpuProgramLike {
   outputShape: number[];
-  shaderKey = 'sparkmimActiveMomentsFinish';
+  shaderKey: string;
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number];
   variableNames = ['partial'];
   workgroupSize: [number, number, number] = [CHANNEL_BLOCK, 1, 1];
   size = true;
   uniforms = 'slices : i32,';
+  private readonly divide: boolean;
 
-  constructor(channels: number) {
+  constructor(channels: number, divide: boolean) {
+    this.divide = divide;
     this.outputShape = [channels];
     this.dispatch = [Math.ceil(channels / CHANNEL_BLOCK), 1, 1];
+    this.shaderKey = divide ? 'sparkmimChannelSumsFinishMean' : 'sparkmimChannelSumsFinishTotal';
   }
 
   getUserCode(): string {
+    // 0 / 0 is not guaranteed to give NaN in WGSL, and a constant NaN is a shader-creation error: the
+    // quiet NaN's bits come from a variable.
+    const finish = this.divide
+      ? `var nanBits = 0x7fc00000u;
+          var value = bitcast<f32>(nanBits);
+          if (count > 0.0) {
+            value = sum / count;
+          }`
+      : 'let value = sum;';
     return `
       fn main(index : i32) {
         if (index < uniforms.size) {
@@ -125,13 +148,7 @@ class FinishProgram implements WebGpuProgramLike {
             sum += partial[slice * columns + index];
             count += partial[slice * columns + uniforms.size];
           }
-          // 0 / 0 is not guaranteed to give NaN in WGSL, and a constant NaN is a shader-creation error:
-          // the quiet NaN's bits come from a variable.
-          var nanBits = 0x7fc00000u;
-          var value = bitcast<f32>(nanBits);
-          if (count > 0.0) {
-            value = sum / count;
-          }
+          ${finish}
           setOutputAtIndex(index, value);
         }
       }
@@ -139,16 +156,16 @@ class FinishProgram implements WebGpuProgramLike {
   }
 }
 
-/** One statistic: the partial sums over the slices, then their total divided by the count. */
-function reduceOverSites(backend: WebGpuBackendLike, plan: ActiveMomentsPlan, inputs: tf.TensorInfo[], centred: boolean): tf.TensorInfo {
+/** One statistic: the partial sums over the slices, then their total (divided by the count for a mean). */
+function reduceOverSites(backend: WebGpuBackendLike, plan: ActiveMomentsPlan, inputs: tf.TensorInfo[], summand: Summand): tf.TensorInfo {
   const partial = backend.runWebGPUProgram(
-    new PartialSumsProgram(plan, centred),
+    new PartialSumsProgram(plan, summand),
     inputs,
     'float32',
     int32Uniforms([plan.sites, plan.channels, plan.sitesPerSlice]),
   );
   try {
-    return backend.runWebGPUProgram(new FinishProgram(plan.channels), [partial], 'float32', int32Uniforms([plan.slices]));
+    return backend.runWebGPUProgram(new FinishProgram(plan.channels, summand !== 'plain'), [partial], 'float32', int32Uniforms([plan.slices]));
   } finally {
     backend.disposeData(partial.dataId);
   }
@@ -161,8 +178,8 @@ function reduceOverSites(backend: WebGpuBackendLike, plan: ActiveMomentsPlan, in
 export function activeMomentsWebGpu(backend: WebGpuBackendLike, x: tf.TensorInfo, mask: tf.TensorInfo): [tf.TensorInfo, tf.TensorInfo] {
   const [batch, height, width, channels] = x.shape;
   const plan = planActiveMoments(batch * height * width, channels);
-  const mean = reduceOverSites(backend, plan, [x, mask], false);
-  return [mean, reduceOverSites(backend, plan, [x, mask, mean], true)];
+  const mean = reduceOverSites(backend, plan, [x, mask], 'masked');
+  return [mean, reduceOverSites(backend, plan, [x, mask, mean], 'centred')];
 }
 
 function activeMoments({ inputs, backend }: KernelArgs): tf.TensorInfo[] {
@@ -191,4 +208,29 @@ export const activeMomentsConfig: tf.KernelConfig = {
   kernelName: ACTIVE_MOMENTS_KERNEL,
   backendName: 'webgpu',
   kernelFunc: activeMoments as unknown as tf.KernelFunc,
+};
+
+/** The kernel name sparse-ops dispatches its per-channel sums to (batch norm's backward pass). */
+export const CHANNEL_SUMS_KERNEL = 'SparkChannelSums';
+
+function channelSums({ inputs, backend }: KernelArgs): tf.TensorInfo {
+  const { x } = inputs as Record<string, tf.TensorInfo>;
+  if (!x) throw new Error(`${CHANNEL_SUMS_KERNEL} (@sparkmim/webgpu-kernels): expected inputs {x}, got {${Object.keys(inputs).join(', ')}}`);
+  assertFloat32(CHANNEL_SUMS_KERNEL, 'x', x);
+  if (x.shape.length !== 4) {
+    throw new Error(`${CHANNEL_SUMS_KERNEL} (@sparkmim/webgpu-kernels): expected x of shape [B, H, W, C], got [${x.shape.join(', ')}]`);
+  }
+  const [batch, height, width, channels] = x.shape;
+  return reduceOverSites(backend as WebGpuBackendLike, planActiveMoments(batch * height * width, channels), [x], 'plain');
+}
+
+/**
+ * `SparkChannelSums` for webgpu, sparkmim's own: input `{x}` float32 `[B, H, W, C]`, output float32 `[C]`,
+ * the sum over B, H and W (what `tf.sum(x, [0, 1, 2])` gives, which tfjs-backend-webgpu computes through a
+ * transpose and one workgroup per channel). sparse-ops' batch norm gradient runs it when it is registered.
+ */
+export const channelSumsConfig: tf.KernelConfig = {
+  kernelName: CHANNEL_SUMS_KERNEL,
+  backendName: 'webgpu',
+  kernelFunc: channelSums as unknown as tf.KernelFunc,
 };
