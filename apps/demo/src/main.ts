@@ -17,7 +17,19 @@ import {
   type LoadedModel,
   type Reconstruction,
 } from './model';
-import { decodePicture, drawErrorMap, drawLossCurve, drawRgb, maskedRgb, patchErrors, squarePixels, type Picture } from './pictures';
+import {
+  croppedPixels,
+  decodePicture,
+  drawErrorMap,
+  drawLossCurve,
+  drawRgb,
+  fittedShape,
+  type InputShape,
+  maskedRgb,
+  patchErrors,
+  type Picture,
+  squarePixels,
+} from './pictures';
 
 /** The held-out crops of the embedded sample images (never trained on), in apps/demo/public/samples. */
 const SAMPLES = ['chelsea-005.jpg', 'astronaut-007.jpg', 'coffee-010.jpg', 'rocket-003.jpg', 'earth-004.jpg', 'seeding-020.jpg'];
@@ -29,6 +41,7 @@ const statusLine = element<HTMLParagraphElement>('status');
 const message = element<HTMLParagraphElement>('message');
 const samplesBox = element<HTMLDivElement>('samples');
 const sizeSelect = element<HTMLSelectElement>('size');
+const shapeSelect = element<HTMLSelectElement>('shape');
 const ratioInput = element<HTMLInputElement>('mask-ratio');
 const ratioValue = element<HTMLOutputElement>('mask-ratio-value');
 const seedInput = element<HTMLInputElement>('seed');
@@ -58,9 +71,14 @@ const state = {
   optimizer: undefined as AdamW | undefined,
   pictures: [] as Picture[],
   current: 0,
+  /** The input size: the side of the square, or the short side of the picture's proportions. */
   size: 96,
+  /** Whether pictures keep their proportions (rectangles of whole patches) or are cropped to squares. */
+  keepProportions: false,
+  /** The input shape of the views, `[height, width]`; training batches are always `size` squares. */
+  shape: [96, 96] as InputShape,
   visible: new Uint8Array(9),
-  last: undefined as (Reconstruction & { original: Uint8Array; masked: Uint8Array; size: number; visible: number[] }) | undefined,
+  last: undefined as (Reconstruction & { original: Uint8Array; masked: Uint8Array; shape: InputShape; visible: number[] }) | undefined,
   reconstructions: 0,
   training: false,
   stopRequested: false,
@@ -72,18 +90,34 @@ function showMessage(text: string): void {
   message.textContent = text;
 }
 
-function grid(): number {
-  return state.size / PATCH;
+/** The patch grid of the views, `[rows, columns]`. */
+function grid(): [rows: number, columns: number] {
+  return [state.shape[0] / PATCH, state.shape[1] / PATCH];
+}
+
+/** The input shape for the current picture, size and shape setting. */
+function wantedShape(): InputShape {
+  const picture = state.pictures[state.current];
+  return state.keepProportions && picture ? fittedShape(picture, state.size, PATCH) : [state.size, state.size];
+}
+
+/** Adopts {@link wantedShape}: a new patch grid and mask when it changes (or when `force`). */
+function applyShape(force = false): void {
+  const shape = wantedShape();
+  if (!force && shape[0] === state.shape[0] && shape[1] === state.shape[1]) return;
+  state.shape = shape;
+  for (const canvas of Object.values(views)) canvas.style.aspectRatio = `${shape[1]} / ${shape[0]}`;
+  buildPatchGrid();
+  newMask();
 }
 
 // ---------------------------------------------------------------------------------------------- the mask
 
 function newMask(): void {
-  const g = grid();
   const ratio = Number(ratioInput.value);
   const seed = Math.max(0, Math.floor(Number(seedInput.value) || 0));
   try {
-    const active = randomPatchMask(1, [g, g], ratio, { seed });
+    const active = randomPatchMask(1, grid(), ratio, { seed });
     state.visible = Uint8Array.from(active.dataSync());
     active.dispose();
   } catch (error) {
@@ -93,10 +127,11 @@ function newMask(): void {
 }
 
 function buildPatchGrid(): void {
-  const g = grid();
+  const [rows, columns] = grid();
   patchGrid.replaceChildren();
-  patchGrid.style.gridTemplateColumns = `repeat(${g}, 1fr)`;
-  for (let index = 0; index < g * g; index++) {
+  patchGrid.style.gridTemplateColumns = `repeat(${columns}, 1fr)`;
+  patchGrid.style.gridTemplateRows = `repeat(${rows}, 1fr)`;
+  for (let index = 0; index < rows * columns; index++) {
     const button = document.createElement('button');
     button.type = 'button';
     button.dataset.index = String(index);
@@ -105,14 +140,17 @@ function buildPatchGrid(): void {
 }
 
 function updatePatchButtons(): void {
-  const g = grid();
+  const [rows, columns] = grid();
   const hidden = state.visible.reduce((sum, value) => sum + (value === 1 ? 0 : 1), 0);
   patchGrid.querySelectorAll('button').forEach((button, index) => {
     const isHidden = state.visible[index] !== 1;
     button.setAttribute('aria-pressed', String(isHidden));
-    button.setAttribute('aria-label', `patch row ${Math.floor(index / g) + 1}, column ${(index % g) + 1}: ${isHidden ? 'hidden' : 'visible'}`);
+    button.setAttribute(
+      'aria-label',
+      `patch row ${Math.floor(index / columns) + 1}, column ${(index % columns) + 1}: ${isHidden ? 'hidden' : 'visible'}`,
+    );
   });
-  hiddenCount.textContent = `${hidden} of ${g * g} patches hidden (${PATCH}×${PATCH} pixels each)`;
+  hiddenCount.textContent = `${hidden} of ${rows * columns} patches hidden (${PATCH}×${PATCH} pixels each)`;
   document.body.dataset.hidden = String(hidden);
 }
 
@@ -180,21 +218,22 @@ function render(): void {
 async function renderOnce(): Promise<void> {
   const picture = state.pictures[state.current];
   if (!picture) return;
-  const { size } = state;
+  const { shape } = state;
   const visible = Uint8Array.from(state.visible);
-  const original = squarePixels(picture, size);
-  const masked = maskedRgb(original, visible, size, PATCH);
-  drawRgb(views.original, original, size);
-  drawRgb(views.masked, masked, size);
+  const original = croppedPixels(picture, shape);
+  const masked = maskedRgb(original, visible, shape, PATCH);
+  drawRgb(views.original, original, shape);
+  drawRgb(views.masked, masked, shape);
   if (!state.loaded) return;
-  const result = await reconstruct(state.loaded.model, original, size, visible);
-  drawRgb(views.reconstruction, result.pixels, size);
-  drawRgb(views.composite, result.composite, size);
-  const errors = patchErrors(result.pixels, original, size, PATCH);
+  const result = await reconstruct(state.loaded.model, original, shape, visible);
+  drawRgb(views.reconstruction, result.pixels, shape);
+  drawRgb(views.composite, result.composite, shape);
+  const errors = patchErrors(result.pixels, original, shape, PATCH);
   const hiddenErrors = [...errors].filter((_, index) => visible[index] !== 1);
   // One fixed colour scale (0 .. 0.04, where a grey fill of a mid-contrast patch lands) so pictures compare.
-  drawErrorMap(views.error, errors, visible, grid(), Math.max(288, size * 2), 0.04);
-  state.last = { ...result, original, masked, size, visible: [...visible] };
+  const [rows, columns] = grid();
+  drawErrorMap(views.error, errors, visible, [rows, columns], Math.max(2 * PATCH, Math.round(288 / Math.min(rows, columns))), 0.04);
+  state.last = { ...result, original, masked, shape, visible: [...visible] };
   state.reconstructions += 1;
   const hiddenMse = hiddenErrors.length ? hiddenErrors.reduce((a, b) => a + b, 0) / hiddenErrors.length : 0;
   statusLine.textContent =
@@ -235,6 +274,7 @@ function addSampleButton(picture: Picture, index: number): void {
 function selectPicture(index: number): void {
   state.current = index;
   for (const button of samplesBox.querySelectorAll('button')) button.setAttribute('aria-pressed', String(Number(button.dataset.index) === index));
+  applyShape();
   showMessage('');
   updateTrainData();
   render();
@@ -411,7 +451,7 @@ function updateTrainData(): void {
   const own = pictures.some((picture) => picture.own);
   trainData.textContent =
     `Trains on ${pictures.length} ${own ? 'of your pictures' : 'bundled samples (open or drop your own pictures to train on them)'}` +
-    ` at ${state.size}×${state.size}, with random masks and flips; the pictures never leave the page.`;
+    ` as ${state.size}×${state.size} squares (centred crops), with random masks and flips; the pictures never leave the page.`;
 }
 
 async function train(): Promise<void> {
@@ -480,13 +520,14 @@ async function train(): Promise<void> {
 async function addPreview(step: number): Promise<void> {
   const picture = state.pictures[state.current];
   if (!picture || !state.loaded) return;
-  const original = squarePixels(picture, state.size);
-  const result = await reconstruct(state.loaded.model, original, state.size, state.visible);
+  const original = croppedPixels(picture, state.shape);
+  const result = await reconstruct(state.loaded.model, original, state.shape, state.visible);
   const canvas = document.createElement('canvas');
   canvas.setAttribute('role', 'img');
   canvas.setAttribute('aria-label', `reconstruction after step ${step}`);
   canvas.title = `step ${step}`;
-  drawRgb(canvas, result.composite, state.size);
+  drawRgb(canvas, result.composite, state.shape);
+  canvas.style.aspectRatio = `${state.shape[1]} / ${state.shape[0]}`;
   trainPreviews.append(canvas);
 }
 
@@ -528,9 +569,13 @@ element<HTMLButtonElement>('new-mask').addEventListener('click', () => {
 });
 sizeSelect.addEventListener('change', () => {
   state.size = Number(sizeSelect.value);
-  buildPatchGrid();
-  newMask();
+  applyShape(true);
   updateTrainData();
+  render();
+});
+shapeSelect.addEventListener('change', () => {
+  state.keepProportions = shapeSelect.value === 'picture';
+  applyShape();
   render();
 });
 
@@ -568,8 +613,7 @@ async function start(): Promise<void> {
       .catch(() => undefined),
   ]);
   pictures.forEach(addPicture);
-  buildPatchGrid();
-  newMask();
+  applyShape(true);
   saveButton.disabled = false;
   selectPicture(0);
 }
@@ -580,7 +624,7 @@ drawLossCurve(lossCurve, []);
   /** The last reconstruction, as plain arrays (tests compare it with Node and with the original). */
   last: () =>
     state.last && {
-      size: state.last.size,
+      shape: state.last.shape,
       visible: state.last.visible,
       original: [...state.last.original],
       masked: [...state.last.masked],

@@ -89,7 +89,7 @@ export async function modelFromWeightsFile(file: WeightsFile, source: string): P
   };
 }
 
-/** One reconstruction: every array is `[size, size, 3]` row-major. */
+/** One reconstruction: every array is `[height, width, 3]` row-major. */
 export interface Reconstruction {
   /** The model's raw output in per-patch normalised units (official `rec`); compared across backends. */
   raw: Float32Array;
@@ -110,12 +110,16 @@ function toPixels(normalised: tf.Tensor4D): tf.Tensor4D {
  * Reconstructs one picture under a mask in evaluation mode (batch norms use their running statistics).
  * `visible[row * grid + column]` is 1 for a patch the encoder sees.
  */
-export async function reconstruct(model: SparkModel, rgb: Uint8Array, size: number, visible: ArrayLike<number>): Promise<Reconstruction> {
-  const grid = size / model.downsampleRatio;
+export async function reconstruct(
+  model: SparkModel,
+  rgb: Uint8Array,
+  [height, width]: readonly [height: number, width: number],
+  visible: ArrayLike<number>,
+): Promise<Reconstruction> {
   const start = performance.now();
   model.eval();
-  const images = tf.tidy(() => normalizeImages(tf.tensor4d(rgb, [1, size, size, 3], 'int32')));
-  const active = tf.tensor4d(Float32Array.from(visible), [1, grid, grid, 1]);
+  const images = tf.tidy(() => normalizeImages(tf.tensor4d(rgb, [1, height, width, 3], 'int32')));
+  const active = tf.tensor4d(Float32Array.from(visible), [1, height / model.downsampleRatio, width / model.downsampleRatio, 1]);
   const output = model.forwardWithIntermediates(images, { active });
   const visualization = model.visualizeOutput(images, output);
   const pixels = toPixels(visualization.reconstruction);

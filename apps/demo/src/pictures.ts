@@ -18,20 +18,37 @@ export async function decodePicture(file: Blob, name: string, own: boolean): Pro
   }
 }
 
+/** An input shape in pixels, `[height, width]`, each a multiple of the patch size. */
+export type InputShape = readonly [height: number, width: number];
+
 /**
- * RGB bytes `[size, size, 3]` of the picture's centred square crop, resized to `size` (the browser's
- * smoothing): SparK's models take squares of a multiple of 32.
+ * The input shape that keeps a picture's aspect ratio: the short side `shortSide`, the long side the nearest
+ * multiple of `patch` to the picture's proportion, at most `maxRatio` times the short side.
  */
-export function squarePixels(picture: Picture, size: number): Uint8Array {
+export function fittedShape(picture: Picture, shortSide: number, patch: number, maxRatio = 2): InputShape {
   const { width, height } = picture.bitmap;
-  const side = Math.min(width, height);
-  const canvas = new OffscreenCanvas(size, size);
+  const longSide = Math.min(
+    maxRatio * shortSide,
+    Math.max(shortSide, Math.round((shortSide * Math.max(width, height)) / Math.min(width, height) / patch) * patch),
+  );
+  return width >= height ? [shortSide, longSide] : [longSide, shortSide];
+}
+
+/**
+ * RGB bytes `[height, width, 3]` of the picture's centred crop to the shape's proportion, resized to it
+ * (the browser's smoothing). SparK's convnets take any multiple of 32 on each side.
+ */
+export function croppedPixels(picture: Picture, [height, width]: InputShape): Uint8Array {
+  const source = picture.bitmap;
+  const scale = Math.min(source.width / width, source.height / height);
+  const [cropWidth, cropHeight] = [width * scale, height * scale];
+  const canvas = new OffscreenCanvas(width, height);
   const context = canvas.getContext('2d', { willReadFrequently: true })!;
   context.imageSmoothingQuality = 'high';
-  context.drawImage(picture.bitmap, (width - side) / 2, (height - side) / 2, side, side, 0, 0, size, size);
-  const rgba = context.getImageData(0, 0, size, size).data;
-  const rgb = new Uint8Array(size * size * 3);
-  for (let pixel = 0; pixel < size * size; pixel++) {
+  context.drawImage(source, (source.width - cropWidth) / 2, (source.height - cropHeight) / 2, cropWidth, cropHeight, 0, 0, width, height);
+  const rgba = context.getImageData(0, 0, width, height).data;
+  const rgb = new Uint8Array(width * height * 3);
+  for (let pixel = 0; pixel < width * height; pixel++) {
     rgb[pixel * 3] = rgba[pixel * 4];
     rgb[pixel * 3 + 1] = rgba[pixel * 4 + 1];
     rgb[pixel * 3 + 2] = rgba[pixel * 4 + 2];
@@ -39,13 +56,18 @@ export function squarePixels(picture: Picture, size: number): Uint8Array {
   return rgb;
 }
 
-/** Draws RGB values (0 .. 255, any array type; rounded and clipped) into a canvas of their size. */
-export function drawRgb(canvas: HTMLCanvasElement, rgb: ArrayLike<number>, size: number): void {
-  canvas.width = size;
-  canvas.height = size;
+/** RGB bytes `[size, size, 3]` of the picture's centred square crop (what training batches take). */
+export function squarePixels(picture: Picture, size: number): Uint8Array {
+  return croppedPixels(picture, [size, size]);
+}
+
+/** Draws RGB values `[height, width, 3]` (0 .. 255, any array type; rounded and clipped) into a canvas of their size. */
+export function drawRgb(canvas: HTMLCanvasElement, rgb: ArrayLike<number>, [height, width]: InputShape): void {
+  canvas.width = width;
+  canvas.height = height;
   const context = canvas.getContext('2d')!;
-  const image = context.createImageData(size, size);
-  for (let pixel = 0; pixel < size * size; pixel++) {
+  const image = context.createImageData(width, height);
+  for (let pixel = 0; pixel < width * height; pixel++) {
     image.data[pixel * 4] = rgb[pixel * 3];
     image.data[pixel * 4 + 1] = rgb[pixel * 3 + 1];
     image.data[pixel * 4 + 2] = rgb[pixel * 3 + 2];
@@ -57,15 +79,15 @@ export function drawRgb(canvas: HTMLCanvasElement, rgb: ArrayLike<number>, size:
 /** The grey of hidden patches in the masked view (and the "flat grey fill" a reconstruction must beat). */
 export const MASK_GREY = 128;
 
-/** The picture with hidden patches filled with {@link MASK_GREY}. `visible[row * grid + column]` is 1 or 0. */
-export function maskedRgb(rgb: ArrayLike<number>, visible: ArrayLike<number>, size: number, patch: number): Uint8Array {
-  const grid = size / patch;
-  const out = new Uint8Array(size * size * 3);
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const shown = visible[Math.floor(y / patch) * grid + Math.floor(x / patch)] === 1;
+/** The picture with hidden patches filled with {@link MASK_GREY}. `visible[row * columns + column]` is 1 or 0. */
+export function maskedRgb(rgb: ArrayLike<number>, visible: ArrayLike<number>, [height, width]: InputShape, patch: number): Uint8Array {
+  const columns = width / patch;
+  const out = new Uint8Array(height * width * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const shown = visible[Math.floor(y / patch) * columns + Math.floor(x / patch)] === 1;
       for (let channel = 0; channel < 3; channel++) {
-        const index = (y * size + x) * 3 + channel;
+        const index = (y * width + x) * 3 + channel;
         out[index] = shown ? rgb[index] : MASK_GREY;
       }
     }
@@ -74,14 +96,14 @@ export function maskedRgb(rgb: ArrayLike<number>, visible: ArrayLike<number>, si
 }
 
 /** Mean squared error per patch between two RGB pictures, in (value / 255)^2 units, row-major over the grid. */
-export function patchErrors(a: ArrayLike<number>, b: ArrayLike<number>, size: number, patch: number): Float64Array {
-  const grid = size / patch;
-  const sums = new Float64Array(grid * grid);
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const cell = Math.floor(y / patch) * grid + Math.floor(x / patch);
+export function patchErrors(a: ArrayLike<number>, b: ArrayLike<number>, [height, width]: InputShape, patch: number): Float64Array {
+  const columns = width / patch;
+  const sums = new Float64Array((height / patch) * columns);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const cell = Math.floor(y / patch) * columns + Math.floor(x / patch);
       for (let channel = 0; channel < 3; channel++) {
-        const index = (y * size + x) * 3 + channel;
+        const index = (y * width + x) * 3 + channel;
         const difference = (Math.min(255, Math.max(0, a[index])) - b[index]) / 255;
         sums[cell] += difference * difference;
       }
@@ -93,26 +115,25 @@ export function patchErrors(a: ArrayLike<number>, b: ArrayLike<number>, size: nu
 /**
  * The per-patch error map: each patch coloured from dark blue (0) to yellow (`scale` and above), hidden patches
  * labelled with their error x1000, visible ones crossed out (pasted back from the original, so their error
- * in the composite is zero). Drawn at `pixels` per side so the labels stay legible.
+ * in the composite is zero). Drawn at `cell` pixels per patch so the labels stay legible.
  */
 export function drawErrorMap(
   canvas: HTMLCanvasElement,
   errors: Float64Array,
   visible: ArrayLike<number>,
-  grid: number,
-  pixels: number,
+  [rows, columns]: readonly [number, number],
+  cell: number,
   scale: number,
 ): void {
-  canvas.width = pixels;
-  canvas.height = pixels;
+  canvas.width = columns * cell;
+  canvas.height = rows * cell;
   const context = canvas.getContext('2d')!;
-  const cell = pixels / grid;
   context.font = `${Math.max(10, Math.round(cell / 3.2))}px system-ui, sans-serif`;
   context.textAlign = 'center';
   context.textBaseline = 'middle';
-  for (let row = 0; row < grid; row++) {
-    for (let column = 0; column < grid; column++) {
-      const index = row * grid + column;
+  for (let row = 0; row < rows; row++) {
+    for (let column = 0; column < columns; column++) {
+      const index = row * columns + column;
       const t = Math.min(1, errors[index] / scale);
       // A dark-blue to yellow ramp (luminance rises with the error, readable without colour vision).
       const [r, g, b] = [Math.round(30 + 225 * t), Math.round(30 + 200 * t), Math.round(90 - 60 * t)];

@@ -33,7 +33,8 @@ const GRID = SIZE / PATCH;
 
 /** What `window.sparkmimDemo.last()` returns: the page's last reconstruction as plain arrays. */
 interface LastReconstruction {
-  size: number;
+  /** `[height, width]` of the input. */
+  shape: [number, number];
   visible: number[];
   original: number[];
   masked: number[];
@@ -151,7 +152,7 @@ describe('demo page', () => {
     expect(await page.textContent('#status')).toMatch(/^backend: webgpu · adapter: .+ · inference \d+ ms/);
     expect(await page.textContent('#message')).toBe('');
     const result = await last(page);
-    expect(result.size).toBe(SIZE);
+    expect(result.shape).toEqual([SIZE, SIZE]);
     expect(result.visible.filter((value) => value === 0)).toHaveLength(5); // 9 - round(9 * 0.4)
     await page.screenshot({ path: join(artifacts, 'page-loaded.png'), fullPage: true });
   }, 300000);
@@ -188,12 +189,13 @@ describe('demo page', () => {
 
   /** The largest difference between the page's last raw reconstruction and Node's on cpu from the shipped weights. */
   async function worstDifferenceFromNode(): Promise<{ worst: number; count: number }> {
-    const { original, visible, raw } = await last(page);
+    const { original, visible, raw, shape } = await last(page);
+    const [height, width] = shape;
     await setupBackend('cpu');
     const model = await SparkModel.fromSafetensors(shippedWeights());
     model.eval();
-    const images = tf.tidy(() => normalizeImages(tf.tensor4d(original, [1, SIZE, SIZE, 3], 'int32')));
-    const active = tf.tensor4d(visible, [1, GRID, GRID, 1]);
+    const images = tf.tidy(() => normalizeImages(tf.tensor4d(original, [1, height, width, 3], 'int32')));
+    const active = tf.tensor4d(visible, [1, height / PATCH, width / PATCH, 1]);
     const output = model.forwardWithIntermediates(images, { active });
     const expected = await output.reconstruction.data();
     tf.dispose([images, active, output]);
@@ -372,6 +374,40 @@ describe('demo page', () => {
     expect(await page.textContent('#model-info')).toMatch(/^model\.json: kind resnet, depths 1,1,1,1, .*, tfjs\)$/);
     // The shipped weights, so Node's reconstruction from the safetensors file is the page's.
     expect((await worstDifferenceFromNode()).worst).toBeLessThan(1e-4);
+    expect(pageErrors).toEqual([]);
+  }, 240000);
+  it("keeps a picture's proportions when asked: a 192x112 picture runs as 96x160 (3x5 patches), as Node computes it", async () => {
+    // A rectangular picture made in the page (a bundled sample stretched), dropped as the user's own.
+    const dataTransfer = await page.evaluateHandle(async () => {
+      const sample = document.querySelector<HTMLImageElement>('#samples img')!;
+      const canvas = new OffscreenCanvas(192, 112);
+      canvas.getContext('2d')!.drawImage(sample, 0, 0, 192, 112);
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([await canvas.convertToBlob({ type: 'image/png' })], 'wide.png', { type: 'image/png' }));
+      return transfer;
+    });
+    let before = await reconstructions(page);
+    await page.dispatchEvent('#drop-zone', 'drop', { dataTransfer });
+    await nextReconstruction(page, before);
+    expect((await last(page)).shape).toEqual([SIZE, SIZE]);
+
+    before = await reconstructions(page);
+    await page.selectOption('#shape', 'picture');
+    await nextReconstruction(page, before);
+    const rectangle = await last(page);
+    expect(rectangle.shape).toEqual([96, 160]);
+    expect(rectangle.visible).toHaveLength(15);
+    expect(await page.$$eval('#patch-grid button', (buttons) => buttons.length)).toBe(15);
+    expect(await page.textContent('#hidden-count')).toMatch(/^9 of 15 patches hidden/); // round(15 * 0.6)
+    expect((await worstDifferenceFromNode()).worst).toBeLessThan(1e-4);
+    await page.screenshot({ path: join(artifacts, 'rectangle.png'), fullPage: true });
+
+    // The bundled squares stay squares under the same setting.
+    before = await reconstructions(page);
+    await page.click('#samples button[data-index="0"]');
+    await nextReconstruction(page, before);
+    expect((await last(page)).shape).toEqual([SIZE, SIZE]);
+    expect(await page.textContent('#message')).toBe('');
     expect(pageErrors).toEqual([]);
   }, 240000);
 });
