@@ -3,7 +3,7 @@
 # rewritten) install into an empty npm project next to tfjs-core, and import in both ESM and CJS.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-libraries="sparse-ops masking backbones decoder losses trainer wasm-kernels"
+libraries="sparse-ops masking backbones decoder losses trainer wasm-kernels webgpu-kernels"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for lib in $libraries; do
