@@ -9,6 +9,11 @@
 //
 // Run (plain Node, not jest): node scripts/run-ts.mjs packages/sparse-ops/bench/rows.bench.ts \
 //   [backend=cpu] [batch=8] [size=56] [channels=64] [layers=2] [repeats=2] [gather=stock|row-copy] [scenario=stack|resnet18]
+//   [tables=cached|fresh]
+//
+// `tables=fresh`: every rows step builds its RowSites (every layout and neighbour table) from the mask and
+// frees it after the backward pass, inside the timing, as a training step with a new mask each time does
+// (SparkModel's row path); `cached` (default) reuses one, so `rowsMs` is the ops alone.
 //
 // `resnet18`: a ResNet-18 encoder (timm's: 7x7 stem, max pool, basic blocks [2, 2, 2, 2], widths 64-512,
 // training-mode batch norms) built from this package's layers, `size` the input size (a multiple of 32;
@@ -35,8 +40,18 @@ import {
   windowOutputSize,
 } from '../src/index';
 
-const [backend = 'cpu', batchArg = '8', sizeArg = '56', channelsArg = '64', layersArg = '2', repeatsArg = '2', gather = 'stock', scenario = 'stack'] =
-  process.argv.slice(2);
+const [
+  backend = 'cpu',
+  batchArg = '8',
+  sizeArg = '56',
+  channelsArg = '64',
+  layersArg = '2',
+  repeatsArg = '2',
+  gather = 'stock',
+  scenario = 'stack',
+  tables = 'cached',
+] = process.argv.slice(2);
+if (tables !== 'cached' && tables !== 'fresh') throw new Error(`tables must be 'cached' or 'fresh', got '${tables}'`);
 const batch = Number(batchArg);
 const size = Number(sizeArg);
 const channels = Number(channelsArg);
@@ -76,7 +91,7 @@ const activeSites = ActiveSites.fromArray(maskValues, [batch, grid, grid]);
 const maskedX = tf.mul(x, activeSites.at(size, size)) as tf.Tensor4D;
 
 const tableStart = performance.now();
-const rowSites = RowSites.fromArray(maskValues, [batch, grid, grid]);
+let rowSites = RowSites.fromArray(maskValues, [batch, grid, grid]);
 rowSites.neighbours([size, size], { windowSize: 3, pad: 1 });
 const tableBuildMs = performance.now() - tableStart;
 const activeFraction = rowSites.rowCountAt(size, size) / (batch * size * size);
@@ -187,9 +202,16 @@ function rowsLoss(): tf.Scalar {
 async function timeStep(loss: () => tf.Scalar): Promise<{ wall: number; cpu: number }> {
   const start = performance.now();
   const cpuStart = process.cpuUsage();
+  const fresh = tables === 'fresh' && loss === rowsLoss;
+  const cachedSites = rowSites;
+  if (fresh) rowSites = RowSites.fromArray(maskValues, [batch, grid, grid]);
   const { value, grads } = tf.variableGrads(loss);
   await value.data();
   await Promise.all(Object.values(grads).map((gradient) => gradient.data()));
+  if (fresh) {
+    rowSites.dispose();
+    rowSites = cachedSites;
+  }
   const cpu = process.cpuUsage(cpuStart);
   const elapsed = performance.now() - start;
   value.dispose();
@@ -240,6 +262,7 @@ console.log(
     bench: encoder ? 'ResNet-18 encoder, forward + backward' : 'submanifold conv3x3 stack, forward + backward',
     backend: tf.getBackend(),
     gather,
+    tables,
     batch,
     size,
     channels,

@@ -42,8 +42,9 @@ export type {
 export { safetensorsEntriesFromTensors, tensorsFromSafetensors } from './io/tensors';
 
 // The SparK model
-export { SparkModel, sparkArchitectureFromState } from './model/spark-model';
+export { ROW_PATH_BACKENDS, SPARSE_PATHS, SparkModel, sparkArchitectureFromState } from './model/spark-model';
 export type {
+  SparsePath,
   SparkArchitecture,
   SparkForwardOptions,
   SparkForwardOutput,

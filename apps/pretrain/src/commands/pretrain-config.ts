@@ -44,6 +44,11 @@ export interface PretrainConfig {
   clip?: number;
   /** Densify norm: bn, ln or none; default bn for ResNets (and custom convnets), ln for ConvNeXts. */
   densifyNorm?: string;
+  /**
+   * How the sparse encoder computes: rows (visible sites only; ResNets), dense (masked ops over whole
+   * maps) or auto (rows for a ResNet on wasm or cpu, dense otherwise). Default auto.
+   */
+  sparsePath?: string;
   /** A backend name, or 'auto': the fastest that can be set up. */
   backend: string;
   seed: number;
@@ -98,6 +103,7 @@ const KEYS: Record<keyof PretrainConfig, { flag: string; kind: Kind }> = {
   beta2: { flag: 'beta2', kind: 'number' },
   clip: { flag: 'clip', kind: 'number' },
   densifyNorm: { flag: 'densify-norm', kind: 'string' },
+  sparsePath: { flag: 'sparse-path', kind: 'string' },
   backend: { flag: 'backend', kind: 'string' },
   seed: { flag: 'seed', kind: 'int' },
   out: { flag: 'out', kind: 'string' },
@@ -242,6 +248,13 @@ export function resolveConfig(layers: { values: Values; from: 'flag' | string }[
   if (!(resolved.clip >= 0)) throw new UsageError(`${where('clip')} is ${resolved.clip}, expected a number >= 0 (0 turns clipping off)`);
   if (!['bn', 'ln', 'none'].includes(resolved.densifyNorm)) {
     throw new UsageError(`${where('densifyNorm')} is '${resolved.densifyNorm}', expected bn, ln or none`);
+  }
+  resolved.sparsePath ??= 'auto';
+  if (!['auto', 'rows', 'dense'].includes(resolved.sparsePath)) {
+    throw new UsageError(`${where('sparsePath')} is '${resolved.sparsePath}', expected rows, dense or auto`);
+  }
+  if (resolved.sparsePath === 'rows' && resolved.model.startsWith('convnext')) {
+    throw new UsageError(`${where('sparsePath')} is rows, which only ResNets have; --model is ${resolved.model} (use auto or dense)`);
   }
   return resolved;
 }

@@ -99,6 +99,7 @@ export async function buildModel(config: PretrainConfig, seed: number): Promise<
   if (config.dims !== undefined) backboneOptions.dims = config.dims;
   if (config.depths !== undefined) backboneOptions.depths = config.depths;
   const densifyNorm = config.densifyNorm as SparkModelConfig['densifyNorm'];
+  const sparsePath = (config.sparsePath ?? 'auto') as SparkModelConfig['sparsePath'];
   let model: SparkModel;
   if (fromFile) {
     const given = ['stemWidth', 'widths', 'dims', 'depths'].filter((key) => config[key as keyof PretrainConfig] !== undefined);
@@ -111,7 +112,7 @@ export async function buildModel(config: PretrainConfig, seed: number): Promise<
     }
     const backbone = await loadBackboneFile(config.model, seed);
     try {
-      model = new SparkModel({ backbone, decoderWidth: config.decoderWidth, maskRatio: config.maskRatio, densifyNorm, seed });
+      model = new SparkModel({ backbone, decoderWidth: config.decoderWidth, maskRatio: config.maskRatio, densifyNorm, sparsePath, seed });
     } catch (error) {
       backbone.dispose();
       throw new UsageError(`--model ${config.model}: ${oneLine((error as Error).message)}`);
@@ -123,6 +124,7 @@ export async function buildModel(config: PretrainConfig, seed: number): Promise<
         decoderWidth: config.decoderWidth,
         maskRatio: config.maskRatio,
         densifyNorm,
+        sparsePath,
         seed,
       });
     } catch (error) {

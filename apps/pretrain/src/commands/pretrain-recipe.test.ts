@@ -100,6 +100,20 @@ describe('pretrain recipe', () => {
     expect(() => resolved({ densifyNorm: 'gn' })).toThrow("--densify-norm is 'gn', expected bn, ln or none");
   });
 
+  it('--sparse-path: auto by default, rows or dense when asked; rows for a ConvNeXt and unknown values are one line', () => {
+    const sparsePath = (values: Record<string, unknown>) => resolveConfig([{ values, from: 'flag' }]).sparsePath;
+    expect([sparsePath({}), sparsePath({ sparsePath: 'rows' }), sparsePath({ model: 'convnext_tiny', sparsePath: 'dense' })]).toEqual([
+      'auto',
+      'rows',
+      'dense',
+    ]);
+    expect(() => sparsePath({ sparsePath: 'sparse' })).toThrow("--sparse-path is 'sparse', expected rows, dense or auto");
+    expect(() => sparsePath({ model: 'convnext_tiny', sparsePath: 'rows' })).toThrow(
+      '--sparse-path is rows, which only ResNets have; --model is convnext_tiny (use auto or dense)',
+    );
+    expect(PRETRAIN_HELP).toContain('--sparse-path NAME');
+  });
+
   it('reads --input-size N or WIDTHxHEIGHT, and names a bad one', () => {
     const size = (inputSize: unknown) => inputSizeOf(resolveConfig([{ values: { inputSize }, from: 'flag' }]));
     expect(size('224')).toEqual({ height: 224, width: 224 });

@@ -10,7 +10,7 @@ import {
   nchwValues,
   type GoldenFile,
 } from '@sparkmim/test-utils';
-import { SparkModel, type SparkForwardOutput } from '../index';
+import { SparkModel, type SparkForwardOutput, type SparsePath } from '../index';
 import { kinkFlippedGradients } from '../testing/kink-flip';
 
 // Tolerances, relative to the largest magnitude of each expected tensor (for grad_norms: of each entry).
@@ -68,73 +68,79 @@ describeBackends('SparkModel on the goldens', ({ backend }) => {
   for (const fileName of goldenFileNames()) {
     const label = (key: string) => `${backend} ${fileName} ${key}`;
 
-    it(`${fileName}: one training pass matches enc.*, dec_in.*, rec, loss, vis.*, the running statistics after it, grad.* and grad_norms`, async () => {
-      const file = loadGolden(fileName);
-      const model = await SparkModel.fromState(file.tensors, { stripPrefix: 'param.' });
-      const { images, active } = goldenInputs(file);
-      const parameters = model.parameters();
-      const parameterNames = JSON.parse(file.metadata.param_names) as string[];
-      expect(parameters.map((parameter) => parameter.name)).toEqual(parameterNames);
+    // The ResNet golden again with the encoder on rows (sparsePath 'rows'): the same official numbers.
+    const paths: SparsePath[] = fileName.startsWith('resnet') ? ['dense', 'rows'] : ['dense'];
+    for (const sparsePath of paths) {
+      const onRows = sparsePath === 'rows' ? ' (encoder on rows)' : '';
+      it(`${fileName}${onRows}: one training pass matches enc.*, dec_in.*, rec, loss, vis.*, the running statistics after it, grad.* and grad_norms`, async () => {
+        const file = loadGolden(fileName);
+        const model = await SparkModel.fromState(file.tensors, { stripPrefix: 'param.', sparsePath });
+        expect(model.usesRowPath()).toBe(sparsePath === 'rows');
+        const { images, active } = goldenInputs(file);
+        const parameters = model.parameters();
+        const parameterNames = JSON.parse(file.metadata.param_names) as string[];
+        expect(parameters.map((parameter) => parameter.name)).toEqual(parameterNames);
 
-      // One forward (with every intermediate kept) and its backward, as loss.backward() after SparK.forward.
-      let output!: SparkForwardOutput;
-      const { value: loss, grads: gradsByVariable } = tf.variableGrads(
-        () => {
-          output = model.forwardWithIntermediates(images, { active });
-          tf.keep(output.active);
-          [...output.features, ...output.toDecoder, output.reconstruction].forEach((tensor) => tf.keep(tensor));
-          return output.loss;
-        },
-        parameters.map((parameter) => parameter.variable),
-      );
-      const grads = new Map(parameters.map(({ name, variable }) => [name, gradsByVariable[variable.name] ?? tf.zerosLike(variable)]));
+        // One forward (with every intermediate kept) and its backward, as loss.backward() after SparK.forward.
+        let output!: SparkForwardOutput;
+        const { value: loss, grads: gradsByVariable } = tf.variableGrads(
+          () => {
+            output = model.forwardWithIntermediates(images, { active });
+            tf.keep(output.active);
+            [...output.features, ...output.toDecoder, output.reconstruction].forEach((tensor) => tf.keep(tensor));
+            return output.loss;
+          },
+          parameters.map((parameter) => parameter.variable),
+        );
+        const grads = new Map(parameters.map(({ name, variable }) => [name, gradsByVariable[variable.name] ?? tf.zerosLike(variable)]));
 
-      const tolerance = FORWARD_TOLERANCE[backend];
-      for (const [i, features] of output.features.entries()) {
-        await expectGoldenClose(await nchwValues(features), file.get(`enc.${i}`).data, tolerance, label(`enc.${i}`));
-      }
-      for (const [i, level] of output.toDecoder.entries()) {
-        await expectGoldenClose(await nchwValues(level), file.get(`dec_in.${i}`).data, tolerance, label(`dec_in.${i}`));
-      }
-      await expectGoldenClose(await nchwValues(output.reconstruction), file.get('rec').data, tolerance, label('rec'));
-      await expectGoldenClose(loss, file.get('loss').data, tolerance, label('loss'));
-
-      const buffers = new Map(model.namedBuffers().map((entry) => [entry.name, entry.variable]));
-      const statisticKeys = file.keys('after_fwd.');
-      expect(statisticKeys.length).toBe(buffers.size);
-      for (const key of statisticKeys) {
-        const buffer = buffers.get(key.slice('after_fwd.'.length));
-        if (!buffer) throw new Error(`no buffer for ${key}`);
-        await expectGoldenClose(buffer, file.get(key).data, tolerance, label(key));
-      }
-
-      const vis = model.visualizeOutput(images, output);
-      await expectGoldenClose(await nchwValues(vis.input), file.get('vis.inp').data, tolerance, label('vis.inp'));
-      await expectGoldenClose(await nchwValues(vis.masked), file.get('vis.masked').data, tolerance, label('vis.masked'));
-      await expectGoldenClose(await nchwValues(vis.recOrInput), file.get('vis.rec_or_inp').data, tolerance, label('vis.rec_or_inp'));
-
-      const layouts = new Map(parameters.map((parameter) => [parameter.name, parameter.layout]));
-      const errors = new Map<string, number>();
-      const record = (key: string, error: number) => errors.set(key, error);
-      let mismatch = await gradientMismatch(file, grads, layouts, GRADIENT_TOLERANCE[backend], record);
-      if (mismatch) {
-        const other = await kinkFlippedGradients(model, images, active, 1e-5);
-        expect(Math.abs(other.loss - (await loss.data())[0])).toBeLessThanOrEqual(1e-6);
-        if (other.flipped > 0) {
-          const otherMismatch = await gradientMismatch(file, other.grads, layouts, GRADIENT_TOLERANCE[backend], record);
-          if (!otherMismatch) {
-            console.warn(`${label('gradients')}: match once ${other.flipped} decoder ReLU6 input(s) within 1e-5 of a kink take the other side`);
-          }
-          mismatch = otherMismatch && `${mismatch}; with ${other.flipped} ReLU6 kink(s) flipped: ${otherMismatch}`;
+        const tolerance = FORWARD_TOLERANCE[backend];
+        for (const [i, features] of output.features.entries()) {
+          await expectGoldenClose(await nchwValues(features), file.get(`enc.${i}`).data, tolerance, label(`enc.${i}`));
         }
-        tf.dispose([...other.grads.values()]);
-      }
-      for (const [key, error] of errors) worstErrors.set(label(key), error);
-      expect(mismatch).toBeUndefined();
+        for (const [i, level] of output.toDecoder.entries()) {
+          await expectGoldenClose(await nchwValues(level), file.get(`dec_in.${i}`).data, tolerance, label(`dec_in.${i}`));
+        }
+        await expectGoldenClose(await nchwValues(output.reconstruction), file.get('rec').data, tolerance, label('rec'));
+        await expectGoldenClose(loss, file.get('loss').data, tolerance, label('loss'));
 
-      tf.dispose([images, active, loss, output, vis, ...grads.values()]);
-      model.dispose();
-    });
+        const buffers = new Map(model.namedBuffers().map((entry) => [entry.name, entry.variable]));
+        const statisticKeys = file.keys('after_fwd.');
+        expect(statisticKeys.length).toBe(buffers.size);
+        for (const key of statisticKeys) {
+          const buffer = buffers.get(key.slice('after_fwd.'.length));
+          if (!buffer) throw new Error(`no buffer for ${key}`);
+          await expectGoldenClose(buffer, file.get(key).data, tolerance, label(key));
+        }
+
+        const vis = model.visualizeOutput(images, output);
+        await expectGoldenClose(await nchwValues(vis.input), file.get('vis.inp').data, tolerance, label('vis.inp'));
+        await expectGoldenClose(await nchwValues(vis.masked), file.get('vis.masked').data, tolerance, label('vis.masked'));
+        await expectGoldenClose(await nchwValues(vis.recOrInput), file.get('vis.rec_or_inp').data, tolerance, label('vis.rec_or_inp'));
+
+        const layouts = new Map(parameters.map((parameter) => [parameter.name, parameter.layout]));
+        const errors = new Map<string, number>();
+        const record = (key: string, error: number) => errors.set(key, error);
+        let mismatch = await gradientMismatch(file, grads, layouts, GRADIENT_TOLERANCE[backend], record);
+        if (mismatch) {
+          const other = await kinkFlippedGradients(model, images, active, 1e-5);
+          expect(Math.abs(other.loss - (await loss.data())[0])).toBeLessThanOrEqual(1e-6);
+          if (other.flipped > 0) {
+            const otherMismatch = await gradientMismatch(file, other.grads, layouts, GRADIENT_TOLERANCE[backend], record);
+            if (!otherMismatch) {
+              console.warn(`${label('gradients')}: match once ${other.flipped} decoder ReLU6 input(s) within 1e-5 of a kink take the other side`);
+            }
+            mismatch = otherMismatch && `${mismatch}; with ${other.flipped} ReLU6 kink(s) flipped: ${otherMismatch}`;
+          }
+          tf.dispose([...other.grads.values()]);
+        }
+        for (const [key, error] of errors) worstErrors.set(label(key), error);
+        expect(mismatch).toBeUndefined();
+
+        tf.dispose([images, active, loss, output, vis, ...grads.values()]);
+        model.dispose();
+      });
+    }
 
     it(`${fileName}: evaluation mode (running statistics) matches loss_eval and enc_eval.*`, async () => {
       const file = loadGolden(fileName);

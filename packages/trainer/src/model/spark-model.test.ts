@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { createBackboneFromConfig } from '@sparkmim/backbones';
 import { keepCount, upsampleMask } from '@sparkmim/masking';
 import { describeBackends, expectClose } from '@sparkmim/test-utils';
-import { encodeSafetensors, SparkModel, stateFromSafetensors } from '../index';
+import { encodeSafetensors, ROW_PATH_BACKENDS, SparkModel, stateFromSafetensors, type SparsePath } from '../index';
 
 // Small enough for SwiftShader: 64x64 images, stages of 8..16 channels, decoder width 32.
 function tinyResNet(seed = 0): SparkModel {
@@ -28,7 +28,7 @@ async function valuesOf(tensor: tf.Tensor): Promise<number[]> {
   return Array.from(await tensor.data());
 }
 
-describeBackends('SparkModel', () => {
+describeBackends('SparkModel', ({ backend }) => {
   it('names its state as the official SparK module, in named_parameters() order', () => {
     const model = tinyResNet();
     const names = model.parameters().map((parameter) => parameter.name);
@@ -157,6 +157,34 @@ describeBackends('SparkModel', () => {
     model.dispose();
     loaded.dispose();
   });
+
+  it('sparsePath: rows gives the masked-dense loss and gradients; auto picks rows for a ResNet on ROW_PATH_BACKENDS only', async () => {
+    const build = (sparsePath: SparsePath) =>
+      new SparkModel({
+        backbone: createBackboneFromConfig({ kind: 'resnet', depths: [1, 1, 1, 1], block: 'basic', stemWidth: 8, channels: [8, 8, 16, 16], seed: 5 }),
+        decoderWidth: 32,
+        sparsePath,
+        seed: 5,
+      });
+    const [auto, rows, dense] = [build('auto'), build('rows'), build('dense')];
+    expect([auto.usesRowPath(), rows.usesRowPath(), dense.usesRowPath()]).toEqual([ROW_PATH_BACKENDS.includes(backend), true, false]);
+    const x = images();
+    const active = diagonalMask();
+    if (ROW_PATH_BACKENDS.includes(backend)) {
+      const expected = dense.lossAndGradients(x, { active });
+      const actual = rows.lossAndGradients(x, { active });
+      await expectClose(actual.loss, expected.loss, { label: 'loss' });
+      for (const name of ['sparse_encoder.sp_cnn.conv1.weight', 'sparse_encoder.sp_cnn.layer2.0.bn1.weight', 'mask_tokens.0']) {
+        await expectClose(actual.grads.get(name)!, expected.grads.get(name)!, { label: name });
+      }
+      tf.dispose([expected.loss, actual.loss, ...expected.grads.values(), ...actual.grads.values()]);
+    } else {
+      // WebGPU in Node reads nothing synchronously: 'rows' says so rather than failing deep in tfjs.
+      expect(() => rows.forward(x, { active })).toThrow(/SparkModel: the row path reads the mask synchronously/);
+    }
+    tf.dispose([x, active]);
+    [auto, rows, dense].forEach((model) => model.dispose());
+  });
 });
 
 describeBackends('SparkModel errors', () => {
@@ -237,6 +265,24 @@ describeBackends('SparkModel errors', () => {
     const stray = stateFromSafetensors(encodeSafetensors(new Map([['x', { shape: [1], data: new Float32Array(1) }]])));
     expect([...stray.keys()]).toEqual(['x']);
     model.dispose();
+  });
+
+  it('sparsePath rows needs a ResNet in sparse mode; auto falls back to dense for others', () => {
+    const convnext = createBackboneFromConfig({ kind: 'convnext', depths: [1, 1, 1, 1], dims: [8, 8, 16, 32] });
+    expect(() => new SparkModel({ backbone: convnext, sparsePath: 'rows' })).toThrow(
+      "SparkModel: sparsePath 'rows' needs a backbone with a row path (a ResNet), got a convnext backbone; use 'auto' or 'dense'",
+    );
+    const model = new SparkModel({ backbone: convnext, decoderWidth: 32 });
+    expect([model.sparsePath, model.usesRowPath()]).toEqual(['auto', false]);
+    model.dispose();
+    const resnet = createBackboneFromConfig({ kind: 'resnet', depths: [1, 1, 1, 1], block: 'basic', stemWidth: 8, channels: [8, 8, 16, 16] });
+    expect(() => new SparkModel({ backbone: resnet, sparse: false, sparsePath: 'rows' })).toThrow(
+      "SparkModel: sparsePath 'rows' needs sparse mode, got sparse: false",
+    );
+    expect(() => new SparkModel({ backbone: resnet, sparsePath: 'sparse' as SparsePath })).toThrow(
+      "SparkModel: sparsePath must be one of auto, rows, dense, got 'sparse'",
+    );
+    resnet.dispose();
   });
 
   it('rejects a mask ratio outside (0, 1)', () => {
