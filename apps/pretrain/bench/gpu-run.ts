@@ -120,16 +120,18 @@ interface ConvShape {
   inputGradient: boolean;
 }
 
+// The two shapes with stock figures from 2026-11-26 first (3x3: 81 ms, 1x1 64>256: 257 ms per filter
+// gradient), the stem and the decoder's large map, slowest for the stock kernels, last.
 const CONV_SHAPES: readonly ConvShape[] = [
-  { name: 'stem 7x7 s2', size: 224, inC: 3, outC: 64, kernel: 7, stride: 2, inputGradient: false },
-  { name: 'layer1 1x1 64>64', size: 56, inC: 64, outC: 64, kernel: 1, stride: 1, inputGradient: true },
   { name: 'layer1 3x3 64', size: 56, inC: 64, outC: 64, kernel: 3, stride: 1, inputGradient: true },
   { name: 'layer1 1x1 64>256', size: 56, inC: 64, outC: 256, kernel: 1, stride: 1, inputGradient: true },
+  { name: 'layer1 1x1 64>64', size: 56, inC: 64, outC: 64, kernel: 1, stride: 1, inputGradient: true },
   { name: 'layer2 3x3 128 s2', size: 56, inC: 128, outC: 128, kernel: 3, stride: 2, inputGradient: true },
   { name: 'layer2 1x1 128>512', size: 28, inC: 128, outC: 512, kernel: 1, stride: 1, inputGradient: true },
   { name: 'layer3 3x3 256', size: 14, inC: 256, outC: 256, kernel: 3, stride: 1, inputGradient: true },
   { name: 'layer4 3x3 512', size: 7, inC: 512, outC: 512, kernel: 3, stride: 1, inputGradient: true },
   { name: 'decoder 3x3 96 at 112', size: 112, inC: 96, outC: 96, kernel: 3, stride: 1, inputGradient: true },
+  { name: 'stem 7x7 s2', size: 224, inC: 3, outC: 64, kernel: 7, stride: 2, inputGradient: false },
 ];
 const SMOKE_CONV_SHAPES: readonly ConvShape[] = [
   { name: 'smoke 3x3', size: 8, inC: 4, outC: 4, kernel: 3, stride: 1, inputGradient: true },
@@ -142,7 +144,7 @@ async function kernelsJob(deadline: number): Promise<void> {
   const arms: Arm[] = available ? ['stock'] : ['stock', 'ours'];
   if (available) emit({ type: 'note', job: 'kernels', message: `stock only: ${available}` });
   const batch = smoke ? 2 : 32;
-  const reps = smoke ? 2 : 5;
+  const maxReps = smoke ? 2 : 5;
   for (const shape of smoke ? SMOKE_CONV_SHAPES : CONV_SHAPES) {
     const pad = (shape.kernel - 1) >> 1;
     const outSize = Math.floor((shape.size + 2 * pad - shape.kernel) / shape.stride) + 1;
@@ -180,8 +182,15 @@ async function kernelsJob(deadline: number): Promise<void> {
           const first = run(); // compiles the shaders
           await drain(first);
           outputs.set(label, first);
+          // One call alone sizes the window: up to `reps` calls, about 1.5 s of them (a stock filter
+          // gradient can take a second per call at batch 32).
+          let start = performance.now();
+          const probe = run();
+          await drain(probe);
+          probe.dispose();
+          const reps = smoke ? maxReps : Math.max(1, Math.min(maxReps, Math.floor(1500 / (performance.now() - start))));
           // A window of `reps` calls queued back to back, then one read of one number.
-          const start = performance.now();
+          start = performance.now();
           let last: tf.Tensor | undefined;
           for (let i = 0; i < reps; i++) {
             last?.dispose();
@@ -202,6 +211,7 @@ async function kernelsJob(deadline: number): Promise<void> {
             k: shape.kernel,
             stride: shape.stride,
             ms: round(ms.get(label)!, 3),
+            reps,
           });
         } catch (error) {
           emit({ type: 'kernel', shape: shape.name, kernel, arm: label, error: String((error as Error).message).slice(0, 300) });
