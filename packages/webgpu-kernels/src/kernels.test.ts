@@ -9,7 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describeBackends, expectClose } from '../../test-utils/src/index';
 import { registerWebGpuTrainingKernels, restoreStockWebGpuKernels, WEBGPU_TRAINING_KERNELS } from './index';
 import { planFilterGradient } from './kernels/Conv2DBackpropFilter';
-import { INPUT_GRADIENT_FLAG } from './kernels/Conv2DBackpropInput';
+import { conv2DBackpropInputGemm, INPUT_GRADIENT_FLAG } from './kernels/Conv2DBackpropInput';
+import type { WebGpuBackendLike } from './program';
 
 type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
 
@@ -167,6 +168,26 @@ describeBackends('webgpu-kernels: conv2d gradients', ({ backend }) => {
       }
     });
   }
+
+  it('the input-gradient GEMM folds row tiles into x when they exceed a dispatch dimension', async () => {
+    if (backend !== 'webgpu') return; // a webgpu program
+    // WebGPU's 65535 workgroups per dimension, lowered to 2 and 3: 8 row tiles (or 3 per stride phase) fold.
+    const folded: [ConvCase, number][] = [
+      [{ name: 'stride 1, 8 row tiles, 2 column tiles', x: [2, 16, 16, 70], filter: [3, 3, 70, 3], stride: 1, pad: 1 }, 3],
+      [{ name: 'stride 2, 3 row tiles per phase', x: [2, 17, 16, 5], filter: [3, 3, 5, 4], stride: 2, pad: 1 }, 2],
+    ];
+    for (const [c, maxPerDimension] of folded) {
+      const info = convInfo(c);
+      const w = tf.randomUniform(c.filter, -1, 1, 'float32', 6);
+      const dy = tf.randomUniform([c.x[0], info.outHeight, info.outWidth, c.filter[3]], -1, 1, 'float32', 7);
+      const dx = tf.engine().makeTensorFromTensorInfo(conv2DBackpropInputGemm(tf.backend() as WebGpuBackendLike, dy, w, info, maxPerDimension));
+      await expectClose(dx, referenceInputGradient(c, (await w.data()) as Float32Array, (await dy.data()) as Float32Array), {
+        relative: 1e-5,
+        label: c.name,
+      });
+      tf.dispose([w, dy, dx]);
+    }
+  });
 
   it('trains through tf.grads of conv2d (ours on webgpu) like the loops', async () => {
     const c = CASES[3];

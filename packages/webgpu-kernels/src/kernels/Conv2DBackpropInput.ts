@@ -76,6 +76,8 @@ function strideOneMethod(): (typeof INPUT_GRADIENT_METHODS)[number] {
 /** Output tile edge per workgroup (16x16 threads, 4x4 outputs each) and K values staged per step. */
 const TILE = 64;
 const TILE_K = 16;
+/** WebGPU's default (and tfjs-backend-webgpu's requested) maxComputeWorkgroupsPerDimension. */
+const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 
 /**
  * The implicit GEMM of the input gradient per stride phase (see the file comment); writes dx
@@ -89,14 +91,24 @@ class InputGradientGemmProgram implements WebGpuProgramLike {
   dispatch: [number, number, number];
   variableNames = ['dy', 'weights'];
   workgroupSize: [number, number, number] = [16, 16, 1];
-  uniforms = 'padTop : i32, padLeft : i32,';
+  uniforms = 'padTop : i32, padLeft : i32, columnTiles : i32,';
+  /** Workgroups along x per row of tiles: more than one when the row tiles exceed a dispatch dimension. */
+  readonly rowTilesPerX: number;
 
-  constructor(private readonly info: tf.backend_util.Conv2DInfo) {
+  constructor(
+    private readonly info: tf.backend_util.Conv2DInfo,
+    maxWorkgroupsPerDimension: number,
+  ) {
     this.outputShape = info.inShape;
     const { strideHeight, strideWidth } = info;
     // Phase (0, 0) has the most rows; the other phases' workgroups beyond their own rows do nothing.
     const phaseRows = info.batchSize * Math.ceil(info.inHeight / strideHeight) * Math.ceil(info.inWidth / strideWidth);
-    this.dispatch = [Math.ceil(info.inChannels / TILE), Math.ceil(phaseRows / TILE), strideHeight * strideWidth];
+    // WebGPU allows 65535 workgroups per dimension; a large batch of large maps (32 x 224 x 224 is 25088
+    // row tiles at stride 1, 128 x 224 x 224 over 100k) folds its row tiles into x as well.
+    const rowTiles = Math.ceil(phaseRows / TILE);
+    const columnTiles = Math.ceil(info.inChannels / TILE);
+    this.rowTilesPerX = Math.ceil(rowTiles / maxWorkgroupsPerDimension);
+    this.dispatch = [columnTiles * this.rowTilesPerX, Math.ceil(rowTiles / this.rowTilesPerX), strideHeight * strideWidth];
     this.shaderKey = `sparkmimConv2DBackpropInputGemm_${strideHeight}_${strideWidth}`;
   }
 
@@ -128,8 +140,9 @@ class InputGradientGemmProgram implements WebGpuProgramLike {
         let tx = i32(localId.x);
         let ty = i32(localId.y);
         let thread = ty * 16 + tx;
-        let nBase = i32(workgroupId.x) * TILE;
-        let mBase = i32(workgroupId.y) * TILE;
+        let nBase = (i32(workgroupId.x) % uniforms.columnTiles) * TILE;
+        let rowTilesPerX = i32(numWorkgroups.x) / uniforms.columnTiles;
+        let mBase = (i32(workgroupId.y) * rowTilesPerX + i32(workgroupId.x) / uniforms.columnTiles) * TILE;
 
         // The phase: rows r = phaseY + i * STRIDE_H, columns q = phaseX + j * STRIDE_W, and its taps
         // kh = tapY0 + tY * STRIDE_H (tY < tapsY), kw = tapX0 + tX * STRIDE_W (tX < tapsX).
@@ -230,6 +243,23 @@ class InputGradientGemmProgram implements WebGpuProgramLike {
   }
 }
 
+/**
+ * `dL/dx` of an NHWC convolution on webgpu by the phase GEMM: `dy` `[B, H', W', outC]`, `filter`
+ * `[kH, kW, inC, outC]`; returns `[B, H, W, inC]`. `maxWorkgroupsPerDimension` is WebGPU's limit (lower
+ * only to test the folding of row tiles into x).
+ */
+export function conv2DBackpropInputGemm(
+  backend: WebGpuBackendLike,
+  dy: tf.TensorInfo,
+  filter: tf.TensorInfo,
+  info: tf.backend_util.Conv2DInfo,
+  maxWorkgroupsPerDimension = MAX_WORKGROUPS_PER_DIMENSION,
+): tf.TensorInfo {
+  const columnTiles = Math.ceil(info.inChannels / TILE);
+  const uniforms = int32Uniforms([info.padInfo.top, info.padInfo.left, columnTiles]);
+  return backend.runWebGPUProgram(new InputGradientGemmProgram(info, maxWorkgroupsPerDimension), [dy, filter], 'float32', uniforms);
+}
+
 function conv2DBackpropInput(args: KernelArgs): tf.TensorInfo {
   const { inputs, backend, attrs } = args;
   const { dy, filter } = inputs as Record<string, tf.TensorInfo>;
@@ -257,7 +287,7 @@ function conv2DBackpropInput(args: KernelArgs): tf.TensorInfo {
   // negative); everything else takes the GEMM.
   const strideOne = info.strideHeight === 1 && info.strideWidth === 1;
   if (!strideOne || sides.some((side) => side < 0) || strideOneMethod() === 'gemm') {
-    return (backend as WebGpuBackendLike).runWebGPUProgram(new InputGradientGemmProgram(info), [dy, filter], 'float32', int32Uniforms([top, left]));
+    return conv2DBackpropInputGemm(backend as WebGpuBackendLike, dy, filter, info);
   }
   const conv2d = tf.getKernel('Conv2D', 'webgpu');
   if (!conv2d) throw new Error("Conv2DBackpropInput (@sparkmim/webgpu-kernels): the webgpu backend has no 'Conv2D' kernel");
