@@ -122,9 +122,9 @@ function forwardMoments(x: tf.Tensor4D, mask: tf.Tensor4D | undefined, count: tf
  * form restricted to the active sites, with `xhat = (x - mean) * rstd`, `n` = count and `dy` masked:
  *   dbeta = sum(dy), dgamma = sum(dy * xhat),
  *   dx = mask * gamma * rstd / n * (n * dy - dbeta - xhat * dgamma),
- * two reductions (through {@link CHANNEL_SUMS_KERNEL} when the backend has one) and seven elementwise
- * kernels, where autodiff through tf.batchNorm and the statistics replays about thirty, four of them
- * reductions.
+ * two reductions (through {@link CHANNEL_SUMS_KERNEL} when the backend has one) and nine elementwise
+ * kernels over the map (seven without a mask), where autodiff through tf.batchNorm and the statistics
+ * replays about thirty, four of them reductions.
  *
  * @param x `[B, H, W, C]`
  * @param mask `[B, H, W, 1]` at the resolution of x, or undefined for every site
@@ -183,7 +183,8 @@ export interface SparseBatchNormOptions {
  * (official SparK's `SparseBatchNorm2d`: BatchNorm1d over the gathered active sites). Training mode:
  * pass no `mean`/`variance` and the batch's active-site statistics normalise (biased variance, as
  * PyTorch normalises). Inference: pass the running statistics. Without a mask (or with an all-active
- * {@link ActiveSites}) this is exactly `tf.moments` + `tf.batchNorm`.
+ * {@link ActiveSites}) the output is exactly `tf.moments` + `tf.batchNorm`'s (the same kernels). In training
+ * mode it is one op whose gradient is batch norm's closed form over the active sites.
  *
  * @param x `[B, H, W, C]`
  * @param mean `[C]` running mean (inference); pass together with `variance` or not at all
