@@ -189,6 +189,10 @@ describeBackends('sparse norms', ({ backend }) => {
     // arithmetic kernels as tf.moments + tf.batchNorm, inside the op's own scope entry, with the statistics
     // stacked into one [2, C] tensor (Pack) and taken apart (Unpack); those move C numbers.
     const wrappers = ['unnamed scope', 'Pack', 'Unpack'];
+    // A statistics kernel (webgpu's from @sparkmim/webgpu-kernels) would replace tf.moments: the claim is
+    // about the fallback, so one registered steps aside here.
+    const statisticsKernel = tf.getKernel(ACTIVE_MOMENTS_KERNEL, tf.getBackend());
+    if (statisticsKernel) tf.unregisterKernel(ACTIVE_MOMENTS_KERNEL, tf.getBackend());
     const kernelsOf = async (build: () => tf.Tensor) => {
       const profile = await tf.profile(() => tf.tidy(build));
       const values = Array.from(await (profile.result as tf.Tensor).data());
@@ -207,6 +211,7 @@ describeBackends('sparse norms', ({ backend }) => {
       expect(await kernelsOf(() => sparseLayerNorm(toTensor(x) as tf.Tensor4D, { active: sites }))).toEqual(layerNorm);
     } finally {
       sites.dispose();
+      if (statisticsKernel) tf.registerKernel(statisticsKernel);
     }
   });
 
@@ -323,6 +328,26 @@ describeBackends('sparse norms', ({ backend }) => {
         'variance',
       );
       tf.dispose([mean, variance]);
+      // Without a mask, the kernel gets a mask of ones.
+      const dense = batchNormTrainReference(x, undefined, new Float64Array(3).fill(1), new Float64Array(3));
+      const [denseMean, denseVariance] = tf.tidy(() => {
+        const moments = activeMoments(toTensor(x) as tf.Tensor4D);
+        return [moments.mean, moments.variance];
+      });
+      expect(calls).toBe(2);
+      await expectGridClose(
+        { shape: [3], output: (await denseMean.data()) as Float32Array },
+        { shape: [3], data: dense.mean },
+        tolerance.forward,
+        'dense mean',
+      );
+      await expectGridClose(
+        { shape: [3], output: (await denseVariance.data()) as Float32Array },
+        { shape: [3], data: dense.biasedVariance },
+        tolerance.forward,
+        'dense variance',
+      );
+      tf.dispose([denseMean, denseVariance]);
     } finally {
       tf.unregisterKernel(ACTIVE_MOMENTS_KERNEL, backendName);
       if (registered) tf.registerKernel(registered);

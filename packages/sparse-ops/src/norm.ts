@@ -13,9 +13,9 @@ export type BatchStatistics = {
 
 /**
  * Name of the optional backend kernel that computes the active-site statistics in one pass per channel
- * block (`@sparkmim/webgpu-kernels` registers it for webgpu). sparse-ops does not depend on any kernel
- * package: the name is the whole contract, and with no kernel registered for the current backend the same
- * statistics come from tfjs ops. The contract:
+ * block (`@sparkmim/webgpu-kernels` registers it for webgpu); batch norm without a mask calls it with a
+ * mask of ones. sparse-ops does not depend on any kernel package: the name is the whole contract, and with
+ * no kernel registered for the current backend the same statistics come from tfjs ops. The contract:
  * - inputs `{x, mask}`: `x` float32 `[B, H, W, C]`, `mask` float32 `[B, H, W, 1]` of 0/1, no attributes;
  * - outputs `[mean, variance]`, both float32 `[C]`: the mean over the sites where mask is 1 and the biased
  *   variance `sum(mask * (x - mean)^2) / count`, in two passes as PyTorch's BatchNorm computes it (never
@@ -94,18 +94,22 @@ function momentsOver(x: tf.Tensor4D, mask: tf.Tensor4D | undefined): BatchStatis
 }
 
 /**
- * The statistics' values: the registered {@link ACTIVE_MOMENTS_KERNEL} when the backend has one (masked
- * case), else tfjs ops. Called where no gradient is recorded (inside a tf.customGrad forward).
+ * The statistics' values: the registered {@link ACTIVE_MOMENTS_KERNEL} when the backend has one (with a
+ * mask of ones when there is none), else tfjs ops (tf.moments without a mask). Called where no gradient is
+ * recorded (inside a tf.customGrad forward).
  */
 function forwardMoments(x: tf.Tensor4D, mask: tf.Tensor4D | undefined, count: tf.Scalar): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
+  if (x.dtype === 'float32' && tf.getKernel(ACTIVE_MOMENTS_KERNEL, tf.getBackend()) !== undefined) {
+    // Without a mask every site counts: a mask of ones (1/C of x's size) lets the kernel serve the dense
+    // batch norms too (the decoder's), which tf.moments would reduce as slowly as the masked composite.
+    const [batch, height, width] = x.shape;
+    const siteMask = mask ? (mask.dtype === 'float32' ? mask : tf.cast(mask, 'float32')) : tf.ones([batch, height, width, 1]);
+    const [mean, variance] = tf.engine().runKernel(ACTIVE_MOMENTS_KERNEL, { x, mask: siteMask }, {}) as tf.Tensor1D[];
+    return { mean, variance };
+  }
   if (!mask) {
     const { mean, variance } = tf.moments(x, [0, 1, 2]);
     return { mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };
-  }
-  if (x.dtype === 'float32' && tf.getKernel(ACTIVE_MOMENTS_KERNEL, tf.getBackend()) !== undefined) {
-    const inputs = { x, mask: mask.dtype === 'float32' ? mask : tf.cast(mask, 'float32') };
-    const [mean, variance] = tf.engine().runKernel(ACTIVE_MOMENTS_KERNEL, inputs, {}) as tf.Tensor1D[];
-    return { mean, variance };
   }
   // Official SparK gathers the active sites and runs BatchNorm1d on them; weighting every site by the 0/1
   // mask gives the same sums without a gather. Two passes (mean, then centred squares), as PyTorch.
@@ -183,8 +187,9 @@ export interface SparseBatchNormOptions {
  * (official SparK's `SparseBatchNorm2d`: BatchNorm1d over the gathered active sites). Training mode:
  * pass no `mean`/`variance` and the batch's active-site statistics normalise (biased variance, as
  * PyTorch normalises). Inference: pass the running statistics. Without a mask (or with an all-active
- * {@link ActiveSites}) the output is exactly `tf.moments` + `tf.batchNorm`'s (the same kernels). In training
- * mode it is one op whose gradient is batch norm's closed form over the active sites.
+ * {@link ActiveSites}) the output is exactly `tf.moments` + `tf.batchNorm`'s (the same kernels), unless the
+ * backend has an {@link ACTIVE_MOMENTS_KERNEL} for the statistics. In training mode it is one op whose
+ * gradient is batch norm's closed form over the active sites.
  *
  * @param x `[B, H, W, C]`
  * @param mean `[C]` running mean (inference); pass together with `variance` or not at all
