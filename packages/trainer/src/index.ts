@@ -42,7 +42,7 @@ export type {
 export { safetensorsEntriesFromTensors, tensorsFromSafetensors } from './io/tensors';
 
 // The SparK model
-export { ROW_PATH_BACKENDS, SPARSE_PATHS, SparkModel, sparkArchitectureFromState } from './model/spark-model';
+export { ROW_PATH_BACKENDS, ROW_PATH_MIN_CHANNELS, SPARSE_PATHS, SparkModel, sparkArchitectureFromState } from './model/spark-model';
 export type {
   SparsePath,
   SparkArchitecture,

@@ -46,7 +46,7 @@ export interface PretrainConfig {
   densifyNorm?: string;
   /**
    * How the sparse encoder computes: rows (visible sites only; ResNets), dense (masked ops over whole
-   * maps) or auto (rows for a ResNet on wasm or cpu, dense otherwise). Default auto.
+   * maps) or auto (rows for a ResNet of 64+ channels on wasm or cpu, dense otherwise). Default auto.
    */
   sparsePath?: string;
   /** A backend name, or 'auto': the fastest that can be set up. */

@@ -158,7 +158,7 @@ describeBackends('SparkModel', ({ backend }) => {
     loaded.dispose();
   });
 
-  it('sparsePath: rows gives the masked-dense loss and gradients; auto picks rows for a ResNet on ROW_PATH_BACKENDS only', async () => {
+  it('sparsePath: rows gives the masked-dense loss and gradients; auto picks rows for a wide ResNet on ROW_PATH_BACKENDS only', async () => {
     const build = (sparsePath: SparsePath) =>
       new SparkModel({
         backbone: createBackboneFromConfig({ kind: 'resnet', depths: [1, 1, 1, 1], block: 'basic', stemWidth: 8, channels: [8, 8, 16, 16], seed: 5 }),
@@ -167,7 +167,14 @@ describeBackends('SparkModel', ({ backend }) => {
         seed: 5,
       });
     const [auto, rows, dense] = [build('auto'), build('rows'), build('dense')];
-    expect([auto.usesRowPath(), rows.usesRowPath(), dense.usesRowPath()]).toEqual([ROW_PATH_BACKENDS.includes(backend), true, false]);
+    // This encoder is narrow (8 to 16 channels): auto keeps it dense; a 64-channel one goes on rows where rows pay.
+    expect([auto.usesRowPath(), rows.usesRowPath(), dense.usesRowPath()]).toEqual([false, true, false]);
+    const wide = new SparkModel({
+      backbone: createBackboneFromConfig({ kind: 'resnet', depths: [1, 1, 1, 1], block: 'basic', stemWidth: 8, channels: [64, 8, 8, 8] }),
+      decoderWidth: 32,
+    });
+    expect(wide.usesRowPath()).toBe(ROW_PATH_BACKENDS.includes(backend));
+    wide.dispose();
     const x = images();
     const active = diagonalMask();
     if (ROW_PATH_BACKENDS.includes(backend)) {
