@@ -143,6 +143,8 @@ describeBackends('webgpu-kernels: conv2d gradients', ({ backend }) => {
       const w = tf.randomUniform(c.filter, -1, 1, 'float32', 2);
       const dy = tf.randomUniform([c.x[0], info.outHeight, info.outWidth, c.filter[3]], -1, 1, 'float32', 3);
       const [xValues, wValues, dyValues] = [(await x.data()) as Float32Array, (await w.data()) as Float32Array, (await dy.data()) as Float32Array];
+      // Backend buffers, not only tensors: the kernels' intermediates (partial sums, the flipped filter).
+      const buffersBefore = tf.engine().backend.numDataIds();
       const ours = gradients(c, x, w, dy);
       try {
         expect(ours.dw.shape).toEqual(c.filter);
@@ -163,6 +165,12 @@ describeBackends('webgpu-kernels: conv2d gradients', ({ backend }) => {
           await expectClose(ours.dx, stock.dx, { relative: 1e-5, label: `${c.name} dx vs stock` });
           tf.dispose([stock.dw, stock.dx]);
         }
+        tf.dispose([ours.dw, ours.dx]);
+        // webgpu frees a buffer still in the command queue at the next submit, which a read makes.
+        const probe = tf.sum(x);
+        await probe.data();
+        probe.dispose();
+        expect({ buffers: tf.engine().backend.numDataIds() }).toEqual({ buffers: buffersBefore });
       } finally {
         tf.dispose([x, w, dy, ours.dw, ours.dx]);
       }
