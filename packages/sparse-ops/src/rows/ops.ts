@@ -157,7 +157,14 @@ function neighbourMatMul(rows: tf.Tensor2D, filter: tf.Tensor4D, table: Neighbou
           readers = tf.reshape(tf.gather(dyPadded, table.transposed), [inRows, taps * outC]) as tf.Tensor2D;
         }
         let dInput: tf.Tensor = tf.zerosLike(savedInput);
-        if (readers && inputGradient) {
+        if (readers && inputGradient && inRows < inC) {
+          // Few rows, wide filter (deep stages): the transposed product, `(filter by input channel) @
+          // readersᵀ`, moves whole outC runs of the filter ([taps, inC, outC] -> [inC, taps, outC]) and
+          // transposes only `readers` and the result, instead of the whole filter tap by tap; on wasm a fresh
+          // right-hand matrix is also repacked, and `readers` is the small one here.
+          const byInput = tf.reshape(tf.transpose(tf.reshape(savedWeights, [taps, inC, outC]), [1, 0, 2]), [inC, taps * outC]);
+          dInput = tf.transpose(tf.matMul(byInput as tf.Tensor2D, tf.transpose(readers) as tf.Tensor2D));
+        } else if (readers && inputGradient) {
           // [taps, inC, outC] -> [taps, outC, inC]: each tap's filter transposed, stacked along the rows.
           const tapsTransposed = tf.reshape(tf.transpose(tf.reshape(savedWeights, [taps, inC, outC]), [0, 2, 1]), [taps * outC, inC]);
           dInput = tf.matMul(readers, tapsTransposed as tf.Tensor2D);

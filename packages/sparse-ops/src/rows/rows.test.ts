@@ -90,6 +90,10 @@ const convCases: ConvCase[] = [
   { name: '1x1 pointwise (plain matmul)', input: [2, 4, 6, 3], mask: [2, 2, 3], filter: [1, 1, 3, 5] },
   { name: '3x3 dilation 2 pad 2, rectangular map', input: [2, 4, 6, 2], mask: [2, 2, 3], filter: [3, 3, 2, 3], pad: 2, dilations: 2 },
   { name: 'depthwise 7x7 pad 3 (ConvNeXt)', input: [2, 8, 8, 4], mask: [2, 4, 4], filter: [7, 7, 1, 4], pad: 3, groups: 4 },
+  // Fewer rows than input channels (a deep stage: ResNet-18's 7x7 layer4 keeps ~40 rows of 512 channels):
+  // the input gradient is then the transposed product.
+  // (16 sites at most, 20 channels.)
+  { name: '3x3 on fewer rows than input channels, 20 -> 5', input: [2, 2, 4, 20], mask: [2, 2, 4], filter: [3, 3, 20, 5], pad: 1 },
 ];
 
 describeBackends('row ops', () => {
