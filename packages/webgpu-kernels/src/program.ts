@@ -46,18 +46,6 @@ export interface KernelArgs {
   attrs?: tf.NamedAttrMap;
 }
 
-export function pair(value: number | [number, number]): [number, number] {
-  return typeof value === 'number' ? [value, value] : value;
-}
-
-/** Throws unless `dilations` are 1: the kernels here implement undilated convolution only. */
-export function assertUndilated(kernelName: string, dilations: number | [number, number] | undefined): void {
-  const [dilationH, dilationW] = pair(dilations ?? 1);
-  if (dilationH !== 1 || dilationW !== 1) {
-    throw new Error(`${kernelName} (@sparkmim/webgpu-kernels): expected dilations 1, got [${dilationH}, ${dilationW}]`);
-  }
-}
-
 /** Throws unless the tensor is float32: the programs read and write f32 buffers. */
 export function assertFloat32(kernelName: string, name: string, info: tf.TensorInfo): void {
   if (info.dtype !== 'float32') {
