@@ -19,6 +19,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { DAWN_PROFILING_OPTIONS, installNodeWebGpu, setupBackend } from '@sparkmim/runtime';
 import { Lamb, SparkModel, paramGroupsFromVariables, sparkRecipe, trainStep } from '@sparkmim/trainer';
 import * as webgpuKernels from '@sparkmim/webgpu-kernels';
+import { RESNET50_CONV_SHAPES, SMOKE_CONV_SHAPES, convGradientCases, drainGpu, timeWindow } from '@sparkmim/webgpu-kernels/bench';
 import type { BenchScenario } from '../src/commands/bench-scenarios';
 import { profileScenario } from '../src/commands/bench';
 
@@ -83,13 +84,6 @@ function setFlagIfRegistered(name: string, value: string): boolean {
   return true;
 }
 
-/** Waits for the GPU to finish everything queued so far, by reading one number (not a whole tensor). */
-async function drain(tensor: tf.Tensor): Promise<void> {
-  const one = tf.tidy(() => tf.slice(tf.reshape(tensor, [-1]), 0, 1));
-  await one.data();
-  one.dispose();
-}
-
 function seededUniform(seed: number): () => number {
   let state = seed % 2147483647 || 1;
   return () => {
@@ -109,35 +103,6 @@ function syntheticImages(batch: number, size: number, seed: number): tf.Tensor4D
 // ---------------------------------------------------------------------------------------------------------
 // Jobs (run in a child process each).
 
-interface ConvShape {
-  name: string;
-  size: number;
-  inC: number;
-  outC: number;
-  kernel: number;
-  stride: number;
-  /** The input gradient is left out where the model never needs it (the stem's input is the image). */
-  inputGradient: boolean;
-}
-
-// The two shapes with stock figures from 2026-11-26 first (3x3: 81 ms, 1x1 64>256: 257 ms per filter
-// gradient), the stem and the decoder's large map, slowest for the stock kernels, last.
-const CONV_SHAPES: readonly ConvShape[] = [
-  { name: 'layer1 3x3 64', size: 56, inC: 64, outC: 64, kernel: 3, stride: 1, inputGradient: true },
-  { name: 'layer1 1x1 64>256', size: 56, inC: 64, outC: 256, kernel: 1, stride: 1, inputGradient: true },
-  { name: 'layer1 1x1 64>64', size: 56, inC: 64, outC: 64, kernel: 1, stride: 1, inputGradient: true },
-  { name: 'layer2 3x3 128 s2', size: 56, inC: 128, outC: 128, kernel: 3, stride: 2, inputGradient: true },
-  { name: 'layer2 1x1 128>512', size: 28, inC: 128, outC: 512, kernel: 1, stride: 1, inputGradient: true },
-  { name: 'layer3 3x3 256', size: 14, inC: 256, outC: 256, kernel: 3, stride: 1, inputGradient: true },
-  { name: 'layer4 3x3 512', size: 7, inC: 512, outC: 512, kernel: 3, stride: 1, inputGradient: true },
-  { name: 'decoder 3x3 96 at 112', size: 112, inC: 96, outC: 96, kernel: 3, stride: 1, inputGradient: true },
-  { name: 'stem 7x7 s2', size: 224, inC: 3, outC: 64, kernel: 7, stride: 2, inputGradient: false },
-];
-const SMOKE_CONV_SHAPES: readonly ConvShape[] = [
-  { name: 'smoke 3x3', size: 8, inC: 4, outC: 4, kernel: 3, stride: 1, inputGradient: true },
-  { name: 'smoke 1x1 s2', size: 8, inC: 4, outC: 8, kernel: 1, stride: 2, inputGradient: true },
-];
-
 /** Per shape and gradient, stock and ours alternately in this one process, on the same tensors. */
 async function kernelsJob(deadline: number): Promise<void> {
   const available = oursUnavailable();
@@ -145,23 +110,9 @@ async function kernelsJob(deadline: number): Promise<void> {
   if (available) emit({ type: 'note', job: 'kernels', message: `stock only: ${available}` });
   const batch = smoke ? 2 : 32;
   const maxReps = smoke ? 2 : 5;
-  for (const shape of smoke ? SMOKE_CONV_SHAPES : CONV_SHAPES) {
-    const pad = (shape.kernel - 1) >> 1;
-    const outSize = Math.floor((shape.size + 2 * pad - shape.kernel) / shape.stride) + 1;
-    const x = tf.randomNormal([batch, shape.size, shape.size, shape.inC], 0, 1, 'float32', 1) as tf.Tensor4D;
-    const filter = tf.randomNormal([shape.kernel, shape.kernel, shape.inC, shape.outC], 0, 0.05, 'float32', 2) as tf.Tensor4D;
-    const dy = tf.randomNormal([batch, outSize, outSize, shape.outC], 0, 1, 'float32', 3) as tf.Tensor4D;
-    const common = { strides: [shape.stride, shape.stride], pad, dataFormat: 'NHWC' };
-    const cases: [string, () => tf.Tensor][] = [
-      ['Conv2DBackpropFilter', () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...common, filterShape: filter.shape }) as tf.Tensor],
-    ];
-    if (shape.inputGradient) {
-      cases.push([
-        'Conv2DBackpropInput',
-        () => tf.engine().runKernel('Conv2DBackpropInput', { dy, filter }, { ...common, inputShape: x.shape }) as tf.Tensor,
-      ]);
-    }
-    for (const [kernel, run] of cases) {
+  for (const shape of smoke ? SMOKE_CONV_SHAPES : RESNET50_CONV_SHAPES) {
+    const inputs = convGradientCases(shape, batch);
+    for (const [kernel, run] of inputs.cases) {
       // The variants timed: stock, ours, and for a stride-1 input gradient ours with its GEMM instead of the
       // forward-convolution rewrite (@sparkmim/webgpu-kernels' flag SPARKMIM_WEBGPU_INPUT_GRADIENT).
       const variants: { label: string; arm: Arm; inputGradient?: string }[] = arms.map((arm) => ({ label: arm, arm }));
@@ -180,25 +131,14 @@ async function kernelsJob(deadline: number): Promise<void> {
         if (inputGradient !== undefined && !flagSet) continue;
         try {
           const first = run(); // compiles the shaders
-          await drain(first);
+          await drainGpu(first);
           outputs.set(label, first);
           // One call alone sizes the window: up to `reps` calls, about 1.5 s of them (a stock filter
           // gradient can take a second per call at batch 32).
-          let start = performance.now();
-          const probe = run();
-          await drain(probe);
-          probe.dispose();
-          const reps = smoke ? maxReps : Math.max(1, Math.min(maxReps, Math.floor(1500 / (performance.now() - start))));
+          const probeMs = await timeWindow(run, 1);
+          const reps = smoke ? maxReps : Math.max(1, Math.min(maxReps, Math.floor(1500 / probeMs)));
           // A window of `reps` calls queued back to back, then one read of one number.
-          start = performance.now();
-          let last: tf.Tensor | undefined;
-          for (let i = 0; i < reps; i++) {
-            last?.dispose();
-            last = run();
-          }
-          await drain(last!);
-          last!.dispose();
-          ms.set(label, (performance.now() - start) / reps);
+          ms.set(label, await timeWindow(run, reps));
           emit({
             type: 'kernel',
             shape: shape.name,
@@ -238,7 +178,7 @@ async function kernelsJob(deadline: number): Promise<void> {
       }
       tf.dispose([...outputs.values()]);
     }
-    tf.dispose([x, filter, dy]);
+    inputs.dispose();
   }
   useKernels('stock');
 }
@@ -321,7 +261,7 @@ async function inferJob(job: string, arm: Arm, { model: name, batch, size }: Ste
       tf.dispose(last);
       last = tf.tidy(() => model.backbone.forward(images));
     }
-    await drain(last[last.length - 1]);
+    await drainGpu(last[last.length - 1]);
     tf.dispose(last);
     return (performance.now() - start) / passes;
   };
