@@ -20,13 +20,18 @@ export interface BenchScenario {
   description: string;
 }
 
+/** The quickstart's model (apps/pretrain/configs/quickstart.json), which most small scenarios time. */
+const QUICKSTART_MODEL = {
+  model: 'resnet18',
+  backbone: { stemWidth: 8, channels: [8, 16, 32, 64], depths: [1, 1, 1, 1] },
+  decoderWidth: 32,
+} as const satisfies Pick<BenchScenario, 'model' | 'backbone' | 'decoderWidth'>;
+
 export const BENCH_SCENARIOS: readonly BenchScenario[] = [
   {
     name: 'quickstart',
     kind: 'step',
-    model: 'resnet18',
-    backbone: { stemWidth: 8, channels: [8, 16, 32, 64], depths: [1, 1, 1, 1] },
-    decoderWidth: 32,
+    ...QUICKSTART_MODEL,
     inputSize: 96,
     batch: 8,
     steps: 5,
@@ -74,9 +79,7 @@ export const BENCH_SCENARIOS: readonly BenchScenario[] = [
   {
     name: 'ci-step',
     kind: 'step',
-    model: 'resnet18',
-    backbone: { stemWidth: 8, channels: [8, 16, 32, 64], depths: [1, 1, 1, 1] },
-    decoderWidth: 32,
+    ...QUICKSTART_MODEL,
     inputSize: 64,
     batch: 2,
     steps: 1,
@@ -96,8 +99,8 @@ export const BENCH_SCENARIOS: readonly BenchScenario[] = [
   {
     name: 'ci-infer',
     kind: 'inference',
-    model: 'resnet18',
-    backbone: { stemWidth: 8, channels: [8, 16, 32, 64], depths: [1, 1, 1, 1] },
+    model: QUICKSTART_MODEL.model,
+    backbone: QUICKSTART_MODEL.backbone,
     inputSize: 64,
     batch: 2,
     steps: 2,
@@ -106,9 +109,7 @@ export const BENCH_SCENARIOS: readonly BenchScenario[] = [
   {
     name: 'profile',
     kind: 'profile',
-    model: 'resnet18',
-    backbone: { stemWidth: 8, channels: [8, 16, 32, 64], depths: [1, 1, 1, 1] },
-    decoderWidth: 32,
+    ...QUICKSTART_MODEL,
     inputSize: 96,
     batch: 8,
     steps: 1,
@@ -137,9 +138,7 @@ export const BENCH_SCENARIOS: readonly BenchScenario[] = [
   {
     name: 'ci-profile',
     kind: 'profile',
-    model: 'resnet18',
-    backbone: { stemWidth: 8, channels: [8, 16, 32, 64], depths: [1, 1, 1, 1] },
-    decoderWidth: 32,
+    ...QUICKSTART_MODEL,
     inputSize: 64,
     batch: 2,
     steps: 1,
