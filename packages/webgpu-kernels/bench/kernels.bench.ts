@@ -9,8 +9,9 @@
 // convolutions (and SparK's decoder's widest) at batch 32, the shapes of apps/pretrain/bench/gpu-run.ts (both from ./conv-cases.ts).
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-// The runtime by path: it depends on this package, so declaring it back would make a dependency cycle.
-import { setupBackend } from '../../runtime/src/index';
+// The runtime from the workspace root's dev dependencies: it depends on this package, so declaring it here
+// would make a dependency cycle.
+import { setupBackend } from '@sparkmim/runtime';
 import { registerWebGpuTrainingKernels, restoreStockWebGpuKernels } from '../src/index';
 import { type ConvShape, RESNET50_CONV_SHAPES, TINY_CONV_SHAPES, convGradientCases, drainGpu, timeWindow } from './conv-cases';
 

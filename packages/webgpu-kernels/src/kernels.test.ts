@@ -4,9 +4,10 @@
 // 'valid', explicit), strides, odd sizes, channel counts that are not multiples of the 64-wide tiles, and
 // the split-K path of the filter gradient.
 import * as tf from '@tensorflow/tfjs-core';
-// test-utils by path, not as a declared dependency: @sparkmim/runtime depends on this package (it registers
-// these kernels) and test-utils on the runtime, so declaring it would make a cycle that turbo refuses to build.
-import { describeBackends, expectClose } from '../../test-utils/src/index';
+// test-utils is the workspace root's dev dependency, not this package's: @sparkmim/runtime depends on this
+// package (it registers these kernels) and test-utils on the runtime, so declaring it here would make a
+// cycle that turbo refuses to build.
+import { describeBackends, expectClose } from '@sparkmim/test-utils';
 import { registerWebGpuTrainingKernels, restoreStockWebGpuKernels, WEBGPU_TRAINING_KERNELS } from './index';
 import { planFilterGradient } from './kernels/Conv2DBackpropFilter';
 import { conv2DBackpropInputGemm, INPUT_GRADIENT_FLAG } from './kernels/Conv2DBackpropInput';

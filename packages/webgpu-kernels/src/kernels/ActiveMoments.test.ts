@@ -3,8 +3,8 @@
 // reference is checked too. Cases: one and several site slices, channels beyond one 64-wide block, a sample
 // with no active site, a large-mean channel (which E[x^2] - E[x]^2 would get wrong), no active site at all.
 import * as tf from '@tensorflow/tfjs-core';
-// test-utils by path, as kernels.test.ts explains (declaring it would make a dependency cycle).
-import { describeBackends, expectClose } from '../../../test-utils/src/index';
+// test-utils from the workspace root's dev dependencies (see kernels.test.ts for why not this package's).
+import { describeBackends, expectClose } from '@sparkmim/test-utils';
 import { registerWebGpuTrainingKernels } from '../index';
 import { ACTIVE_MOMENTS_KERNEL, CHANNEL_SUMS_KERNEL, planActiveMoments } from './ActiveMoments';
 
