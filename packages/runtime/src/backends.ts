@@ -26,9 +26,9 @@ export interface BackendInfo {
 /** How {@link setupBackend} sets a backend up. */
 export interface SetupBackendOptions {
   /**
-   * wasm only: the thread count, 1 to 8 (default: the environment variable SPARKMIM_WASM_THREADS, else
-   * half the logical cores, as tfjs chooses: one thread on a 2-core machine). Browsers use threads only
-   * on cross-origin isolated pages, and at most half the logical cores. The first wasm setup in a process
+   * wasm only: the thread count, 1 to 8 (default: the environment variable SPARKMIM_WASM_THREADS, else one
+   * thread in Node; in browsers tfjs's half the logical cores). Browsers use threads only on cross-origin
+   * isolated pages, and at most half the logical cores. The first wasm setup in a process
    * chooses; later ones keep its threads.
    */
   threads?: number;

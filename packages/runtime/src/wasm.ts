@@ -18,9 +18,8 @@ export const MAX_WASM_THREADS = 8;
 
 /**
  * The thread count asked for: `threads` if given, else {@link WASM_THREADS_ENV}, else undefined (the
- * default: half the logical cores, 1 to {@link MAX_WASM_THREADS}, as tfjs
- * chooses). Throws, naming the value, when it is not
- * an integer from 1 to 8.
+ * default: one thread in Node, tfjs's choice in a browser). Throws, naming the value, when it is not an
+ * integer from 1 to {@link MAX_WASM_THREADS}.
  */
 export function requestedWasmThreads(threads?: number): number | undefined {
   const fromEnv = isNode ? process.env[WASM_THREADS_ENV] : undefined;
@@ -65,9 +64,9 @@ export async function prepareWasmBackend(): Promise<void> {
  *   Node), and forcing the flag fails: Emscripten's loader creates its workers from the blob: URL tfjs
  *   gives it, which `worker_threads` rejects (ERR_WORKER_PATH). {@link installNodePthreadWorker} gives the
  *   loader a Worker that opens tfjs's worker script from source, and the threaded build starts. Default:
- *   tfjs's own rule, half the logical cores (1 to 8), so a 2-core machine stays on one thread unless asked:
- *   XNNPACK's idle threads spin between kernels, which on a machine busy with other work cost more than
- *   the second core brings (measured in the README). If the threaded start fails, one thread.
+ *   one thread, as tfjs in Node has always run; threads only when asked. XNNPACK's idle threads spin
+ *   between kernels, and a SparK step of small kernels ran at half speed on two threads in every pair
+ *   measured (README); a larger machine was not measured. If the threaded start fails, one thread.
  * - Browsers: tfjs uses threads by itself on cross-origin isolated pages (COOP/COEP headers, which make
  *   SharedArrayBuffer available), on half the logical cores (`navigator.hardwareConcurrency / 2`, 1 to 8);
  *   `threads` can only lower that.
@@ -91,7 +90,7 @@ export async function startWasmBackend(threads?: number): Promise<{ ok: boolean;
     if (threads !== undefined) wasm.setThreadsCount(threads);
     return { ok: await tf.setBackend('wasm'), threads: threadCount() };
   }
-  const wanted = threads ?? Math.max(1, Math.min(Math.floor(nodeCoreCount() / 2), MAX_WASM_THREADS));
+  const wanted = threads ?? 1;
   if (wanted > 1 && installNodePthreadWorker()) {
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
     wasm.setThreadsCount(wanted);
@@ -107,12 +106,6 @@ export async function startWasmBackend(threads?: number): Promise<{ ok: boolean;
 /** The require of the bundle (the CLI's tsup banner, run-ts) or of jest; undefined in a browser. */
 function nodeRequireFunction(): NodeJS.Require | undefined {
   return typeof require === 'function' ? require : undefined;
-}
-
-function nodeCoreCount(): number {
-  const os = nodeRequireFunction()?.('node:os') as typeof import('node:os') | undefined;
-  if (!os) return 1;
-  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }
 
 /**
