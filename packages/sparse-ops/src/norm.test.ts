@@ -50,9 +50,22 @@ async function gradientValues(loss: (...inputs: tf.Tensor[]) => tf.Scalar, input
   return values;
 }
 
-async function expectGradientsClose(actual: Float32Array[], expected: Float64Array[], inputs: Grid[], relative: number) {
+/** Each gradient against its expected values (a reference's, or autodiff's through tfjs), labelled by input. */
+async function expectGradientsClose(
+  actual: Float32Array[],
+  expected: ArrayLike<number>[],
+  inputs: Pick<Grid, 'shape'>[],
+  relative: number,
+  caseLabel?: string,
+) {
   for (let i = 0; i < inputs.length; i++) {
-    await expectGridClose({ shape: inputs[i].shape, output: actual[i] }, { shape: inputs[i].shape, data: expected[i] }, relative, labels[i]);
+    const label = caseLabel ? `${labels[i]} ${caseLabel}` : labels[i];
+    await expectGridClose(
+      { shape: inputs[i].shape, output: actual[i] },
+      { shape: inputs[i].shape, data: Float64Array.from(expected[i]) },
+      relative,
+      label,
+    );
   }
 }
 
@@ -296,15 +309,7 @@ describeBackends('sparse norms', ({ backend }) => {
           const normalised = tf.batchNorm(features as tf.Tensor4D, mean, variance, shift ?? tf.zeros([2]), scale ?? tf.ones([2]), 1e-5);
           return weighted(mask ? tf.mul(normalised, tf.image.resizeNearestNeighbor(mask, [4, 4])) : normalised);
         }, inputs);
-        for (let i = 0; i < inputs.length; i++) {
-          const gradientShape = inputs[i].shape;
-          await expectGridClose(
-            { shape: gradientShape, output: actual[i] },
-            { shape: gradientShape, data: Float64Array.from(expected[i]) },
-            tolerance.gradient,
-            `${labels[i]} ${label}`,
-          );
-        }
+        await expectGradientsClose(actual, expected, inputs, tolerance.gradient, label);
         tf.dispose([...inputs, mask]);
       }
     } finally {
@@ -378,15 +383,7 @@ describeBackends('sparse norms', ({ backend }) => {
         const normalised = tf.batchNorm(features as tf.Tensor4D, mean, variance, shift as tf.Tensor1D, scale as tf.Tensor1D, 1e-5);
         return weighted(tf.mul(normalised, tf.image.resizeNearestNeighbor(mask, [4, 4])));
       }, inputs);
-      for (let i = 0; i < inputs.length; i++) {
-        const gradientShape = inputs[i].shape;
-        await expectGridClose(
-          { shape: gradientShape, output: actual[i] },
-          { shape: gradientShape, data: Float64Array.from(expected[i]) },
-          tolerance.gradient,
-          labels[i],
-        );
-      }
+      await expectGradientsClose(actual, expected, inputs, tolerance.gradient);
     } finally {
       tf.dispose([x, gamma, beta, upstream, mask]);
       restore();
