@@ -84,6 +84,20 @@ describe('sparkmim forward', () => {
   describe('errors the user can fix: one line, exit code 2', () => {
     const [fileName] = goldenFileNames();
     const golden = () => path.join(goldensDir(), fileName);
+    /** `forward` on the golden's weights and input with the mask `active` of the file `mask`. */
+    const forwardWithMaskArgs = (mask: string) => [
+      'forward',
+      '--weights',
+      golden(),
+      '--strip-prefix',
+      'param.',
+      '--input',
+      `${golden()}:input`,
+      '--active',
+      `${mask}:active`,
+      '--out',
+      path.join(folder, 'o.safetensors'),
+    ];
 
     async function expectUsageError(argv: string[], message: string | RegExp): Promise<void> {
       const result = await runCli(argv);
@@ -126,22 +140,7 @@ describe('sparkmim forward', () => {
       );
       const mask = path.join(folder, 'mask.safetensors');
       fs.writeFileSync(mask, encodeSafetensors(new Map([['active', { shape: [2, 1, 2, 2], data: new Float32Array(8) }]])));
-      await expectUsageError(
-        [
-          'forward',
-          '--weights',
-          golden(),
-          '--strip-prefix',
-          'param.',
-          '--input',
-          `${golden()}:input`,
-          '--active',
-          `${mask}:active`,
-          '--out',
-          path.join(folder, 'o.safetensors'),
-        ],
-        '--active: mask [2, 1, 2, 2] does not fit images [2, 3, 128, 128]: expected [2, 1, 4, 4]',
-      );
+      await expectUsageError(forwardWithMaskArgs(mask), '--active: mask [2, 1, 2, 2] does not fit images [2, 3, 128, 128]: expected [2, 1, 4, 4]');
     });
 
     it('a key the input file does not have, and a mask that is not 0/1', async () => {
@@ -151,22 +150,7 @@ describe('sparkmim forward', () => {
       );
       const mask = path.join(folder, 'mask.safetensors');
       fs.writeFileSync(mask, encodeSafetensors(new Map([['active', { shape: [2, 1, 4, 4], data: new Float32Array(32).fill(0.5) }]])));
-      await expectUsageError(
-        [
-          'forward',
-          '--weights',
-          golden(),
-          '--strip-prefix',
-          'param.',
-          '--input',
-          `${golden()}:input`,
-          '--active',
-          `${mask}:active`,
-          '--out',
-          path.join(folder, 'o.safetensors'),
-        ],
-        '--active: the mask must hold only 0 and 1, got 0.5 at index 0',
-      );
+      await expectUsageError(forwardWithMaskArgs(mask), '--active: the mask must hold only 0 and 1, got 0.5 at index 0');
     });
   });
 });
