@@ -26,6 +26,12 @@ export class KernelScope {
     return out;
   }
 
+  /** Adds `out`, made outside {@link run} (e.g. by `backend.makeOutput`), to what {@link dispose} frees. */
+  track(out: tf.TensorInfo): tf.TensorInfo {
+    this.made.push(out);
+    return out;
+  }
+
   reshape(x: tf.TensorInfo, shape: number[]): tf.TensorInfo {
     return this.run('Reshape', { x }, { shape });
   }

@@ -81,6 +81,20 @@ describe('conv2d gradients on wasm (Conv2DBackpropFilter, Conv2DBackpropInput)',
         [0, 0],
       ],
     },
+    // Channel counts past one 32-wide tile of the filter transposes, and not multiples of it.
+    { name: '3x3 stride 1 same, 35 to 33 channels', x: [1, 4, 3, 35], filter: [3, 3, 35, 33], stride: 1, pad: 'same' },
+    {
+      name: '4x4 stride 2 pad 1, 33 to 34 channels',
+      x: [1, 6, 5, 33],
+      filter: [4, 4, 33, 34],
+      stride: 2,
+      pad: [
+        [0, 0],
+        [1, 1],
+        [1, 1],
+        [0, 0],
+      ],
+    },
     { name: '1x1 stride 2 (a downsample shortcut)', x: [2, 8, 8, 4], filter: [1, 1, 4, 6], stride: 2, pad: 'valid' },
     { name: '2x2 stride 2 valid on an odd size', x: [2, 7, 9, 3], filter: [2, 2, 3, 2], stride: 2, pad: 'valid' },
     {

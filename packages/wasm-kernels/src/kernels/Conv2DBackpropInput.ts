@@ -47,11 +47,11 @@ export function inputGradientByConv(
     [padLeft, padRight],
     [0, 0],
   ]);
-  const flipped = scope.run('Reverse', { x: filter }, { dims: [0, 1] });
   if (!depthwise) {
-    const swapped = scope.transpose(flipped, [0, 1, 3, 2]);
-    return scope.run('Conv2D', { x: padded, filter: swapped }, VALID_CONV_ATTRS);
+    const flippedSwapped = swappedTaps(scope, filter, reversedTaps(kernelH), reversedTaps(kernelW));
+    return scope.run('Conv2D', { x: padded, filter: flippedSwapped }, VALID_CONV_ATTRS);
   }
+  const flipped = scope.run('Reverse', { x: filter }, { dims: [0, 1] });
   const multiplier = filterOut;
   const perChannel = scope.reshape(flipped, [kernelH, kernelW, filterIn * multiplier, 1]);
   const spreadOut = scope.run('DepthwiseConv2dNative', { x: padded, filter: perChannel }, VALID_CONV_ATTRS);
@@ -75,36 +75,29 @@ function inputGradientBySubPixels(
   strides: [number, number],
   sides: { top: number; left: number },
 ): tf.TensorInfo {
-  const [kernelH, kernelW, inC, outC] = filter.shape;
-  const [batch, height, width] = inputShape;
+  const [kernelH, kernelW] = filter.shape;
+  const [batch, height, width, inC] = inputShape;
   const [strideH, strideW] = strides;
   const [, dyH, dyW] = dy.shape;
   const tapsH = Math.ceil(kernelH / strideH);
   const tapsW = Math.ceil(kernelW / strideW);
   const rows = Math.ceil(height / strideH);
   const cols = Math.ceil(width / strideW);
-  // Zero taps past the kernel's end, so that every phase has tapsH x tapsW taps.
-  const paddedFilter = scope.pad(filter, [
-    [0, tapsH * strideH - kernelH],
-    [0, tapsW * strideW - kernelW],
-    [0, 0],
-    [0, 0],
-  ]);
-  // Rows i = firstTapH + sH * t as [tapsH, sH, ...] sliced at the phase: slices of rank <= 4 only (the
-  // backend's higher-rank slices and transposes fall back to a slow generic loop).
-  const byRow = scope.reshape(paddedFilter, [tapsH, strideH, tapsW * strideW * inC * outC]);
+  // Phase taps i = firstTap + s * t, flipped (t runs backwards); taps past the kernel's end are zeros, so
+  // that every phase has tapsH x tapsW taps.
+  const phaseTaps = (firstTap: number, stride: number, taps: number, kernel: number) =>
+    Array.from({ length: taps }, (_, t) => {
+      const tap = firstTap + stride * (taps - 1 - t);
+      return tap < kernel ? tap : -1;
+    });
   const phases: tf.TensorInfo[] = [];
   for (let a = 0; a < strideH; a++) {
     const firstTapH = (a + sides.top) % strideH;
-    const rowTaps = scope.run('Slice', { x: byRow }, { begin: [0, firstTapH, 0], size: [tapsH, 1, tapsW * strideW * inC * outC] });
-    const byColumn = scope.reshape(rowTaps, [tapsH, tapsW, strideW, inC * outC]);
     for (let b = 0; b < strideW; b++) {
       const firstTapW = (b + sides.left) % strideW;
       const offsetH = Math.floor((a + sides.top) / strideH);
       const offsetW = Math.floor((b + sides.left) / strideW);
-      const taps = scope.run('Slice', { x: byColumn }, { begin: [0, 0, firstTapW, 0], size: [tapsH, tapsW, 1, inC * outC] });
-      const subFilter = scope.reshape(taps, [tapsH, tapsW, inC, outC]);
-      const convFilter = scope.transpose(scope.run('Reverse', { x: subFilter }, { dims: [0, 1] }), [0, 1, 3, 2]);
+      const convFilter = swappedTaps(scope, filter, phaseTaps(firstTapH, strideH, tapsH, kernelH), phaseTaps(firstTapW, strideW, tapsW, kernelW));
       // phase[q] = sum over t of dy[q + offset - t] * W[firstTap + s * t]: dy padded by taps - 1 - offset.
       const padTop = tapsH - 1 - offsetH;
       const padLeft = tapsW - 1 - offsetW;
@@ -118,6 +111,53 @@ function inputGradientBySubPixels(
     }
   }
   return interleavePhases(scope.backend, phases, [batch, height, width, inC], strides, rows, cols);
+}
+
+/** Taps `k - 1, ..., 0`: the spatial flip of a `k`-tap axis. */
+function reversedTaps(kernel: number): number[] {
+  return Array.from({ length: kernel }, (_, t) => kernel - 1 - t);
+}
+
+/** Edge of the square tiles {@link swappedTaps} transposes each tap's channel matrix in. */
+const TILE = 32;
+
+/**
+ * A filter `[rowTaps.length, colTaps.length, outC, inC]` whose tap `(t, u)` is `filter[rowTaps[t],
+ * colTaps[u]]` (`[inC, outC]`) with its channel axes swapped, or zeros where either index is -1: the flipped
+ * (sub-)filter of the forward convolution an input gradient becomes, in one pass over the wasm heap.
+ * Why: built from the backend's Reverse, Slice and Transpose kernels, the decoder's 4x4 768-channel
+ * upsampling filter took about 0.7 s per call (Reverse alone 0.4 s, a generic per-value loop), more than
+ * the convolutions themselves.
+ */
+function swappedTaps(scope: KernelScope, filter: tf.TensorInfo, rowTaps: number[], colTaps: number[]): tf.TensorInfo {
+  const [, kernelW, inC, outC] = filter.shape;
+  const backend = scope.backend;
+  const out = scope.track(backend.makeOutput([rowTaps.length, colTaps.length, outC, inC], 'float32'));
+  // Views taken after makeOutput: allocating can grow the wasm memory, which detaches older views.
+  const source = backend.typedArrayFromHeap(filter) as Float32Array;
+  const target = backend.typedArrayFromHeap(out) as Float32Array;
+  const tapSize = inC * outC;
+  for (let t = 0; t < rowTaps.length; t++) {
+    for (let u = 0; u < colTaps.length; u++) {
+      const to = (t * colTaps.length + u) * tapSize;
+      if (rowTaps[t] < 0 || colTaps[u] < 0) {
+        target.fill(0, to, to + tapSize);
+        continue;
+      }
+      const from = (rowTaps[t] * kernelW + colTaps[u]) * tapSize;
+      for (let c0 = 0; c0 < inC; c0 += TILE) {
+        const c1 = Math.min(inC, c0 + TILE);
+        for (let o0 = 0; o0 < outC; o0 += TILE) {
+          const o1 = Math.min(outC, o0 + TILE);
+          for (let c = c0; c < c1; c++) {
+            const row = from + c * outC;
+            for (let o = o0; o < o1; o++) target[to + o * inC + c] = source[row + o];
+          }
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /**
