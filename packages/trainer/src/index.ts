@@ -116,6 +116,7 @@ export type { RgbaImage } from './data/normalize';
 
 // Training: one step (the loop with files and checkpoints is in the Node entry)
 export { NonFiniteLossError, currentLrWd, trainStep } from './train/step';
+export { variableGradsReleasing } from './train/releasing-grads';
 export type { TrainStepOptions, TrainStepResult } from './train/step';
 export type { EpochMetrics, RunSummaryMetrics, StepMetrics } from './train/metric-records';
 export { deriveSeeds } from './train/random';

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { DAWN_PROFILING_OPTIONS, installNodeWebGpu, setupBackend } from '@sparkmim/runtime';
-import { AdamW, Lamb, SparkModel, defaultBetas, paramGroupsFromVariables } from '@sparkmim/trainer';
+import { AdamW, Lamb, SparkModel, defaultBetas, paramGroupsFromVariables, variableGradsReleasing } from '@sparkmim/trainer';
 import { UsageError } from '../errors';
 import { BENCH_SCENARIOS, CI_SCENARIOS, type BenchScenario } from './bench-scenarios';
 
@@ -23,7 +23,7 @@ gives their ratio (images/s of the first over the second), both measured in this
                     path runs, in well under 2 minutes; fails only on errors
   --list            the scenarios, one JSON line each
 
-Profile scenarios (profile, resnet50-profile-224, convnext-t-profile-224, ci-profile) run two plain
+Profile scenarios (profile, resnet18-profile-224, resnet50-profile-224, convnext-t-profile-224, ci-profile) run two plain
 steps (the second timed: plainStepMs), then one step under tf.profile, and print a line per kernel name, slowest first: total ms, calls,
 share of all kernel time, and the part spent in the optimiser; then a summary line (kind "profile"). On
 webgpu the times are GPU timestamp queries (Dawn started with timestamp_quantization off; "timing":
@@ -102,7 +102,7 @@ async function runScenario(scenario: BenchScenario, backend: string, stepsOverri
     loss.dispose();
     const forward = performance.now() - start;
     start = performance.now();
-    const { value, grads } = tf.variableGrads(() => model.forward(images, { random }), variables);
+    const { value, grads } = variableGradsReleasing(() => model.forward(images, { random }), variables);
     await settle([value, ...Object.values(grads)]);
     const forwardBackward = performance.now() - start;
     start = performance.now();
@@ -267,7 +267,7 @@ function timingOf(backend: string): ProfileSummary['timing'] {
 }
 
 /**
- * One SparK step (forward + backward through `tf.variableGrads`, then AdamW, or LAMB when asked) after a
+ * One SparK step (forward + backward through `variableGradsReleasing`, as trainStep, then AdamW, or LAMB when asked) after a
  * plain warm-up step, under `tf.profile`: the lines of {@link aggregateKernelTimes} and a summary.
  * `afterSetup` runs once the backend is set up (e.g. to choose between kernel implementations).
  */
@@ -288,7 +288,7 @@ export async function profileScenario(
   const random = seededUniform(1);
   model.train(true);
   const gradients = async () => {
-    const result = tf.variableGrads(() => model.forward(images, { random }), variables);
+    const result = variableGradsReleasing(() => model.forward(images, { random }), variables);
     await settle([result.value]);
     return result;
   };

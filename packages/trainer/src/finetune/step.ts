@@ -4,6 +4,7 @@ import { SeededRandom, uniformFanIn, type NamedVariable } from '@sparkmim/sparse
 import type { Optimizer } from '../optim/optimizer';
 import { applyLrWd, type LrWd } from '../optim/schedule';
 import { trainStep, type TrainStepResult } from '../train/step';
+import { variableGradsReleasing } from '../train/releasing-grads';
 import type { Classifier } from './classifier';
 import { classificationLoss, type ClassificationLossOptions } from './loss';
 
@@ -111,7 +112,7 @@ export class LinearProbe {
     if (lrWd) applyLrWd(optimizer, lrWd);
     const labelTensor = tf.tensor1d(Array.from(labels), 'int32');
     const parameters = this.namedParameters();
-    const { value, grads } = tf.variableGrads(
+    const { value, grads } = variableGradsReleasing(
       () => classificationLoss(this.logits(features), labelTensor, this.numClasses, lossOptions),
       parameters.map(({ variable }) => variable),
     );

@@ -21,6 +21,7 @@ import { reconstructionComposite, sparkLoss } from '@sparkmim/losses';
 import { applyMask, randomPatchMask, seededRandom } from '@sparkmim/masking';
 import { ActiveSites, Module, RowSites, torchState, type LoadStateReport, type NamedVariable } from '@sparkmim/sparse-ops';
 import { loadSparkState, stateFromSafetensors, stateToSafetensors, stripStatePrefix, type ReadStateOptions, type TorchStateDict } from './state';
+import { variableGradsReleasing } from '../train/releasing-grads';
 
 /**
  * How the sparse encoder computes: `'dense'` runs masked ops over whole maps (zeros at masked sites, every
@@ -160,7 +161,7 @@ class SparseEncoder extends Module {
  * @example
  * const model = await SparkModel.fromSafetensors(bytes, { maskRatio: 0.6 });
  * const loss = model.forward(images, { active }); // images [B, H, W, 3], H and W multiples of 32
- * const { grads } = tf.variableGrads(() => model.forward(images, { active }));
+ * const { grads } = variableGradsReleasing(() => model.forward(images, { active }), model.namedParameters().map((p) => p.variable));
  * model.dispose();
  */
 export class SparkModel extends Module {
@@ -429,7 +430,7 @@ export class SparkModel extends Module {
     // One mask for the whole call, drawn outside the tape.
     const active = options.active ?? this.drawMask(images, options, 'SparkModel.lossAndGradients');
     try {
-      const { value, grads } = tf.variableGrads(
+      const { value, grads } = variableGradsReleasing(
         () => this.forward(images, { ...options, active }),
         parameters.map((parameter) => parameter.variable),
       );

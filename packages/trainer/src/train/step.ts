@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Optimizer } from '../optim/optimizer';
 import { applyLrWd } from '../optim/schedule';
 import type { AppliedLrWd, LrWd } from '../optim/schedule';
+import { variableGradsReleasing } from './releasing-grads';
 import type { LossOptions, TrainableModel } from './trainable';
 
 /**
@@ -92,7 +93,7 @@ export async function trainStep(
       "trainStep: none of the model's parameters is in the optimiser's parameter groups (build the groups from model.namedParameters())",
     );
   }
-  const { value, grads } = tf.variableGrads(
+  const { value, grads } = variableGradsReleasing(
     () => model.forward(images, { active, random }),
     parameters.map(({ variable }) => variable),
   );
