@@ -116,6 +116,16 @@ export const BENCH_SCENARIOS: readonly BenchScenario[] = [
     description: 'per-kernel time of one quickstart step (GPU timestamps on webgpu, wall time per kernel on cpu/wasm)',
   },
   {
+    name: 'resnet18-profile-224',
+    kind: 'profile',
+    model: 'resnet18',
+    decoderWidth: 768,
+    inputSize: 224,
+    batch: 8,
+    steps: 1,
+    description: "per-kernel time of one SparK ResNet-18 step, 224x224, batch 8 (issue 17's CPU setting)",
+  },
+  {
     name: 'resnet50-profile-224',
     kind: 'profile',
     model: 'resnet50',
