@@ -238,19 +238,21 @@ export function isSoftwareAdapter(adapter: BackendInfo['adapter']): boolean {
  * it, and ResNet-18 inference 30x faster, on a 2-core machine). A
  * WebGPU adapter that runs on the CPU (see {@link isSoftwareAdapter}) is passed over unless
  * `acceptSoftwareAdapter` (for pages that exist to show WebGPU, where a few small ops run fine on it).
+ * `threads` goes to wasm if it is the one set up (see {@link SetupBackendOptions.threads}).
  *
  * @example
  * const info = await setupFastestBackend();
  * const shown = await setupFastestBackend(['webgpu', 'cpu'], { acceptSoftwareAdapter: true });
+ * const wide = await setupFastestBackend(['wasm', 'cpu'], { threads: 2 });
  */
 export async function setupFastestBackend(
   candidates: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
-  { acceptSoftwareAdapter = false }: { acceptSoftwareAdapter?: boolean } = {},
+  { acceptSoftwareAdapter = false, threads }: { acceptSoftwareAdapter?: boolean; threads?: number } = {},
 ): Promise<BackendInfo> {
   const failures: string[] = [];
   for (const [index, candidate] of candidates.entries()) {
     try {
-      const info = await setupBackend(candidate);
+      const info = await setupBackend(candidate, candidate === 'wasm' ? { threads } : {});
       const slow = candidate === 'webgpu' && !acceptSoftwareAdapter && isSoftwareAdapter(info.adapter);
       if (slow && index < candidates.length - 1) {
         failures.push(`webgpu: the adapter (${info.adapter!.architecture || info.adapter!.vendor}) runs on the CPU, slower than the cpu backend`);

@@ -10,4 +10,5 @@ export {
   setupFastestBackend,
 } from './backends';
 export { WEBGPU_STOCK_KERNELS_ENV } from './webgpu-kernels';
+export { MAX_WASM_THREADS, WASM_THREADS_ENV } from './wasm';
 export type { BackendInfo, BackendName, SetupBackendOptions } from './backends';

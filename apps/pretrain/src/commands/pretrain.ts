@@ -7,13 +7,13 @@ import type { BackendInfo } from '@sparkmim/runtime';
 import { batchesPerEpoch, deriveSeeds, type EpochMetrics } from '@sparkmim/trainer';
 import { Trainer, writeFileAtomic } from '@sparkmim/trainer/node';
 import { oneLine } from './inputs';
-import { setUpTrainingBackend } from './pretrain/backend';
+import { setUpTrainingBackend, wasmThreadsForRun } from './pretrain/backend';
 import { reportRun } from './pretrain/report';
 import { checkRunFolder, keepCheckpointCopy, openRunFolder, type RunLock } from './pretrain/run-folder';
 import { trainUntilDoneOrStopped } from './pretrain/run';
 import { readSettings } from './pretrain/settings';
 import { checkResumePosition, openData, runSchedule, savedSettings, startingWeights } from './pretrain/setup';
-import { formatConfig } from './pretrain-config';
+import { formatConfig, inputSizeOf } from './pretrain-config';
 import { LOSS_CURVE_FILE, writeLossCurve } from './pretrain-loss-curve';
 import { buildModel, buildOptimizer } from './pretrain-model';
 import { previewImages, writePreview } from './pretrain-preview';
@@ -137,7 +137,10 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     if (resumed) checkResumePosition(resumed, iterationsPerEpoch, source.size, config);
     const { schedule, warmupEpochs } = runSchedule(config, iterationsPerEpoch);
 
-    const backend: BackendInfo = await setUpTrainingBackend(config.backend, { verbose: settings.verbose });
+    const backend: BackendInfo = await setUpTrainingBackend(config.backend, {
+      verbose: settings.verbose,
+      threads: wasmThreadsForRun({ ...config, inputSize: inputSizeOf(config) }),
+    });
     const model = await buildModel(config, deriveSeeds(config.seed).init);
     disposables.push(model);
     data.showHeldWarnings();

@@ -4,8 +4,17 @@
 // this process only when the probe found an adapter. What the probe printed is shown with --verbose, or
 // when --backend webgpu was asked for and is unavailable.
 import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { BackendUnavailableError, isSoftwareAdapter, setupBackend, setupFastestBackend, type BackendInfo } from '@sparkmim/runtime';
+import {
+  BackendUnavailableError,
+  MAX_WASM_THREADS,
+  WASM_THREADS_ENV,
+  isSoftwareAdapter,
+  setupBackend,
+  setupFastestBackend,
+  type BackendInfo,
+} from '@sparkmim/runtime';
 import { UsageError } from '../../errors';
 
 export interface WebGpuProbe {
@@ -59,10 +68,37 @@ function showProbeOutput(stderr: string): void {
 }
 
 /**
- * Sets up `name` ('auto': the fastest that works) for training, quietly: WebGPU only once a child process
- * found an adapter (and, for 'auto', one that is not a software rasteriser).
+ * The decoder work per step, `batch x (input / 32)^2 x decoderWidth^2` (proportional to the decoder's
+ * multiply-adds: each of its five stages does `(7 * 2^i)^2 x (width / 2^i)^2` per image), from which a run on
+ * wasm uses threads. Measured on the 2-core machine (`sparkmim bench`, SPARKMIM_WASM_THREADS=1 vs 2,
+ * 2026-11-30): the quickstart (8 x 3^2 x 32^2 = 7.4e4) ran at 0.78x on two threads, small kernels paying
+ * for XNNPACK's thread hand-offs; ResNet-18 at 224 with decoder 768 at batch 8 (2.3e8) at 1.50x, its
+ * large convolutions splitting well. The bound sits between them on a log scale; nothing in between was
+ * measured.
  */
-export async function setUpTrainingBackend(name: string, { verbose }: { verbose: boolean }): Promise<BackendInfo> {
+export const WASM_THREADS_MIN_DECODER_WORK = 4e6;
+
+/**
+ * The wasm thread count for a run of `config`: undefined when SPARKMIM_WASM_THREADS is set (it decides),
+ * else the cores (up to the backend's 8) when the decoder's work per step reaches
+ * {@link WASM_THREADS_MIN_DECODER_WORK}, else one.
+ */
+export function wasmThreadsForRun(
+  config: { batchSize: number; decoderWidth: number; inputSize: { height: number; width: number } },
+  cores = availableParallelism(),
+): number | undefined {
+  if (process.env[WASM_THREADS_ENV]) return undefined;
+  const { batchSize, decoderWidth, inputSize } = config;
+  const work = batchSize * (inputSize.height / 32) * (inputSize.width / 32) * decoderWidth ** 2;
+  return work >= WASM_THREADS_MIN_DECODER_WORK ? Math.max(1, Math.min(cores, MAX_WASM_THREADS)) : 1;
+}
+
+/**
+ * Sets up `name` ('auto': the fastest that works) for training, quietly: WebGPU only once a child process
+ * found an adapter (and, for 'auto', one that is not a software rasteriser). `threads`: wasm's thread count
+ * (see {@link wasmThreadsForRun}).
+ */
+export async function setUpTrainingBackend(name: string, { verbose, threads }: { verbose: boolean; threads?: number }): Promise<BackendInfo> {
   let info: BackendInfo;
   if (name === 'auto') {
     const probe = probeWebGpu();
@@ -77,7 +113,7 @@ export async function setUpTrainingBackend(name: string, { verbose }: { verbose:
     const candidates = usable
       ? (['tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const)
       : (['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const);
-    info = await setupFastestBackend(candidates);
+    info = await setupFastestBackend(candidates, { threads });
   } else {
     if (name === 'webgpu') {
       const probe = probeWebGpu();
@@ -91,7 +127,7 @@ export async function setUpTrainingBackend(name: string, { verbose }: { verbose:
       }
     }
     try {
-      info = await setupBackend(name);
+      info = await setupBackend(name, name === 'wasm' ? { threads } : {});
     } catch (error) {
       if (error instanceof BackendUnavailableError) throw new UsageError(`--backend: ${error.message}`);
       throw error;
