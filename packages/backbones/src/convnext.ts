@@ -1,8 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Module, ModuleList, SparseConv2d, SparseLayerNorm, activeAt, type ActiveSites } from '@sparkmim/sparse-ops';
+import { Module, ModuleList, SparseConv2d, SparseLayerNorm, activeAt, type ActiveSites, type RowSites } from '@sparkmim/sparse-ops';
 import { checkBackboneInput, depthsOption, withActiveSites, type Backbone, type BackboneForwardOptions } from './backbone';
 import { dropPath, gelu, Linear, linearDropPathRates } from './layers';
 import { SeededRandom, constant } from '@sparkmim/sparse-ops';
+import { convnextBlockRows, convnextForwardRows } from './convnext-rows';
+import type { RowFeatures } from './resnet-rows';
 
 /**
  * The official ConvNeXt (SparK's `models/convnext.py`, `num_classes=0`: no final norm, no head).
@@ -76,6 +78,11 @@ export class ConvNeXtBlock extends Module {
       return tf.add(x, dropPath(branch, this.dropPathRate, this.training, random));
     });
   }
+
+  /** The same block on rows (the visible sites, see `convnext-rows.ts`); call inside a tidy. */
+  applyRows(x: RowFeatures, sites: RowSites, random: SeededRandom | (() => number) = this.random): RowFeatures {
+    return convnextBlockRows(this, x, sites, random);
+  }
 }
 
 /** The stem (`downsample_layers.0`): Conv2d(3, d0, 4, stride 4) then layer norm. */
@@ -132,6 +139,16 @@ export class ConvNeXtDownsample extends Module {
   }
 }
 
+/** `ConvNeXt.forward`'s options: the backbone's, and the row path. */
+export interface ConvNeXtForwardOptions extends BackboneForwardOptions {
+  /**
+   * Compute on the visible sites only, stored as rows (`RowSites.fromMask(active)`, built once per mask):
+   * the same features as the masked path, without the work on masked sites. The image must be zero at
+   * masked pixels; `active` is then optional (it is only checked).
+   */
+  rows?: RowSites;
+}
+
 /**
  * The official ConvNeXt as a SparK backbone: `downsample_layers.0` (4x4 stride-4 conv + LN), stage 0, then
  * three times (LN + 2x2 stride-2 conv, stage), returning every stage's output. With a mask every conv
@@ -185,8 +202,9 @@ export class ConvNeXt extends Module implements Backbone {
    * `x: [B, H, W, 3]` (H, W multiples of 32; zero at masked pixels when `active` is given) → the output of
    * each stage: `[B, H/4, W/4, d0]`, `[B, H/8, W/8, d1]`, `[B, H/16, W/16, d2]`, `[B, H/32, W/32, d3]`.
    */
-  forward(x: tf.Tensor4D, { active, random }: BackboneForwardOptions = {}): tf.Tensor4D[] {
+  forward(x: tf.Tensor4D, { active, random, rows }: ConvNeXtForwardOptions = {}): tf.Tensor4D[] {
     checkBackboneInput(x, this.downsampleRatio, `${this.name}.forward`, { active });
+    if (rows) return convnextForwardRows(this, x, rows, random);
     return withActiveSites(active, (sites) =>
       tf.tidy(() => {
         let y = x;

@@ -26,7 +26,7 @@ export {
   convnextTiny,
   createConvNeXt,
 } from './convnext';
-export type { ConvNeXtConfig, ConvNeXtName, ConvNeXtOptions } from './convnext';
+export type { ConvNeXtConfig, ConvNeXtForwardOptions, ConvNeXtName, ConvNeXtOptions } from './convnext';
 export {
   BACKBONE_NAMES,
   backboneConfigFromState,

@@ -20,9 +20,18 @@ function convRows(conv: SparseConv2d, { rows, size }: RowFeatures, sites: RowSit
 
 /**
  * Drop path on rows: the same per-sample draws, in the same order, as `dropPath` on a map (one number
- * per sample), each row scaled by its sample's keep factor.
+ * per sample), each row scaled by its sample's keep factor. Shared by the ResNet and ConvNeXt row paths.
+ *
+ * @example
+ * const branch = dropPathRows({ rows, size: [56, 56] }, 0.1, true, sites, new SeededRandom(0));
  */
-function dropPathRows(features: RowFeatures, rate: number, training: boolean, sites: RowSites, random: SeededRandom | (() => number)): RowFeatures {
+export function dropPathRows(
+  features: RowFeatures,
+  rate: number,
+  training: boolean,
+  sites: RowSites,
+  random: SeededRandom | (() => number),
+): RowFeatures {
   if (!(rate >= 0 && rate < 1)) throw new Error(`dropPath: rate must be in [0, 1), got ${rate}`);
   if (!training || rate === 0) return features;
   const next = typeof random === 'function' ? random : random.next;
