@@ -68,8 +68,9 @@ describeBackends('SparkModel on the goldens', ({ backend }) => {
   for (const fileName of goldenFileNames()) {
     const label = (key: string) => `${backend} ${fileName} ${key}`;
 
-    // The ResNet golden again with the encoder on rows (sparsePath 'rows'): the same official numbers.
-    const paths: SparsePath[] = fileName.startsWith('resnet') ? ['dense', 'rows'] : ['dense'];
+    // Each golden again with the encoder on rows (sparsePath 'rows'; ResNet and ConvNeXt have a row path):
+    // the same official numbers.
+    const paths: SparsePath[] = fileName.startsWith('resnet') || fileName.startsWith('convnext') ? ['dense', 'rows'] : ['dense'];
     for (const sparsePath of paths) {
       const onRows = sparsePath === 'rows' ? ' (encoder on rows)' : '';
       it(`${fileName}${onRows}: one training pass matches enc.*, dec_in.*, rec, loss, vis.*, the running statistics after it, grad.* and grad_norms`, async () => {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { createBackboneFromConfig } from '@sparkmim/backbones';
+import { createBackboneFromConfig, createTinyConvNet } from '@sparkmim/backbones';
 import { keepCount, upsampleMask } from '@sparkmim/masking';
 import { describeBackends, expectClose } from '@sparkmim/test-utils';
 import { encodeSafetensors, ROW_PATH_BACKENDS, SparkModel, stateFromSafetensors, type SparsePath } from '../index';
@@ -274,11 +274,13 @@ describeBackends('SparkModel errors', () => {
     model.dispose();
   });
 
-  it('sparsePath rows needs a ResNet in sparse mode; auto falls back to dense for others', () => {
-    const convnext = createBackboneFromConfig({ kind: 'convnext', depths: [1, 1, 1, 1], dims: [8, 8, 16, 32] });
-    expect(() => new SparkModel({ backbone: convnext, sparsePath: 'rows' })).toThrow(
-      "SparkModel: sparsePath 'rows' needs a backbone with a row path (a ResNet), got a convnext backbone; use 'auto' or 'dense'",
+  it('sparsePath rows needs a ResNet or a ConvNeXt in sparse mode; auto falls back to dense for others', () => {
+    const custom = createTinyConvNet({ channels: [8, 8, 16, 32] });
+    expect(() => new SparkModel({ backbone: custom, sparsePath: 'rows' })).toThrow(
+      "SparkModel: sparsePath 'rows' needs a backbone with a row path (a ResNet or a ConvNeXt), got a custom backbone; use 'auto' or 'dense'",
     );
+    custom.dispose();
+    const convnext = createBackboneFromConfig({ kind: 'convnext', depths: [1, 1, 1, 1], dims: [8, 8, 16, 32] });
     const model = new SparkModel({ backbone: convnext, decoderWidth: 32 });
     expect([model.sparsePath, model.usesRowPath()]).toEqual(['auto', false]);
     model.dispose();

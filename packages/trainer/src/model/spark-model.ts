@@ -5,6 +5,7 @@ import {
   checkBackboneInput,
   createBackbone,
   createBackboneFromConfig,
+  ConvNeXt,
   ResNet,
   type Backbone,
   type BackboneOptions,
@@ -26,7 +27,7 @@ import { variableGradsReleasing } from '../train/releasing-grads';
 /**
  * How the sparse encoder computes: `'dense'` runs masked ops over whole maps (zeros at masked sites, every
  * site computed); `'rows'` keeps only the visible sites, as rows `[N, C]` (`@sparkmim/sparse-ops`' row
- * path, ResNet backbones only): the same numbers without the work on masked sites; `'auto'` picks rows
+ * path, ResNet and ConvNeXt backbones): the same numbers without the work on masked sites; `'auto'` picks rows
  * for a ResNet at least {@link ROW_PATH_MIN_CHANNELS} channels wide on a backend in
  * {@link ROW_PATH_BACKENDS}, dense otherwise.
  */
@@ -69,7 +70,7 @@ export interface SparkModelConfig {
   sparse?: boolean;
   /**
    * How sparse mode runs the encoder (see {@link SparsePath}). Default 'auto'. 'rows' with a backbone that
-   * has no row path (anything but a ResNet), or with `sparse: false`, is an error.
+   * has no row path (anything but a ResNet or a ConvNeXt), or with `sparse: false`, is an error.
    */
   sparsePath?: SparsePath;
   /** Seeds the decoder and densify initialisation and the model's stream of random masks. */
@@ -186,9 +187,9 @@ export class SparkModel extends Module {
     if (!SPARSE_PATHS.includes(sparsePath)) {
       throw new Error(`SparkModel: sparsePath must be one of ${SPARSE_PATHS.join(', ')}, got '${sparsePath}'`);
     }
-    if (sparsePath === 'rows' && !(backbone instanceof ResNet)) {
+    if (sparsePath === 'rows' && !(backbone instanceof ResNet || backbone instanceof ConvNeXt)) {
       throw new Error(
-        `SparkModel: sparsePath 'rows' needs a backbone with a row path (a ResNet), got a ${backbone.kind} backbone; use 'auto' or 'dense'`,
+        `SparkModel: sparsePath 'rows' needs a backbone with a row path (a ResNet or a ConvNeXt), got a ${backbone.kind} backbone; use 'auto' or 'dense'`,
       );
     }
     if (sparsePath === 'rows' && !sparse) throw new Error(`SparkModel: sparsePath 'rows' needs sparse mode, got sparse: false`);
