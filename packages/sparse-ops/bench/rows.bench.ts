@@ -8,8 +8,8 @@
 // per mask and scale, shared by every layer at that scale), not included in `rowsMs`.
 //
 // Run (plain Node, not jest): node scripts/run-ts.mjs packages/sparse-ops/bench/rows.bench.ts \
-//   [backend=cpu] [batch=8] [size=56] [channels=64] [layers=2] [repeats=2] [gather=stock|row-copy] [scenario=stack|resnet18]
-//   [tables=cached|fresh]
+//   [backend=cpu] [batch=8] [size=56] [channels=64] [layers=2] [repeats=2] [gather=stock|row-copy]
+//   [scenario=stack|resnet18|convnext] [tables=cached|fresh] [denseLinear=tf|plain]
 //
 // `tables=fresh`: every rows step builds its RowSites (every layout and neighbour table) from the mask and
 // frees it after the backward pass, inside the timing, as a training step with a new mask each time does
@@ -19,6 +19,16 @@
 // training-mode batch norms) built from this package's layers, `size` the input size (a multiple of 32;
 // `channels` and `layers` unused), its four stage outputs summed as the loss: `apply` with the mask
 // against `applyRows`.
+//
+// `convnext`: a ConvNeXt-T encoder (SparK's sparse ConvNeXt: 4x4 stride-4 stem + layer norm, blocks [3, 3, 9,
+// 3] of depthwise 7x7 conv, layer norm, Linear 4x, GELU, Linear, layer scale, residual; widths 96-768;
+// layer norm + 2x2 stride-2 conv between stages; no drop path) from this package's layers, `size` as for
+// `resnet18`. The masked path multiplies each block's branch by the mask after layer scale, as the
+// official block (and @sparkmim/backbones' ConvNeXt) does; the rows path is backbones' convnext-rows.ts.
+// At 224 a step takes seconds on wasm: measure at 128 (4x4 patches) or with batch 1 to stay near a minute.
+// `denseLinear`: the masked path's pointwise layers as backbones' `Linear` runs them (`tf`, default: tf.matMul,
+// whose gradient asks wasm for transposed operands, slow there) or with `rowLinear`'s plain-matmul gradients
+// on the flattened map (`plain`), to separate what rows save from what the matmul layout costs.
 //
 // `gather` is kept for old command lines: `row-copy` used to swap, for this process, tfjs-backend-wasm's
 // GatherV2 (about 170 ns per gathered element) for a loop copying whole rows over the wasm heap. That loop is
@@ -32,9 +42,12 @@ import {
   RowSites,
   SparseBatchNorm2d,
   SparseConv2d,
+  SparseLayerNorm,
   SparseMaxPool2d,
+  activeAt,
   fromRows,
   rowConv2d,
+  rowLinear,
   sparseConv2d,
   toRows,
   windowOutputSize,
@@ -50,8 +63,12 @@ const [
   gather = 'stock',
   scenario = 'stack',
   tables = 'cached',
+  denseLinear = 'tf',
 ] = process.argv.slice(2);
 if (tables !== 'cached' && tables !== 'fresh') throw new Error(`tables must be 'cached' or 'fresh', got '${tables}'`);
+if (denseLinear !== 'tf' && denseLinear !== 'plain') throw new Error(`denseLinear must be 'tf' or 'plain', got '${denseLinear}'`);
+if (!['stack', 'resnet18', 'convnext'].includes(scenario)) throw new Error(`scenario must be stack, resnet18 or convnext, got '${scenario}'`);
+const isEncoder = scenario !== 'stack';
 const batch = Number(batchArg);
 const size = Number(sizeArg);
 const channels = Number(channelsArg);
@@ -68,7 +85,7 @@ if (gather === 'row-copy') {
 }
 
 // SparK's masks: 32-pixel patches at 224, i.e. a 7x7 grid at every scale, 60% of the patches hidden.
-const grid = scenario === 'resnet18' ? size / 32 : 7;
+const grid = isEncoder ? size / 32 : 7;
 const patchCount = grid * grid;
 const keep = Math.round(patchCount * 0.4);
 const maskValues: number[] = [];
@@ -85,7 +102,7 @@ for (let b = 0; b < batch; b++) {
   maskValues.push(...item);
 }
 
-const x = tf.randomNormal([batch, size, size, scenario === 'resnet18' ? 3 : channels], 0, 1, 'float32', 1) as tf.Tensor4D;
+const x = tf.randomNormal([batch, size, size, isEncoder ? 3 : channels], 0, 1, 'float32', 1) as tf.Tensor4D;
 const filters = Array.from({ length: layers }, (_, i) => tf.variable(tf.randomNormal([3, 3, channels, channels], 0, 0.05, 'float32', 2 + i)));
 const activeSites = ActiveSites.fromArray(maskValues, [batch, grid, grid]);
 const maskedX = tf.mul(x, activeSites.at(size, size)) as tf.Tensor4D;
@@ -174,7 +191,96 @@ class ResNet18 {
   }
 }
 
-const encoder = scenario === 'resnet18' ? new ResNet18() : undefined;
+/** PyTorch's exact GELU (backbones' `gelu`): `0.5 x (1 + erf(x / sqrt 2))`. */
+function gelu(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))) as tf.Tensor2D;
+}
+
+/** A SparK ConvNeXt-T from this package's layers (enough to time it; backbones has the real one). */
+class ConvNeXtT {
+  readonly stem = new SparseConv2d({ inChannels: 3, outChannels: 96, kernelSize: 4, strides: 4 });
+  readonly stemNorm = new SparseLayerNorm({ channels: 96 });
+  readonly downsamples: { norm: SparseLayerNorm; conv: SparseConv2d }[] = [];
+  readonly stages: {
+    dwconv: SparseConv2d;
+    norm: SparseLayerNorm;
+    w1: tf.Variable;
+    b1: tf.Variable;
+    w2: tf.Variable;
+    b2: tf.Variable;
+    gamma: tf.Variable;
+  }[][] = [];
+
+  constructor() {
+    const dims = [96, 192, 384, 768];
+    [3, 3, 9, 3].forEach((depth, stage) => {
+      const dim = dims[stage];
+      if (stage > 0) {
+        this.downsamples.push({
+          norm: new SparseLayerNorm({ channels: dims[stage - 1] }),
+          conv: new SparseConv2d({ inChannels: dims[stage - 1], outChannels: dim, kernelSize: 2, strides: 2 }),
+        });
+      }
+      this.stages.push(
+        Array.from({ length: depth }, (_, i) => ({
+          dwconv: new SparseConv2d({ inChannels: dim, outChannels: dim, kernelSize: 7, pad: 3, groups: dim }),
+          norm: new SparseLayerNorm({ channels: dim }),
+          w1: tf.variable(tf.randomNormal([dim, 4 * dim], 0, 0.02, 'float32', 100 * stage + i)),
+          b1: tf.variable(tf.zeros([4 * dim])),
+          w2: tf.variable(tf.randomNormal([4 * dim, dim], 0, 0.02, 'float32', 100 * stage + i + 50)),
+          b2: tf.variable(tf.zeros([dim])),
+          gamma: tf.variable(tf.fill([dim], 1e-6)),
+        })),
+      );
+    });
+  }
+
+  masked(input: tf.Tensor4D, active: ActiveSites): tf.Scalar {
+    let y = this.stemNorm.apply(this.stem.apply(input, { active }), { active });
+    const outputs: tf.Tensor[] = [];
+    this.stages.forEach((blocks, stage) => {
+      if (stage > 0) y = this.downsamples[stage - 1].conv.apply(this.downsamples[stage - 1].norm.apply(y, { active }), { active });
+      for (const block of blocks) {
+        const spatial = block.norm.apply(block.dwconv.apply(y, { active }), { active });
+        const [b, h, w, c] = spatial.shape;
+        // As backbones' Linear: matmuls over the flattened map, masked once after layer scale.
+        const flat = tf.reshape(spatial, [b * h * w, c]) as tf.Tensor2D;
+        const linear = (rows: tf.Tensor2D, weight: tf.Variable, bias: tf.Variable) =>
+          denseLinear === 'plain'
+            ? rowLinear(rows, weight as tf.Tensor2D, bias as tf.Tensor1D)
+            : (tf.add(tf.matMul(rows, weight as tf.Tensor2D), bias) as tf.Tensor2D);
+        const hidden = gelu(linear(flat, block.w1, block.b1));
+        const branch = tf.reshape(tf.mul(linear(hidden, block.w2, block.b2), block.gamma), [b, h, w, c]);
+        y = tf.add(y, tf.mul(branch, activeAt(active, branch))) as tf.Tensor4D;
+      }
+      outputs.push(tf.sum(y));
+    });
+    return tf.addN(outputs) as tf.Scalar;
+  }
+
+  rows(input: tf.Tensor4D, sites: RowSites): tf.Scalar {
+    let sizeNow: [number, number] = [input.shape[1], input.shape[2]];
+    const down = (layer: SparseConv2d, rows: tf.Tensor2D, inputGradient = true) => {
+      const out = layer.applyRows(rows, { sites, inputSize: sizeNow, inputGradient });
+      sizeNow = windowOutputSize(sizeNow, { windowSize: layer.config.kernelSize, strides: layer.config.strides });
+      return out;
+    };
+    let y = this.stemNorm.applyRows(down(this.stem, toRows(input, sites), false));
+    const outputs: tf.Tensor[] = [];
+    this.stages.forEach((blocks, stage) => {
+      if (stage > 0) y = down(this.downsamples[stage - 1].conv, this.downsamples[stage - 1].norm.applyRows(y));
+      for (const block of blocks) {
+        const spatial = block.norm.applyRows(block.dwconv.applyRows(y, { sites, inputSize: sizeNow }));
+        const hidden = gelu(rowLinear(spatial, block.w1 as tf.Tensor2D, block.b1 as tf.Tensor1D));
+        y = tf.add(y, tf.mul(rowLinear(hidden, block.w2 as tf.Tensor2D, block.b2 as tf.Tensor1D), block.gamma)) as tf.Tensor2D;
+      }
+      outputs.push(tf.sum(fromRows(y, sites, sizeNow)));
+    });
+    return tf.addN(outputs) as tf.Scalar;
+  }
+}
+
+const encoder = scenario === 'resnet18' ? new ResNet18() : scenario === 'convnext' ? new ConvNeXtT() : undefined;
 if (encoder) {
   // Every scale's tables up front, so that rowsMs is the steady state (tableBuildMs reports the cost).
   const buildStart = performance.now();
@@ -259,10 +365,13 @@ const pairRatios = denseTimes.map((dense, i) => dense.wall / rowsTimes[i].wall);
 const cpuRatios = denseTimes.map((dense, i) => dense.cpu / rowsTimes[i].cpu);
 console.log(
   JSON.stringify({
-    bench: encoder ? 'ResNet-18 encoder, forward + backward' : 'submanifold conv3x3 stack, forward + backward',
+    bench: encoder
+      ? `${scenario === 'convnext' ? 'ConvNeXt-T' : 'ResNet-18'} encoder, forward + backward`
+      : 'submanifold conv3x3 stack, forward + backward',
     backend: tf.getBackend(),
     gather,
     tables,
+    ...(scenario === 'convnext' ? { denseLinear } : {}),
     batch,
     size,
     channels,

@@ -274,7 +274,7 @@ describeBackends('SparkModel errors', () => {
     model.dispose();
   });
 
-  it('sparsePath rows needs a ResNet or a ConvNeXt in sparse mode; auto falls back to dense for others', () => {
+  it('sparsePath rows needs a ResNet or a ConvNeXt in sparse mode; auto picks rows for wide ones only', () => {
     const custom = createTinyConvNet({ channels: [8, 8, 16, 32] });
     expect(() => new SparkModel({ backbone: custom, sparsePath: 'rows' })).toThrow(
       "SparkModel: sparsePath 'rows' needs a backbone with a row path (a ResNet or a ConvNeXt), got a custom backbone; use 'auto' or 'dense'",
@@ -284,6 +284,13 @@ describeBackends('SparkModel errors', () => {
     const model = new SparkModel({ backbone: convnext, decoderWidth: 32 });
     expect([model.sparsePath, model.usesRowPath()]).toEqual(['auto', false]);
     model.dispose();
+    // A ConvNeXt of ROW_PATH_MIN_CHANNELS channels: rows on ROW_PATH_BACKENDS, as a ResNet.
+    const wide = new SparkModel({
+      backbone: createBackboneFromConfig({ kind: 'convnext', depths: [1, 1, 1, 1], dims: [64, 8, 8, 8] }),
+      decoderWidth: 32,
+    });
+    expect(wide.usesRowPath()).toBe(ROW_PATH_BACKENDS.includes(tf.getBackend()));
+    wide.dispose();
     const resnet = createBackboneFromConfig({ kind: 'resnet', depths: [1, 1, 1, 1], block: 'basic', stemWidth: 8, channels: [8, 8, 16, 16] });
     expect(() => new SparkModel({ backbone: resnet, sparse: false, sparsePath: 'rows' })).toThrow(
       "SparkModel: sparsePath 'rows' needs sparse mode, got sparse: false",
