@@ -140,7 +140,9 @@ describeBackends('backbones: ConvNeXt row path', ({ backend }) => {
       const actual = viaRows.forward(image, { rows: sites });
       for (let i = 0; i < expected.length; i++) {
         await expectClose(actual[i], expected[i], { relative: 1e-5, label: `pass ${pass} features ${i}` });
-        if (tf.tidy(() => tf.max(tf.abs(tf.sub(expected[i], undropped[i]))).dataSync()[0]) > 1e-3) differs = true;
+        const gap = tf.tidy(() => tf.max(tf.abs(tf.sub(expected[i], undropped[i]))));
+        if ((await gap.data())[0] > 1e-3) differs = true;
+        gap.dispose();
       }
       tf.dispose([expected, actual]);
     }
