@@ -250,4 +250,51 @@ describeBackends('train', () => {
     );
     dispose(run);
   });
+  it('asks for the next batch of the epoch before each step runs, and disposes it when stopped', async () => {
+    const tensorsBefore = tf.memory().numTensors;
+    const run = setup();
+    const events: string[] = [];
+    const source = run.data;
+    // The same source, logging when the loop asks it for a batch and when a step's forward pass runs.
+    const logged: DataSource = {
+      size: source.size,
+      inputSize: source.inputSize,
+      epochBatches: (epoch, options) => ({
+        [Symbol.asyncIterator]: () => {
+          const inner = source.epochBatches(epoch, options)[Symbol.asyncIterator]();
+          let asked = options.startBatch ?? 0;
+          return {
+            next: () => {
+              events.push(`ask ${epoch}.${asked++}`);
+              return inner.next();
+            },
+            return: () => inner.return?.() ?? Promise.resolve({ done: true, value: undefined }),
+          };
+        },
+      }),
+      dispose: () => source.dispose(),
+    };
+    const forward = run.model.forward.bind(run.model);
+    run.model.forward = (images, options) => {
+      events.push('step');
+      return forward(images, options);
+    };
+    const trainer = new Trainer({
+      ...run,
+      data: logged,
+      epochs: 2,
+      schedule: { ...schedule(), maxIterations: 2 * BATCHES_PER_EPOCH },
+      seed: 3,
+      // Stopped during the second step of epoch 1, while its third batch is already asked for.
+      onStep: (m) => {
+        if (m.iteration === 4) trainer.stop();
+      },
+    });
+    const result = await trainer.run();
+    expect(result).toMatchObject({ stopped: true, steps: 5 });
+    expect(events).toEqual(['ask 0.0', 'ask 0.1', 'step', 'ask 0.2', 'step', 'step', 'ask 1.0', 'ask 1.1', 'step', 'ask 1.2', 'step']);
+    dispose(run);
+    // The batch asked for but never trained on (1.2) was disposed too: nothing is left.
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+  });
 });

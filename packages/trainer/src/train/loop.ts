@@ -224,10 +224,14 @@ export class Trainer {
             startBatch: progress.iterationInEpoch,
           })
           [Symbol.asyncIterator]();
+        // The next batch is asked for before the step runs, so that its decoding (sharp's threads, file
+        // reads) and, on a GPU backend, its preparation overlap the step; `pending` is that request.
+        let pending: ReturnType<typeof iterator.next> | undefined;
         try {
           while (progress.iterationInEpoch < batchesPerEpoch && !this.stopRequested) {
             const stepStart = performance.now();
-            const next = await iterator.next();
+            const next = await (pending ?? iterator.next());
+            pending = undefined;
             if (next.done) {
               throw new Error(
                 `train: the data source ended epoch ${progress.epoch} after ${progress.iterationInEpoch} batches, expected ${batchesPerEpoch} (${data.size} images in batches of ${options.batchSize})`,
@@ -241,6 +245,11 @@ export class Trainer {
               );
             }
             const dataSeconds = (performance.now() - stepStart) / 1000;
+            if (progress.iterationInEpoch + 1 < batchesPerEpoch) {
+              pending = iterator.next();
+              // Its failure is reported when the loop awaits it; until then it must not count as unhandled.
+              pending.catch(() => undefined);
+            }
             let step: Awaited<ReturnType<typeof trainStep>>;
             try {
               step = await trainStep(model, optimizer, images, {
@@ -296,6 +305,11 @@ export class Trainer {
             if (!epochDone && !this.stopRequested && every !== undefined && progress.iteration % every === 0) await save();
           }
         } finally {
+          // A batch asked for but not trained on (a stop, an error) is disposed.
+          if (pending) {
+            const unused = await pending.catch(() => undefined);
+            if (unused && !unused.done) unused.value.images.dispose();
+          }
           await iterator.return?.();
         }
         if (progress.iterationInEpoch < batchesPerEpoch) break; // stopped mid-epoch

@@ -24,7 +24,7 @@ export interface StepMetrics {
   batchSize: number;
   /** Batch size / seconds of this step (data wait included). */
   imagesPerSecond: number;
-  /** Wall seconds of this step, of which `dataSeconds` waiting for the batch. */
+  /** Wall seconds of this step, of which `dataSeconds` waiting for the batch (asked for while the previous step ran, so only what was left). */
   seconds: number;
   dataSeconds: number;
   /** `tf.memory()` after the step: live tensors and their bytes. */
