@@ -45,8 +45,9 @@ export interface PretrainConfig {
   /** Densify norm: bn, ln or none; default bn for ResNets (and custom convnets), ln for ConvNeXts. */
   densifyNorm?: string;
   /**
-   * How the sparse encoder computes: rows (visible sites only; ResNets), dense (masked ops over whole
-   * maps) or auto (rows for a ResNet of 64+ channels on wasm or cpu, dense otherwise). Default auto.
+   * How the sparse encoder computes: rows (visible sites only; ResNets and ConvNeXts), dense (masked ops
+   * over whole maps) or auto (rows for a ResNet or ConvNeXt of 64+ channels on wasm or cpu, dense
+   * otherwise). Default auto.
    */
   sparsePath?: string;
   /** A backend name, or 'auto': the fastest that can be set up. */
@@ -252,9 +253,6 @@ export function resolveConfig(layers: { values: Values; from: 'flag' | string }[
   resolved.sparsePath ??= 'auto';
   if (!['auto', 'rows', 'dense'].includes(resolved.sparsePath)) {
     throw new UsageError(`${where('sparsePath')} is '${resolved.sparsePath}', expected rows, dense or auto`);
-  }
-  if (resolved.sparsePath === 'rows' && resolved.model.startsWith('convnext')) {
-    throw new UsageError(`${where('sparsePath')} is rows, which only ResNets have; --model is ${resolved.model} (use auto or dense)`);
   }
   return resolved;
 }

@@ -58,9 +58,10 @@ images (apps/pretrain/data/sample-images) at 96x96 for 4 epochs: about 30 second
   --beta2 X                the optimiser's second beta, SparK's --ada (default: the model's, below)
   --clip X                 clip gradients to this global norm; 0 turns clipping off (default 5)
   --densify-norm NAME      bn, ln or none: the norm of the densify layers (default: the model's, below)
-  --sparse-path NAME       rows, dense or auto: the encoder on the visible sites only as rows (ResNets;
-                           ~2x faster on wasm at 224), or masked ops over whole maps; auto (default): rows
-                           for a ResNet of 64+ channels (not the quickstart's) on wasm or cpu, else dense
+  --sparse-path NAME       rows, dense or auto: the encoder on the visible sites only as rows (ResNets and
+                           ConvNeXts; ~2x faster on wasm at 224), or masked ops over whole maps; auto
+                           (default): rows for a ResNet or ConvNeXt of 64+ channels (not the quickstart's)
+                           on wasm or cpu, else dense
   --backend NAME           cpu, wasm, webgpu, tensorflow, tensorflow-gpu; default: the fastest available
   --seed N                 run seed: initialisation, masks, data order and augmentation (default 0)
   --out FOLDER             run folder (default runs/<model>-<date>-<time>); a folder that holds a run is
