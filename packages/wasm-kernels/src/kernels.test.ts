@@ -281,6 +281,27 @@ describe('unsortedSegmentSum and gather on wasm', () => {
     });
   });
 
+  it('matMul with transposed operands (2-D and batched, each side and both) and its gradients, as a dense Linear trains', () => {
+    compare(() => {
+      const a = random([37, 19], 60);
+      const b = random([37, 23], 61);
+      const c = random([23, 19], 62);
+      const batchedA = random([3, 11, 7], 63);
+      const batchedB = random([3, 5, 11], 64);
+      const [da, dw] = tf.grads((x, w) => tf.sum(tf.square(tf.matMul(x, w))))([random([29, 19], 65), random([19, 13], 66)]);
+      return [
+        tf.matMul(a, b, true, false),
+        tf.matMul(b, c, false, false),
+        tf.matMul(a, c, false, true),
+        tf.matMul(c, b, true, true),
+        tf.matMul(batchedA, batchedB, true, true),
+        tf.matMul(batchedB, batchedA, false, false),
+        da,
+        dw,
+      ];
+    });
+  });
+
   it('sum over leading axes (rows, batch-norm style, keepDims, size-1 axes first) and over others (the backend)', () => {
     expect(asLeadingReduction([1, 1, 40, 6], [0, 1, 2])).toEqual([40, 6]);
     expect(asLeadingReduction([4, 6], [1])).toBeUndefined();

@@ -43,10 +43,9 @@ export const SPARSE_PATHS: readonly SparsePath[] = ['auto', 'rows', 'dense'];
  *
  * The same backends for a ConvNeXt encoder (`rows.bench.ts` scenario `convnext`: ConvNeXt-T, forward +
  * backward, 128x128, batch 2, mask ratio 0.6, 2026-11-30, load ~2.5, args `wasm 2 128 0 0 3 stock convnext`):
- * on wasm rows ran 6.87x faster than masked-dense (1036 against 7359 ms; most of that is the masked path's
- * Linear, whose tf.matMul gradient wasm runs slowly; with rowLinear's plain-matmul gradients on the dense
- * map too, rows still ran 1.62x faster, 1.64x with the tables built inside every step as SparkModel does);
- * on cpu 1.48x (batch 1).
+ * on wasm rows ran 6.87x faster than masked-dense (1036 against 7359 ms), most of that the masked path's
+ * Linear, whose tf.matMul gradient wasm ran slowly; since @sparkmim/wasm-kernels' BatchMatMul transposes
+ * operands first, 1.84x (837 against 1572 ms, load 1.3; pairs 1.64-1.88); on cpu 1.48x (batch 1).
  * Whole SparkModel steps on wasm (ConvNeXt-T, decoder 128, 128x128, batch 2, after a warm-up): 1.5-2.6 s on
  * rows against 10.3-10.7 s masked-dense, the same losses.
  */
