@@ -322,6 +322,24 @@ describe('unsortedSegmentSum and gather on wasm', () => {
     });
   });
 
+  it('mean over leading axes (tf.moments over [B, H, W]) and over others (the backend), and its gradient', () => {
+    compare(() => {
+      const rows = random([40, 6], 48);
+      const maps = random([2, 3, 5, 4], 49);
+      const { mean, variance } = tf.moments(maps, [0, 1, 2]);
+      return [
+        tf.mean(rows, 0),
+        tf.mean(maps, [0, 1, 2], true),
+        tf.mean(maps, [1, 2]),
+        tf.mean(maps, -1),
+        tf.mean(maps),
+        mean,
+        variance,
+        tf.grad((x) => tf.sum(tf.square(tf.mean(x, [0, 1]))))(maps),
+      ];
+    });
+  });
+
   it('gather of int32 rows keeps the dtype and the values; its gradient with repeated rows sums them', () => {
     const run = () => {
       const ids = tf.tensor2d([1, 2, 3, 4, 5, 6, -7, 8, 2147483647], [3, 3], 'int32');

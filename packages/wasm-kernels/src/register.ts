@@ -6,7 +6,7 @@ import { depthwiseConv2dNativeBackpropFilterConfig } from './kernels/DepthwiseCo
 import { captureStockGather, gatherV2Config } from './kernels/GatherV2';
 import { captureStockIdentity, identityConfig } from './kernels/Identity';
 import { maxPoolGradConfig } from './kernels/MaxPoolGrad';
-import { captureStockSum, sumConfig } from './kernels/Sum';
+import { captureStockMean, captureStockSum, meanConfig, sumConfig } from './kernels/Sum';
 import { captureStockTile, tileConfig } from './kernels/Tile';
 import { captureStockTranspose, transposeConfig } from './kernels/Transpose';
 import { unsortedSegmentSumConfig } from './kernels/UnsortedSegmentSum';
@@ -18,7 +18,7 @@ import { unsortedSegmentSumConfig } from './kernels/UnsortedSegmentSum';
  * 8x slower than the forward convolution it is rewritten as here, and Identity, which it runs as a copy
  * although tfjs clones every tensor an op saves for its gradient, and Tile, which it runs ~20x slower than a
  * plain loop, and Transpose, ~3x slower than a blocked loop where the permutation swaps two blocks of axes, and Sum,
- * which transposes first to sum over leading axes, and BatchMatMul, 8-45x slower with transposed operands (the
+ * which transposes first to sum over leading axes (and Mean, likewise), and BatchMatMul, 8-45x slower with transposed operands (the
  * products tf.matMul's gradient asks for) than with the operands transposed first. Their gradients are tfjs-core's own
  * (they are tfjs's kernel names), so every op that trains on cpu trains on wasm.
  */
@@ -34,6 +34,7 @@ export const WASM_TRAINING_KERNELS: readonly tf.KernelConfig[] = [
   tileConfig,
   transposeConfig,
   sumConfig,
+  meanConfig,
   batchMatMulConfig,
 ];
 
@@ -57,6 +58,7 @@ export function registerWasmTrainingKernels(): void {
     if (config === tileConfig) captureStockTile(existing);
     if (config === transposeConfig) captureStockTranspose(existing);
     if (config === sumConfig) captureStockSum(existing);
+    if (config === meanConfig) captureStockMean(existing);
     if (config === batchMatMulConfig) captureStockBatchMatMul(existing);
     if (existing) tf.unregisterKernel(config.kernelName, 'wasm');
     tf.registerKernel(config);
