@@ -3,6 +3,7 @@ import { RowSites } from '@sparkmim/sparse-ops';
 import { describeBackends, expectClose, loadGolden, nchwToNhwc } from '@sparkmim/test-utils';
 import { createConvNeXt, type ConvNeXt, type ConvNeXtConfig } from './convnext';
 import { loadedGoldenBackbone, maskedGoldenInput } from './testing/golden-encoder';
+import { expectRowGradientsMatchMasked } from './testing/row-gradients';
 
 // The ConvNeXt's row path (visible sites as rows) against the official SparK encoder's outputs
 // (convnext_narrow, shared/goldens/README.md) and against the masked path of the same model.
@@ -83,12 +84,6 @@ describeBackends('backbones: ConvNeXt row path', ({ backend }) => {
     const maskValues = randomMask(batch, grid, 11);
     const { image, mask } = maskedImage(maskValues, batch, grid, 96);
     const sites = RowSites.fromArray(maskValues, [batch, grid, grid]);
-    const weighted = (model: ConvNeXt, rows?: RowSites) => () =>
-      tf.addN(
-        model
-          .forward(image, { active: mask, rows, random: stream(7) })
-          .map((feature, stage) => tf.sum(tf.mul(feature, tf.cos(tf.range(stage, stage + feature.size).reshape(feature.shape))))),
-      ) as tf.Scalar;
     // Features first (the loss weighs them, but a wrong masked site would hide in a sum).
     const [maskFeatures, rowFeatures] = [
       viaMask.forward(image, { active: mask, random: stream(7) }),
@@ -97,28 +92,10 @@ describeBackends('backbones: ConvNeXt row path', ({ backend }) => {
     for (let i = 0; i < maskFeatures.length; i++) {
       await expectClose(rowFeatures[i], maskFeatures[i], { relative: 1e-5, label: `features ${i}` });
     }
-    const maskParameters = viaMask.namedParameters();
-    const rowParameters = viaRows.namedParameters();
-    const expected = tf.variableGrads(
-      weighted(viaMask),
-      maskParameters.map((entry) => entry.variable),
+    await expectRowGradientsMatchMasked(viaMask, viaRows, (model, onRows) =>
+      model.forward(image, { active: mask, rows: onRows ? sites : undefined, random: stream(7) }),
     );
-    const actual = tf.variableGrads(
-      weighted(viaRows, sites),
-      rowParameters.map((entry) => entry.variable),
-    );
-    await expectClose(actual.value, expected.value, { relative: 1e-5, label: 'loss' });
-    expect(rowParameters.map((entry) => entry.name)).toEqual(maskParameters.map((entry) => entry.name));
-    for (let i = 0; i < maskParameters.length; i++) {
-      await expectClose(actual.grads[rowParameters[i].variable.name], expected.grads[maskParameters[i].variable.name], {
-        relative: 1e-5,
-        absolute: 1e-7,
-        label: `d/d${rowParameters[i].name}`,
-      });
-    }
-    tf.dispose([maskFeatures, rowFeatures, expected.value, actual.value, image, mask]);
-    tf.dispose(Object.values(expected.grads));
-    tf.dispose(Object.values(actual.grads));
+    tf.dispose([maskFeatures, rowFeatures, image, mask]);
     sites.dispose();
     viaMask.dispose();
     viaRows.dispose();

@@ -47,6 +47,14 @@ function compare(fn: () => tf.Tensor | tf.Tensor[], tolerance?: number): void {
 
 const random = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 'float32', seed);
 
+/** Explicit NHWC padding: rows `top`/`bottom`, columns `left`/`right`. */
+const padHW = (top: number, bottom: number, left: number, right: number): tf.backend_util.ExplicitPadding => [
+  [0, 0],
+  [top, bottom],
+  [left, right],
+  [0, 0],
+];
+
 beforeAll(async () => {
   tf.env().set('IS_TEST', true);
   registerWasmTrainingKernels();
@@ -62,24 +70,14 @@ describe('conv2d gradients on wasm (Conv2DBackpropFilter, Conv2DBackpropInput)',
       x: [2, 9, 7, 4],
       filter: [3, 3, 4, 5],
       stride: 2,
-      pad: [
-        [0, 0],
-        [1, 1],
-        [1, 1],
-        [0, 0],
-      ],
+      pad: padHW(1, 1, 1, 1),
     },
     {
       name: '7x7 stride 2 pad 3 (a stem)',
       x: [1, 12, 10, 3],
       filter: [7, 7, 3, 4],
       stride: 2,
-      pad: [
-        [0, 0],
-        [3, 3],
-        [3, 3],
-        [0, 0],
-      ],
+      pad: padHW(3, 3, 3, 3),
     },
     // Channel counts past one 32-wide tile of the filter transposes, and not multiples of it.
     { name: '3x3 stride 1 same, 35 to 33 channels', x: [1, 4, 3, 35], filter: [3, 3, 35, 33], stride: 1, pad: 'same' },
@@ -88,12 +86,7 @@ describe('conv2d gradients on wasm (Conv2DBackpropFilter, Conv2DBackpropInput)',
       x: [1, 6, 5, 33],
       filter: [4, 4, 33, 34],
       stride: 2,
-      pad: [
-        [0, 0],
-        [1, 1],
-        [1, 1],
-        [0, 0],
-      ],
+      pad: padHW(1, 1, 1, 1),
     },
     { name: '1x1 stride 2 (a downsample shortcut)', x: [2, 8, 8, 4], filter: [1, 1, 4, 6], stride: 2, pad: 'valid' },
     { name: '2x2 stride 2 valid on an odd size', x: [2, 7, 9, 3], filter: [2, 2, 3, 2], stride: 2, pad: 'valid' },
@@ -102,12 +95,7 @@ describe('conv2d gradients on wasm (Conv2DBackpropFilter, Conv2DBackpropInput)',
       x: [1, 6, 5, 2],
       filter: [3, 3, 2, 3],
       stride: 1,
-      pad: [
-        [0, 0],
-        [0, 2],
-        [1, 0],
-        [0, 0],
-      ],
+      pad: padHW(0, 2, 1, 0),
     },
   ];
   for (const { name, x: xShape, filter: filterShape, stride, pad } of cases) {
@@ -131,12 +119,7 @@ describe('conv2d gradients on wasm (Conv2DBackpropFilter, Conv2DBackpropInput)',
       const x = random([2, 5, 4, 6], 4) as tf.Tensor4D;
       const filter = random([4, 4, 3, 6], 5) as tf.Tensor4D;
       const outShape: [number, number, number, number] = [2, 10, 8, 3];
-      const pad: tf.backend_util.ExplicitPadding = [
-        [0, 0],
-        [1, 1],
-        [1, 1],
-        [0, 0],
-      ];
+      const pad = padHW(1, 1, 1, 1);
       const y = tf.conv2dTranspose(x, filter, outShape, 2, pad as never);
       const weights = random(outShape, 6);
       const [dx, dFilter] = tf.grads((a, b) =>
@@ -154,12 +137,7 @@ describe('depthwiseConv2d gradients on wasm (DepthwiseConv2dNativeBackpropInput/
       x: [2, 9, 8, 4],
       filter: [7, 7, 4, 1],
       stride: 1,
-      pad: [
-        [0, 0],
-        [3, 3],
-        [3, 3],
-        [0, 0],
-      ],
+      pad: padHW(3, 3, 3, 3),
     },
     { name: '3x3 same, multiplier 2', x: [2, 6, 5, 3], filter: [3, 3, 3, 2], stride: 1, pad: 'same' },
     { name: '3x3 stride 2 valid', x: [1, 9, 8, 2], filter: [3, 3, 2, 1], stride: 2, pad: 'valid' },
@@ -184,12 +162,7 @@ describe('maxPool gradient on wasm (MaxPoolGrad)', () => {
   it('3x3 stride 2 pad 1 after a ReLU: ties go to the first maximum of each window', () => {
     compare(() => {
       const x = tf.relu(random([2, 9, 8, 3], 21)) as tf.Tensor4D;
-      const pad: tf.backend_util.ExplicitPadding = [
-        [0, 0],
-        [1, 1],
-        [1, 1],
-        [0, 0],
-      ];
+      const pad = padHW(1, 1, 1, 1);
       const weights = random([2, 5, 4, 3], 22);
       return tf.grad((a) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, 3, 2, pad as never), weights)))(x);
     });
