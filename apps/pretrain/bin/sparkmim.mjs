@@ -31,5 +31,8 @@ if (!existsSync(built) || statSync(built).mtimeMs < newestSourceTime()) {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 }
-const { main } = await import(pathToFileURL(built).href);
-process.exitCode = await main(process.argv.slice(2));
+const { main, EXIT_WASM_OUT_OF_MEMORY } = await import(pathToFileURL(built).href);
+const code = await main(process.argv.slice(2));
+// After wasm ran out of memory its heap is unusable: exit before anything else calls into it (and aborts).
+if (code === EXIT_WASM_OUT_OF_MEMORY) process.exit(code);
+process.exitCode = code;

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
 import { BACKEND_NAMES, BackendUnavailableError, setupBackend } from '@sparkmim/runtime';
 import { convertCommand } from './commands/convert';
 import { benchCommand } from './commands/bench';
@@ -9,7 +10,7 @@ import { inspectCommand } from './commands/inspect';
 import { pretrainCommand } from './commands/pretrain';
 import { probeCommand } from './commands/probe';
 import { trainStepsCommand } from './commands/train-steps';
-import { UsageError } from './errors';
+import { UsageError, wasmOutOfMemoryMessage } from './errors';
 
 const HELP = `sparkmim: SparK masked image modelling for TensorFlow.js
 
@@ -63,7 +64,13 @@ const FILE_ERROR_CODES = new Set([
   'EMFILE',
 ]);
 
-/** Runs the CLI; returns the exit code (0 ok, 2 a usage or setup error the user can fix). */
+/**
+ * The exit code after the wasm backend ran out of memory. Its heap is then unusable (later calls into it
+ * abort), so bin/sparkmim.mjs ends the process at once on this code rather than letting it unwind.
+ */
+export const EXIT_WASM_OUT_OF_MEMORY = 3;
+
+/** Runs the CLI; returns the exit code (0 ok, 2 a usage or setup error the user can fix, 3 wasm out of memory). */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -98,6 +105,11 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command '${command}': run 'sparkmim --help' for the list`);
     }
   } catch (error) {
+    const outOfMemory = wasmOutOfMemoryMessage(error, activeBackendName(), tf.memory().numBytes);
+    if (outOfMemory) {
+      process.stderr.write(`sparkmim: ${outOfMemory}\n`);
+      return EXIT_WASM_OUT_OF_MEMORY;
+    }
     const code = (error as { code?: string })?.code;
     // What the user can fix (a flag, a file, a full disk): one line and exit code 2. Anything else is a bug
     // of sparkmim and keeps its stack trace.
@@ -111,5 +123,14 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     throw error;
+  }
+}
+
+/** The active tfjs backend's name, or undefined before any was set up. */
+function activeBackendName(): string | undefined {
+  try {
+    return tf.engine().backendName ?? undefined;
+  } catch {
+    return undefined;
   }
 }
