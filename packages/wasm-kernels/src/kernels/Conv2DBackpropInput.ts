@@ -6,6 +6,7 @@
 // its channel axes swapped.
 import * as tf from '@tensorflow/tfjs-core';
 import { assertUndilated, type KernelArgs, type KernelScope, spreadByStride, type WasmBackendLike, withScope } from '../compose';
+import { transposeMatrix } from './Transpose';
 
 // A stride-1, undilated, unpadded NHWC forward convolution: every input gradient here becomes one.
 const VALID_CONV_ATTRS = {
@@ -118,9 +119,6 @@ function reversedTaps(kernel: number): number[] {
   return Array.from({ length: kernel }, (_, t) => kernel - 1 - t);
 }
 
-/** Edge of the square tiles {@link swappedTaps} transposes each tap's channel matrix in. */
-const TILE = 32;
-
 /**
  * A filter `[rowTaps.length, colTaps.length, outC, inC]` whose tap `(t, u)` is `filter[rowTaps[t],
  * colTaps[u]]` (`[inC, outC]`) with its channel axes swapped, or zeros where either index is -1: the flipped
@@ -144,17 +142,7 @@ function swappedTaps(scope: KernelScope, filter: tf.TensorInfo, rowTaps: number[
         target.fill(0, to, to + tapSize);
         continue;
       }
-      const from = (rowTaps[t] * kernelW + colTaps[u]) * tapSize;
-      for (let c0 = 0; c0 < inC; c0 += TILE) {
-        const c1 = Math.min(inC, c0 + TILE);
-        for (let o0 = 0; o0 < outC; o0 += TILE) {
-          const o1 = Math.min(outC, o0 + TILE);
-          for (let c = c0; c < c1; c++) {
-            const row = from + c * outC;
-            for (let o = o0; o < o1; o++) target[to + o * inC + c] = source[row + o];
-          }
-        }
-      }
+      transposeMatrix(source, (rowTaps[t] * kernelW + colTaps[u]) * tapSize, target, to, inC, outC);
     }
   }
   return out;

@@ -49,6 +49,30 @@ export function asBlockSwap(shape: readonly number[], perm: readonly number[]): 
   return undefined;
 }
 
+/**
+ * The `rows x columns` matrix at `source[sourceOffset]` (row-major) written transposed at
+ * `target[targetOffset]`, in square tiles.
+ */
+export function transposeMatrix(
+  source: tf.backend_util.TypedArray,
+  sourceOffset: number,
+  target: tf.backend_util.TypedArray,
+  targetOffset: number,
+  rows: number,
+  columns: number,
+): void {
+  for (let r0 = 0; r0 < rows; r0 += TILE) {
+    const r1 = Math.min(rows, r0 + TILE);
+    for (let c0 = 0; c0 < columns; c0 += TILE) {
+      const c1 = Math.min(columns, c0 + TILE);
+      for (let r = r0; r < r1; r++) {
+        const from = sourceOffset + r * columns;
+        for (let c = c0; c < c1; c++) target[targetOffset + c * rows + r] = source[from + c];
+      }
+    }
+  }
+}
+
 function transpose(args: KernelArgs): tf.TensorInfo {
   const { x } = args.inputs as Record<string, tf.TensorInfo>;
   const { perm } = args.attrs as unknown as tf.TransposeAttrs;
@@ -66,19 +90,7 @@ function transpose(args: KernelArgs): tf.TensorInfo {
   const [batch, rows, columns, run] = swap;
   const plane = rows * columns * run;
   if (run === 1) {
-    for (let b = 0; b < batch; b++) {
-      const offset = b * plane;
-      for (let r0 = 0; r0 < rows; r0 += TILE) {
-        const r1 = Math.min(rows, r0 + TILE);
-        for (let c0 = 0; c0 < columns; c0 += TILE) {
-          const c1 = Math.min(columns, c0 + TILE);
-          for (let r = r0; r < r1; r++) {
-            const from = offset + r * columns;
-            for (let c = c0; c < c1; c++) target[offset + c * rows + r] = source[from + c];
-          }
-        }
-      }
-    }
+    for (let b = 0; b < batch; b++) transposeMatrix(source, b * plane, target, b * plane, rows, columns);
     return out;
   }
   // Runs of 16 values and more move with copyWithin over one view of the heap (4-byte words), as GatherV2's.
