@@ -105,9 +105,7 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command '${command}': run 'sparkmim --help' for the list`);
     }
   } catch (error) {
-    // tf.memory() needs a backend: asked only when wasm is the one running.
-    const backend = activeBackendName();
-    const outOfMemory = backend === 'wasm' ? wasmOutOfMemoryMessage(error, backend, tf.memory().numBytes) : undefined;
+    const outOfMemory = wasmOutOfMemoryMessage(error, activeBackendName(), () => tf.memory().numBytes);
     if (outOfMemory) {
       process.stderr.write(`sparkmim: ${outOfMemory}\n`);
       return EXIT_WASM_OUT_OF_MEMORY;

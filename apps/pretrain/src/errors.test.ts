@@ -1,7 +1,7 @@
 import { WASM_HEAP_LIMIT_BYTES, wasmOutOfMemoryMessage } from './errors';
 
 describe('wasm out of memory, said as such', () => {
-  const held = 0.975 * WASM_HEAP_LIMIT_BYTES;
+  const held = () => 0.975 * WASM_HEAP_LIMIT_BYTES;
 
   it('explains the two ways tfjs-backend-wasm fails when its heap is full (one thread, several threads)', () => {
     const oneThread = wasmOutOfMemoryMessage(new WebAssembly.RuntimeError('memory access out of bounds'), 'wasm', held);

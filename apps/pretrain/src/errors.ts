@@ -13,17 +13,17 @@ export const WASM_HEAP_LIMIT_BYTES = 4 * 1024 ** 3;
  * (`RuntimeError: Aborted()`). Both were reproduced by allocating past 4 GB; a SparK step meets them when
  * the batch, input size or decoder width is too large for the heap.
  *
- * @param backend the active tfjs backend's name
- * @param bytesHeld tf.memory().numBytes when it failed
+ * @param backend the active tfjs backend's name (undefined before any was set up)
+ * @param bytesHeld tf.memory().numBytes, asked only for a wasm failure (tf.memory() needs a backend)
  *
  * @example
- * const line = wasmOutOfMemoryMessage(error, tf.getBackend(), tf.memory().numBytes);
+ * const line = wasmOutOfMemoryMessage(error, tf.engine().backendName, () => tf.memory().numBytes);
  * if (line) process.stderr.write(`sparkmim: ${line}\n`);
  */
-export function wasmOutOfMemoryMessage(error: unknown, backend: string | undefined, bytesHeld: number): string | undefined {
+export function wasmOutOfMemoryMessage(error: unknown, backend: string | undefined, bytesHeld: () => number): string | undefined {
   if (backend !== 'wasm' || !(error instanceof WebAssembly.RuntimeError)) return undefined;
   if (!/memory access out of bounds|Aborted\(|OOM|Cannot enlarge memory/.test(error.message)) return undefined;
-  const held = (bytesHeld / 1024 ** 3).toFixed(2);
+  const held = (bytesHeld() / 1024 ** 3).toFixed(2);
   return (
     `the wasm backend ran out of memory (${error.message.split('.')[0]}; tensors held ${held} GB, the heap holds at most 4 GB): ` +
     'lower --batch-size, --input-size or --decoder-width (ResNet-18 at 224 with decoder 768 fits batch 8), or train on a GPU backend'
